@@ -1,0 +1,52 @@
+# Two commands matter: `make course` runs every notebook on the generated sample data,
+# `make test` installs everything and runs the whole test suite (CI runs exactly this).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help install course test test-unit test-notebooks lint lab bench clean
+
+help:
+	@echo "make course   run every notebook on the generated sample (executed copies + HTML in build/)"
+	@echo "make test     install into .venv and run the unit tests and the notebooks (nbval)"
+	@echo "make lab      open the notebooks in JupyterLab"
+	@echo "make bench    run the benchmarks in benchmarks/"
+	@echo "make lint     ruff over the package, tests, benchmarks and notebooks"
+	@echo "make clean    remove the virtual environment, generated data, runs and build output"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lc_utils)" >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+course: $(STAMP)
+	$(BIN)/python -m lc_utils.course
+
+test: $(STAMP) lint test-unit test-notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check lc_utils tests benchmarks notebooks
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+test-notebooks: $(STAMP)
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+		LC_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks; \
+	else echo "no notebooks yet"; fi
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build runs data/sample .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

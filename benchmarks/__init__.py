@@ -1,0 +1,1 @@
+"""Benchmarks: each prints one JSON record and a one-line summary with ratios measured in the same run."""

@@ -1,0 +1,78 @@
+"""Run the whole course: ``python -m lc_utils.course`` (what ``make course`` calls).
+
+Generates the sample data, then executes every numbered notebook in order (04 trains the
+checkpoint that 05 tests), writing executed copies and HTML pages to ``build/``. Without a GPU
+it switches fast mode on by itself (unless ``LC_FAST`` is set either way) and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .settings import PROJECT_ROOT, fast_mode
+from .synthetic import ensure_sample_dataset
+
+SAMPLE_SIZES = {"fast": {"n_images": 24, "size": 256}, "full": {"n_images": 120, "size": 512}}
+"""Sample dataset sizes the notebooks use by default, in fast and full mode."""
+
+
+def sample_dataset_params() -> dict[str, int]:
+    """Size of the generated sample in the current mode."""
+    return SAMPLE_SIZES["fast" if fast_mode() else "full"]
+
+
+def run_notebook(path: Path, out_dir: Path, timeout: int = 1800) -> float:
+    """Execute one notebook in its own folder; write the executed copy and HTML; return seconds."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import ExecutePreprocessor
+
+    notebook = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    ExecutePreprocessor(timeout=timeout, kernel_name="python3").preprocess(
+        notebook, {"metadata": {"path": str(path.parent)}})
+    seconds = time.perf_counter() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, out_dir / path.name)
+    html, _ = HTMLExporter().from_notebook_node(notebook)
+    (out_dir / path.with_suffix(".html").name).write_text(html, encoding="utf-8")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", help="notebooks to run (default: all, in order)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build")
+    args = parser.parse_args(argv)
+
+    if "LC_FAST" not in os.environ and not torch.cuda.is_available():
+        os.environ["LC_FAST"] = "1"
+        print("No GPU found: running the course in fast mode (LC_FAST=1). "
+              "Set LC_FAST=0 to run at full size anyway.")
+    mode = "fast" if fast_mode() else "full"
+    root = ensure_sample_dataset(PROJECT_ROOT / "data" / "sample", **sample_dataset_params())
+    print(f"Sample data ({mode} mode): {root}")
+
+    notebooks = [Path(p) for p in args.notebooks] or sorted(
+        (PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        print("No notebooks found in notebooks/: only the sample data was generated.")
+        return 0
+    total = 0.0
+    for path in notebooks:
+        print(f"Running {path.name} ...", flush=True)
+        seconds = run_notebook(path, args.out)
+        total += seconds
+        print(f"  done in {seconds:.0f} s -> {args.out / path.with_suffix('.html').name}")
+    print(f"Course finished in {total:.0f} s ({mode} mode); executed notebooks in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""Finding image/mask pairs in the layouts people have, the torch datasets and paired transforms.
+
+Layouts understood by :func:`scan_dataset`:
+
+- the Kaggle copy of DeepGlobe: ``metadata.csv`` (columns ``split``, ``sat_image_path``,
+  ``mask_path``) beside ``train/``, ``valid/``, ``test/`` and ``class_dict.csv``;
+- split subfolders (``train/``, ``val/``, ... each holding ``<id>_sat.jpg`` + ``<id>_mask.png``);
+- one flat folder of ``<id>_sat.jpg`` + ``<id>_mask.png``.
+
+A folder in which no image has a mask (the challenge's ``valid/`` and ``test/``) holds images for
+inference only; a folder in which some images have masks and others do not is an error.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
+from .files import read_rgb
+from .masks import OnInvalid, read_mask
+
+IMAGE_SUFFIX = "_sat"
+MASK_SUFFIX = "_mask"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+MASK_EXTENSION = ".png"
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One satellite image, its mask (``None`` for images without ground truth) and its split."""
+
+    image_id: str
+    image: Path
+    mask: Path | None
+    split: str
+
+
+def _image_id(path: Path) -> str | None:
+    stem = path.stem
+    if path.suffix.lower() in IMAGE_EXTENSIONS and stem.endswith(IMAGE_SUFFIX):
+        return stem[: -len(IMAGE_SUFFIX)]
+    return None
+
+
+def _scan_folder(folder: Path, split: str) -> list[Sample]:
+    images = {}
+    masks = {}
+    for path in folder.iterdir():
+        if not path.is_file():
+            continue
+        image_id = _image_id(path)
+        if image_id is not None:
+            if image_id in images:
+                raise ValueError(f"{folder}: two images for id {image_id!r}: "
+                                 f"{images[image_id].name}, {path.name}")
+            images[image_id] = path
+        elif path.stem.endswith(MASK_SUFFIX) and path.suffix.lower() == MASK_EXTENSION:
+            masks[path.stem[: -len(MASK_SUFFIX)]] = path
+    orphan_masks = sorted(set(masks) - set(images))
+    if orphan_masks:
+        raise ValueError(f"{folder}: {len(orphan_masks)} mask(s) without an image, e.g. "
+                         f"{masks[orphan_masks[0]].name}")
+    missing = sorted(set(images) - set(masks))
+    if masks and missing:
+        names = ", ".join(images[i].name for i in missing[:5])
+        raise FileNotFoundError(f"{folder}: {len(missing)} image(s) have no "
+                                f"<id>{MASK_SUFFIX}{MASK_EXTENSION} mask: {names}"
+                                f"{' ...' if len(missing) > 5 else ''}")
+    return [Sample(i, images[i], masks.get(i), split) for i in sorted(images)]
+
+
+def _scan_metadata(root: Path) -> list[Sample]:
+    metadata = root / "metadata.csv"
+    samples = []
+    with metadata.open(newline="") as f:
+        reader = csv.DictReader(f)
+        needed = {"sat_image_path", "mask_path"}
+        if not needed <= set(reader.fieldnames or []):
+            raise ValueError(f"{metadata}: needs columns {sorted(needed)}, has {reader.fieldnames}")
+        for line_no, row in enumerate(reader, start=2):
+            image = root / row["sat_image_path"]
+            mask_text = (row.get("mask_path") or "").strip()
+            mask = root / mask_text if mask_text and mask_text.lower() != "nan" else None
+            for path, what in ((image, "image"), (mask, "mask")):
+                if path is not None and not path.is_file():
+                    raise FileNotFoundError(f"{metadata}:{line_no}: {what} {path} does not exist")
+            image_id = (row.get("image_id") or "").strip() or _image_id(image) or image.stem
+            samples.append(Sample(image_id, image, mask, (row.get("split") or "").strip()))
+    return samples
+
+
+def scan_dataset(root: str | Path) -> list[Sample]:
+    """Every image under ``root`` with its mask (or ``None``) and split, sorted by split then id."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset folder not found")
+    if (root / "metadata.csv").is_file():
+        samples = _scan_metadata(root)
+    else:
+        samples = _scan_folder(root, "")
+        if not samples:
+            for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+                samples += _scan_folder(sub, sub.name)
+    if not samples:
+        raise FileNotFoundError(f"{root}: no <id>{IMAGE_SUFFIX}.jpg images found, neither in the "
+                                "folder, nor in its subfolders, nor in a metadata.csv")
+    return sorted(samples, key=lambda s: (s.split, s.image_id))
+
+
+def find_pairs(root: str | Path, split: str | None = None) -> list[tuple[Path, Path]]:
+    """Sorted (image_path, mask_path) pairs under ``root``, optionally of one split only."""
+    samples = [s for s in scan_dataset(root) if s.mask is not None]
+    if split is not None:
+        splits = sorted({s.split for s in samples})
+        samples = [s for s in samples if s.split == split]
+        if not samples:
+            raise ValueError(f"{root}: no labelled images in split {split!r}; splits: {splits}")
+    if not samples:
+        raise FileNotFoundError(f"{root}: images found, but none has a mask")
+    return sorted((s.image, s.mask) for s in samples)
+
+
+def find_unlabelled_images(root: str | Path, split: str | None = None) -> list[Path]:
+    """Images under ``root`` without a mask (for inference only), optionally of one split."""
+    return sorted(s.image for s in scan_dataset(root)
+                  if s.mask is None and (split is None or s.split == split))
+
+
+def load_schema(root: str | Path) -> ClassSchema:
+    """The palette in ``root/class_dict.csv`` when there is one, else :data:`DEEPGLOBE`."""
+    path = Path(root) / "class_dict.csv"
+    return ClassSchema.from_class_dict_csv(path) if path.is_file() else DEEPGLOBE
+
+
+def image_id_of(path: str | Path) -> str:
+    """``"123"`` for ``.../123_sat.jpg`` (the stem for other names)."""
+    path = Path(path)
+    return _image_id(path) or path.stem
+
+
+def split_items(
+    items: Sequence[Any],
+    fractions: Sequence[float] = (0.8, 0.2),
+    seed: int = 0,
+) -> list[list[Any]]:
+    """Shuffle ``items`` with ``seed`` and cut them into parts of the given fractions.
+
+    Every part gets at least one item when there are enough; the last part takes the rounding.
+    The same items and seed always give the same parts.
+    """
+    if not items:
+        raise ValueError("nothing to split")
+    if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"fractions must be positive and sum to 1, got {tuple(fractions)}")
+    if len(items) < len(fractions):
+        raise ValueError(f"cannot split {len(items)} item(s) into {len(fractions)} parts")
+    order = np.random.default_rng(seed).permutation(len(items))
+    sizes = [max(1, round(f * len(items))) for f in fractions[:-1]]
+    while sum(sizes) > len(items) - 1:
+        sizes[int(np.argmax(sizes))] -= 1
+    bounds = np.cumsum([0, *sizes, len(items) - sum(sizes)])
+    return [[items[i] for i in order[a:b]] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def read_pair(
+    image_path: str | Path,
+    mask_path: str | Path,
+    schema: ClassSchema = DEEPGLOBE,
+    on_invalid: OnInvalid = "unknown",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read an image and its class map, checking that their sizes agree."""
+    image = read_rgb(image_path, what="image")
+    class_map = read_mask(mask_path, schema, on_invalid=on_invalid)
+    if image.shape[:2] != class_map.shape:
+        raise ValueError(f"{mask_path}: mask is {class_map.shape[1]}x{class_map.shape[0]} but "
+                         f"its image {Path(image_path).name} is {image.shape[1]}x{image.shape[0]}")
+    return image, class_map
+
+
+class RandomRotate90(v2.Transform):
+    """Rotate images and masks together by a random multiple of 90 degrees (exact, no resampling)."""
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"k": int(torch.randint(4, ()))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if params["k"] == 0:
+            return inpt
+        return tv_tensors.wrap(torch.rot90(inpt, params["k"], dims=(-2, -1)), like=inpt)
+
+    # torchvision < 0.21 calls the private names.
+    _get_params = make_params
+    _transform = transform
+
+
+def make_transforms(
+    crop_size: int | None = None,
+    *,
+    train: bool = True,
+    flips: bool = True,
+    rotate90: bool = True,
+    color_jitter: float = 0.0,
+) -> v2.Transform:
+    """Paired transforms for a (``tv_tensors.Image``, ``tv_tensors.Mask``) sample.
+
+    Training: random crop (padding with label 255 where the image is smaller), horizontal and
+    vertical flips, 90-degree rotations, optional colour jitter on the image only. Evaluation
+    (``train=False``): a centre crop, or nothing without ``crop_size``. Geometric transforms only
+    move pixels, so a sparse label map keeps every labelled point.
+    """
+    steps: list[v2.Transform] = []
+    fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+    if crop_size is not None:
+        steps.append(v2.RandomCrop(crop_size, pad_if_needed=True, fill=fill) if train
+                     else v2.CenterCrop(crop_size))
+    if train and flips:
+        steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+    if train and rotate90:
+        steps.append(RandomRotate90())
+    if train and color_jitter > 0:
+        j = color_jitter
+        steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j, hue=min(j / 4, 0.5)))
+    return v2.Compose(steps) if steps else v2.Identity()
+
+
+def normalize_image(image: torch.Tensor) -> torch.Tensor:
+    """uint8 (…, 3, H, W) to float32 normalised with the ImageNet statistics the backbones expect."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
+    return (image.float() / 255.0 - mean) / std
+
+
+def denormalize_image(image: torch.Tensor) -> np.ndarray:
+    """Inverse of :func:`normalize_image` for one (3, H, W) tensor, as (H, W, 3) uint8 for plots."""
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    rgb = (image.detach().cpu().float() * std + mean).clamp(0, 1) * 255
+    return rgb.round().byte().permute(1, 2, 0).numpy()
+
+
+class SegmentationDataset(Dataset):
+    """Base for datasets that yield (normalised image tensor, label map tensor) pairs.
+
+    Subclasses provide :meth:`label_map` (an (H, W) uint8 array for item ``index``); images are
+    read and checked here, and the same ``transform`` moves image and labels together.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[str | Path, str | Path]],
+        schema: ClassSchema = DEEPGLOBE,
+        transform: Callable | None = None,
+        on_invalid: OnInvalid = "unknown",
+    ) -> None:
+        if not pairs:
+            raise ValueError("a dataset needs at least one (image, mask) pair")
+        self.pairs = [(Path(i), Path(m)) for i, m in pairs]
+        self.schema = schema
+        self.transform = transform
+        self.on_invalid = on_invalid
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def image_ids(self) -> list[str]:
+        return [image_id_of(image) for image, _ in self.pairs]
+
+    def read_class_map(self, index: int) -> np.ndarray:
+        """The dense ground-truth class map of item ``index``."""
+        return read_mask(self.pairs[index][1], self.schema, on_invalid=self.on_invalid)
+
+    def label_map(self, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_path, mask_path = self.pairs[index]
+        image = read_rgb(image_path, what="image")
+        labels = self.label_map(index)
+        if image.shape[:2] != labels.shape:
+            raise ValueError(f"{mask_path}: labels are {labels.shape[1]}x{labels.shape[0]} but "
+                             f"image {image_path.name} is {image.shape[1]}x{image.shape[0]}")
+        image_tv = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
+        labels_tv = tv_tensors.Mask(torch.from_numpy(labels))
+        if self.transform is not None:
+            image_tv, labels_tv = self.transform(image_tv, labels_tv)
+        return normalize_image(image_tv.as_subclass(torch.Tensor)), labels_tv.as_subclass(
+            torch.Tensor).long()
+
+
+class DenseLandCoverDataset(SegmentationDataset):
+    """Images with their full (dense) class maps decoded from the RGB masks."""
+
+    def label_map(self, index: int) -> np.ndarray:
+        return self.read_class_map(index)
