@@ -15,16 +15,8 @@ from pathlib import Path
 
 import torch
 
+from .datasets import prepare_data
 from .settings import PROJECT_ROOT, fast_mode
-from .synthetic import ensure_sample_dataset
-
-SAMPLE_SIZES = {"fast": {"n_images": 24, "size": 256}, "full": {"n_images": 120, "size": 512}}
-"""Sample dataset sizes the notebooks use by default, in fast and full mode."""
-
-
-def sample_dataset_params() -> dict[str, int]:
-    """Size of the generated sample in the current mode."""
-    return SAMPLE_SIZES["fast" if fast_mode() else "full"]
 
 
 def run_notebook(path: Path, out_dir: Path, timeout: int = 1800) -> float:
@@ -56,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print("No GPU found: running the course in fast mode (LC_FAST=1). "
               "Set LC_FAST=0 to run at full size anyway.")
     mode = "fast" if fast_mode() else "full"
-    root = ensure_sample_dataset(PROJECT_ROOT / "data" / "sample", **sample_dataset_params())
-    print(f"Sample data ({mode} mode): {root}")
+    print(f"Data ({mode} mode): {prepare_data()}")
 
     notebooks = [Path(p) for p in args.notebooks] or sorted(
         (PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -14,25 +14,30 @@ inference only; a folder in which some images have masks and others do not is an
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
-from .files import read_rgb
+from .files import IMAGE_SUFFIX, MASK_EXTENSION, MASK_SUFFIX, image_id_of, read_rgb
+from .files import image_id_or_none as _image_id
 from .masks import OnInvalid, read_mask
+from .settings import fast_mode, sample_dir
+from .sparse import PointAnnotation, points_to_label_map
+from .synthetic import SAMPLE_SIZES, ensure_sample_dataset
 
-IMAGE_SUFFIX = "_sat"
-MASK_SUFFIX = "_mask"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
-MASK_EXTENSION = ".png"
+SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
+"""Train / validation / test shares of :func:`split_pairs`, shared by every notebook."""
+
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,13 +51,6 @@ class Sample:
     image: Path
     mask: Path | None
     split: str
-
-
-def _image_id(path: Path) -> str | None:
-    stem = path.stem
-    if path.suffix.lower() in IMAGE_EXTENSIONS and stem.endswith(IMAGE_SUFFIX):
-        return stem[: -len(IMAGE_SUFFIX)]
-    return None
 
 
 def _scan_folder(folder: Path, split: str) -> list[Sample]:
@@ -139,16 +137,71 @@ def find_unlabelled_images(root: str | Path, split: str | None = None) -> list[P
                   if s.mask is None and (split is None or s.split == split))
 
 
+def prepare_data(data_dir: str | Path | None = None) -> Path:
+    """The dataset folder to use: ``data_dir``, else ``$DATA_DIR``, else the generated sample.
+
+    The sample (``data/sample/``) is generated on first use, sized for the current mode
+    (:data:`lc_utils.synthetic.SAMPLE_SIZES`), and reused afterwards.
+    """
+    chosen = data_dir or os.environ.get("DATA_DIR")
+    if chosen:
+        root = Path(chosen).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: DATA_DIR is not a folder")
+        return root
+    return ensure_sample_dataset(sample_dir(), **SAMPLE_SIZES["fast" if fast_mode() else "full"])
+
+
+def split_pairs(pairs: Sequence[tuple[Path, Path]], seed: int = 0,
+                fractions: Sequence[float] = SPLIT_FRACTIONS) -> dict[str, list[tuple[Path, Path]]]:
+    """``{"train", "val", "test"}`` lists of pairs: the seeded split all the notebooks share."""
+    return dict(zip(("train", "val", "test"), split_items(list(pairs), fractions, seed)))
+
+
+def class_statistics(pairs: Sequence[tuple[Path, Path]], schema: ClassSchema = DEEPGLOBE,
+                     on_invalid: OnInvalid = "unknown") -> pd.DataFrame:
+    """Per class: pixel count and share, and how many images (and what share) contain it."""
+    pixels = np.zeros(schema.num_classes, dtype=np.int64)
+    images = np.zeros(schema.num_classes, dtype=np.int64)
+    for _, mask in pairs:
+        class_map = read_mask(mask, schema, on_invalid=on_invalid)
+        counts = np.bincount(class_map.ravel(), minlength=256)[: schema.num_classes]
+        pixels += counts
+        images += counts > 0
+    return pd.DataFrame({"pixels": pixels, "pixel_share": pixels / max(1, pixels.sum()),
+                         "images": images, "image_share": images / max(1, len(pairs))},
+                        index=pd.Index(schema.names, name="class"))
+
+
+def channel_statistics(pairs: Sequence[tuple[Path, Path]], schema: ClassSchema = DEEPGLOBE,
+                       on_invalid: OnInvalid = "unknown") -> pd.DataFrame:
+    """Mean and standard deviation of each RGB channel, over all pixels and per class."""
+    sums = np.zeros((schema.num_classes, 3))
+    squares = np.zeros((schema.num_classes, 3))
+    counts = np.zeros(schema.num_classes)
+    for image_path, mask_path in pairs:
+        image, class_map = read_pair(image_path, mask_path, schema, on_invalid)
+        flat, labels = image.reshape(-1, 3).astype(np.float64), class_map.ravel()
+        for k in np.unique(labels[labels < schema.num_classes]):
+            values = flat[labels == k]
+            sums[k] += values.sum(0)
+            squares[k] += (values ** 2).sum(0)
+            counts[k] += len(values)
+    rows = {"all pixels": (sums.sum(0), squares.sum(0), counts.sum())}
+    rows.update({name: (sums[k], squares[k], counts[k]) for k, name in enumerate(schema.names)})
+    records = {}
+    for name, (s, q, n) in rows.items():
+        mean = s / n if n else np.full(3, np.nan)
+        std = np.sqrt(np.maximum(q / n - mean ** 2, 0)) if n else np.full(3, np.nan)
+        records[name] = {"mean R": mean[0], "mean G": mean[1], "mean B": mean[2],
+                         "std R": std[0], "std G": std[1], "std B": std[2]}
+    return pd.DataFrame.from_dict(records, orient="index").round(1)
+
+
 def load_schema(root: str | Path) -> ClassSchema:
     """The palette in ``root/class_dict.csv`` when there is one, else :data:`DEEPGLOBE`."""
     path = Path(root) / "class_dict.csv"
     return ClassSchema.from_class_dict_csv(path) if path.is_file() else DEEPGLOBE
-
-
-def image_id_of(path: str | Path) -> str:
-    """``"123"`` for ``.../123_sat.jpg`` (the stem for other names)."""
-    path = Path(path)
-    return _image_id(path) or path.stem
 
 
 def split_items(
@@ -268,6 +321,7 @@ class SegmentationDataset(Dataset):
         if not pairs:
             raise ValueError("a dataset needs at least one (image, mask) pair")
         self.pairs = [(Path(i), Path(m)) for i, m in pairs]
+        self.image_ids = [image_id_of(image) for image, _ in self.pairs]
         self.schema = schema
         self.transform = transform
         self.on_invalid = on_invalid
@@ -275,21 +329,18 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    @property
-    def image_ids(self) -> list[str]:
-        return [image_id_of(image) for image, _ in self.pairs]
-
     def read_class_map(self, index: int) -> np.ndarray:
         """The dense ground-truth class map of item ``index``."""
         return read_mask(self.pairs[index][1], self.schema, on_invalid=self.on_invalid)
 
-    def label_map(self, index: int) -> np.ndarray:
+    def label_map(self, index: int, shape: tuple[int, int]) -> np.ndarray:
+        """The (H, W) uint8 labels of item ``index`` whose image has ``shape``."""
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, mask_path = self.pairs[index]
         image = read_rgb(image_path, what="image")
-        labels = self.label_map(index)
+        labels = self.label_map(index, image.shape[:2])
         if image.shape[:2] != labels.shape:
             raise ValueError(f"{mask_path}: labels are {labels.shape[1]}x{labels.shape[0]} but "
                              f"image {image_path.name} is {image.shape[1]}x{image.shape[0]}")
@@ -304,5 +355,36 @@ class SegmentationDataset(Dataset):
 class DenseLandCoverDataset(SegmentationDataset):
     """Images with their full (dense) class maps decoded from the RGB masks."""
 
-    def label_map(self, index: int) -> np.ndarray:
+    def label_map(self, index: int, shape: tuple[int, int]) -> np.ndarray:
         return self.read_class_map(index)
+
+
+class SparseLandCoverDataset(SegmentationDataset):
+    """Images with fixed sparse point labels: 255 everywhere but the annotated points.
+
+    The points come from ``annotations`` (image id -> :class:`PointAnnotation`, made once and
+    saved, see :func:`lc_utils.sparse.ensure_annotations`), never redrawn. The paired transforms
+    crop, flip and rotate the label map with the image, which moves the points with their pixels;
+    nothing is resized, so no point is lost or duplicated.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[str | Path, str | Path]],
+        annotations: dict[str, PointAnnotation],
+        schema: ClassSchema = DEEPGLOBE,
+        transform: Callable | None = None,
+    ) -> None:
+        super().__init__(pairs, schema, transform)
+        if len(set(self.image_ids)) != len(self.image_ids):
+            raise ValueError("image ids repeat across the pairs; annotations are keyed by id")
+        missing = [i for i in self.image_ids if i not in annotations]
+        if missing:
+            raise ValueError(f"{len(missing)} image(s) have no annotation, e.g. {missing[:3]}; "
+                             "make annotations for this dataset first")
+        self.annotations = {i: annotations[i] for i in self.image_ids}
+
+    def label_map(self, index: int, shape: tuple[int, int]) -> np.ndarray:
+        image_id = self.image_ids[index]
+        self.annotations[image_id].check_bounds(shape, f"annotation of image {image_id!r}")
+        return points_to_label_map(self.annotations[image_id], shape)

@@ -7,6 +7,25 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+IMAGE_SUFFIX = "_sat"
+MASK_SUFFIX = "_mask"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+MASK_EXTENSION = ".png"
+
+
+def image_id_or_none(path: Path) -> str | None:
+    """``"123"`` for ``123_sat.jpg``; ``None`` for a name that is not a satellite image's."""
+    stem = path.stem
+    if path.suffix.lower() in IMAGE_EXTENSIONS and stem.endswith(IMAGE_SUFFIX):
+        return stem[: -len(IMAGE_SUFFIX)]
+    return None
+
+
+def image_id_of(path: str | Path) -> str:
+    """``"123"`` for ``.../123_sat.jpg`` (the file's stem for other names)."""
+    path = Path(path)
+    return image_id_or_none(path) or path.stem
+
 
 def read_rgb(path: str | Path, what: str = "image") -> np.ndarray:
     """Read an 8-bit RGB file into an (H, W, 3) uint8 array.

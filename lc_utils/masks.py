@@ -85,11 +85,13 @@ def rgb_to_class(
     *,
     on_invalid: OnInvalid = "unknown",
     source: str = "mask",
+    threshold: bool = True,
 ) -> np.ndarray:
     """Decode an (H, W, 3) uint8 RGB mask into an (H, W) uint8 class map.
 
     With a palette of 0/255 values (DeepGlobe's) each channel is binarised at 128 first, as the
-    challenge instructs; other palettes are matched exactly. Colours that still match no class
+    challenge instructs (``threshold=False`` matches exact colours instead, to show what that
+    gets wrong); other palettes are always matched exactly. Colours that still match no class
     follow ``on_invalid``:
 
     - ``"raise"``: :class:`InvalidMaskError` giving the pixel count and the colours;
@@ -101,7 +103,8 @@ def rgb_to_class(
     if on_invalid not in ON_INVALID_POLICIES:
         raise ValueError(f"on_invalid must be one of {ON_INVALID_POLICIES}, got {on_invalid!r}")
     rgb = as_rgb_uint8(mask, source)
-    if _is_binary_palette(schema):
+    binarise = threshold and _is_binary_palette(schema)
+    if binarise:
         bits = (rgb >> 7).astype(np.uint8)
         codes = bits[..., 0] << 2 | bits[..., 1] << 1 | bits[..., 2]
         classes = _binary_lookup(schema)[codes]
@@ -118,12 +121,12 @@ def rgb_to_class(
         classes = order[position].astype(np.int16)
 
     if invalid.any():
-        seen = (rgb[invalid] >> 7) * 255 if _is_binary_palette(schema) else rgb[invalid]
+        seen = (rgb[invalid] >> 7) * 255 if binarise else rgb[invalid]
         colors, counts = np.unique(seen, axis=0, return_counts=True)
         count = int(invalid.sum())
         what = (
             f"{source}: {count} pixel(s) of {invalid.size} have colours outside the palette"
-            f"{' after thresholding at 128' if _is_binary_palette(schema) else ''}: "
+            f"{' after thresholding at 128' if binarise else ''}: "
             f"{_describe_colors(colors, counts)}"
         )
         if on_invalid == "raise":
@@ -171,6 +174,15 @@ def read_mask(
     """Read an RGB mask file and decode it with :func:`rgb_to_class`; errors name the file."""
     return rgb_to_class(read_rgb(path, what="mask"), schema, on_invalid=on_invalid,
                         source=str(path))
+
+
+def off_palette_pixels(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, *,
+                       threshold: bool = True) -> int:
+    """How many pixels of an RGB mask match no class (with or without the 128 threshold)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OffPaletteWarning)
+        decoded = rgb_to_class(mask, schema, on_invalid="ignore", threshold=threshold)
+    return int((decoded == IGNORE_INDEX).sum())
 
 
 def class_frequencies(class_maps: Sequence[np.ndarray], num_classes: int) -> np.ndarray:

@@ -16,6 +16,14 @@ T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The repository root (where ``data/`` and ``runs/`` live) for an editable install."""
 
+REPO_URL = "https://github.com/landcover-course/sparse-label-segmentation"
+"""Where the course lives; the Colab cell of every notebook and the README use this same URL."""
+
+
+def _workspace() -> Path:
+    """The checkout when lc_utils runs from one, else the current folder."""
+    return PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else Path.cwd()
+
 
 def fast_mode() -> bool:
     """True when ``LC_FAST`` is set to 1/true/yes: every notebook shrinks its parameters."""
@@ -57,7 +65,39 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def data_dir(default: str | Path | None = None) -> Path:
-    """Where the data lives: ``$DATA_DIR`` when set, else ``default`` (the generated sample)."""
-    chosen = os.environ.get("DATA_DIR") or default or PROJECT_ROOT / "data" / "sample"
-    return Path(chosen).expanduser()
+def sample_dir() -> Path:
+    """Where the generated sample dataset is written (``data/sample/``, ignored by git)."""
+    return _workspace() / "data" / "sample"
+
+
+def runs_dir(folder: str | Path | None = None) -> Path:
+    """Where checkpoints, annotations and results go: ``folder`` if given, else ``runs/``.
+
+    On Colab a ``folder`` under ``/content/drive`` mounts Google Drive first, so that runs
+    outlive the virtual machine; by default nothing is mounted.
+    """
+    path = Path(folder).expanduser() if folder else _workspace() / "runs"
+    if str(path).startswith("/content/drive") and not Path("/content/drive/MyDrive").exists():
+        from google.colab import drive  # type: ignore[import-not-found]
+
+        drive.mount("/content/drive")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def describe_device() -> str:
+    """One line on the device training will use, with how to get a GPU where there is none."""
+    device = default_device()
+    if device.type == "cuda":
+        return f"Using the GPU: {torch.cuda.get_device_name(0)}"
+    if device.type == "mps":
+        return "Using Apple's GPU (MPS)"
+    hint = (" On Colab: Runtime > Change runtime type > GPU, then run the notebook again."
+            if _on_colab() else "")
+    return f"No GPU found: training runs on the CPU ({torch.get_num_threads()} threads), slowly.{hint}"
+
+
+def _on_colab() -> bool:
+    import sys
+
+    return "google.colab" in sys.modules

@@ -33,6 +33,9 @@ URBAN, AGRICULTURE, RANGELAND, FOREST, WATER, BARREN, UNKNOWN = range(7)
 CLASS_SHARES = np.array([0.10, 0.55, 0.10, 0.11, 0.04, 0.09, 0.01])
 """Expected share of pixels per class over the generated dataset, in DeepGlobe order."""
 
+SAMPLE_SIZES = {"fast": {"n_images": 24, "size": 256}, "full": {"n_images": 120, "size": 512}}
+"""Size of the sample the notebooks use: fast mode (CI, a laptop CPU) and full mode (a GPU)."""
+
 SAMPLE_SPLIT = "train"
 _PARAMS_FILE = "sample.json"
 _GENERATOR_VERSION = 1

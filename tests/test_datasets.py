@@ -220,3 +220,48 @@ def test_real_full_tiles_are_found(real_full: Path) -> None:
 def test_real_root_with_both_folders(real_root: Path) -> None:
     splits = {s.split for s in scan_dataset(real_root)}
     assert splits == {"full_2448", "tiles_512"}
+
+
+def test_prepare_data_prefers_the_given_folder_then_data_dir(tmp_path: Path, monkeypatch) -> None:
+    from lc_utils.datasets import prepare_data
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    assert prepare_data() == tmp_path
+    assert prepare_data(tmp_path / ".") == tmp_path / "."
+    with pytest.raises(FileNotFoundError, match="DATA_DIR is not a folder"):
+        prepare_data(tmp_path / "missing")
+
+
+def test_prepare_data_generates_the_sample_in_fast_mode(tmp_path: Path, monkeypatch) -> None:
+    from lc_utils import datasets
+
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    monkeypatch.setenv("LC_FAST", "1")
+    monkeypatch.setattr(datasets, "sample_dir", lambda: tmp_path / "sample")
+    monkeypatch.setattr(datasets, "SAMPLE_SIZES", {"fast": {"n_images": 3, "size": 48}, "full": {}})
+    root = datasets.prepare_data()
+    assert root == tmp_path / "sample" and len(find_pairs(root)) == 3
+
+
+def test_split_pairs_is_shared_and_seeded(sample_root: Path) -> None:
+    from lc_utils.datasets import split_pairs
+
+    pairs = find_pairs(sample_root)
+    split = split_pairs(pairs, seed=0)
+    assert [len(split[k]) for k in ("train", "val", "test")] == [6, 1, 1]
+    assert split == split_pairs(pairs, seed=0)
+
+
+def test_class_and_channel_statistics(sample_root: Path) -> None:
+    from lc_utils.datasets import channel_statistics, class_statistics
+
+    pairs = find_pairs(sample_root)
+    classes = class_statistics(pairs)
+    assert list(classes.index) == list(DEEPGLOBE.names)
+    assert classes["pixels"].sum() == 8 * 96 * 96
+    assert classes["pixel_share"].sum() == pytest.approx(1)
+    assert classes.loc["agriculture", "images"] <= 8 and classes["image_share"].max() <= 1
+    channels = channel_statistics(pairs)
+    assert channels.loc["all pixels"].notna().all()
+    forest, barren = channels.loc["forest"], channels.loc["barren"]
+    assert forest[["mean R", "mean G", "mean B"]].sum() < barren[["mean R", "mean G", "mean B"]].sum()

@@ -203,3 +203,12 @@ def test_real_full_masks_agree_with_naive_decoding(real_full: Path) -> None:
 def test_class_frequencies_skip_unlabelled() -> None:
     maps = [np.array([[0, 1, 255]], np.uint8), np.array([[1, 6]], np.uint8)]
     assert class_frequencies(maps, 7).tolist() == [1, 2, 0, 0, 0, 0, 1]
+
+
+def test_exact_matching_misses_what_the_threshold_decodes(sample_root: Path) -> None:
+    from lc_utils.datasets import find_pairs
+    from lc_utils.masks import off_palette_pixels
+
+    raw = np.asarray(Image.open(find_pairs(sample_root)[0][1]))
+    assert off_palette_pixels(raw, threshold=False) > 0
+    assert off_palette_pixels(raw) == 0

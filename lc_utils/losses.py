@@ -1,0 +1,66 @@
+"""The partial cross-entropy: cross-entropy averaged over labelled pixels only."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .classes import IGNORE_INDEX
+
+
+class PartialCrossEntropyLoss(nn.Module):
+    """Cross-entropy over the labelled pixels of a sparse label map, ignoring the rest.
+
+    ``loss = sum_{labelled i} w_{y_i} * CE(logits_i, y_i) / sum_{labelled i} w_{y_i}``
+
+    with ``w`` the optional class ``weight`` (all ones by default), so the mean is over labelled
+    pixels, not over all pixels: dividing by every pixel would shrink the loss (and the gradients)
+    by the labelled fraction, e.g. 1,000x at 0.1% labels. A batch without any labelled pixel gives
+    a zero loss that is still connected to the logits (``backward`` works, gradients are zero),
+    never NaN. Unlabelled pixels (``ignore_index``) get exactly zero gradient.
+    """
+
+    def __init__(
+        self,
+        ignore_index: int = IGNORE_INDEX,
+        weight: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``logits`` (N, C, H, W), ``target`` (N, H, W) class indices with ``ignore_index`` elsewhere."""
+        if logits.ndim != target.ndim + 1 or logits.shape[2:] != target.shape[1:]:
+            raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match")
+        target = target.long()
+        labelled = target != self.ignore_index
+        num_classes = logits.shape[1]
+        bad = labelled & ((target < 0) | (target >= num_classes))
+        if bad.any():
+            raise ValueError(f"target holds labels outside 0..{num_classes - 1} and "
+                             f"{self.ignore_index}: {torch.unique(target[bad]).tolist()[:10]}")
+        per_pixel = F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
+                                    reduction="none", label_smoothing=self.label_smoothing)
+        if self.weight is None:
+            denominator = labelled.sum()
+        else:
+            denominator = self.weight.to(logits.dtype)[target[labelled]].sum()
+        # sum() keeps the graph even when nothing is labelled; clamp avoids 0/0.
+        return per_pixel.sum() / denominator.clamp_min(1e-12 if self.weight is not None else 1)
+
+
+def class_weights_from_counts(counts: torch.Tensor, power: float = 0.5) -> torch.Tensor:
+    """Inverse-frequency class weights ``(total / count) ** power``, normalised to mean 1.
+
+    Classes never seen get weight 0. ``power=0.5`` (the square root) softens the extremes.
+    """
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    weights = torch.where(counts > 0, (counts.sum() / counts.clamp_min(1)) ** power, 0.0)
+    seen = counts > 0
+    weights[seen] /= weights[seen].mean()
+    return weights.float()

@@ -1,0 +1,156 @@
+"""DeepLabV3 from torchvision, with the offline fallback for pretrained weights."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights
+from torchvision.models.segmentation import (
+    DeepLabV3_MobileNet_V3_Large_Weights,
+    DeepLabV3_ResNet50_Weights,
+    deeplabv3_mobilenet_v3_large,
+    deeplabv3_resnet50,
+)
+
+Backbone = Literal["resnet50", "mobilenet_v3_large"]
+BACKBONES: tuple[str, ...] = ("resnet50", "mobilenet_v3_large")
+
+_BUILDERS = {"resnet50": deeplabv3_resnet50, "mobilenet_v3_large": deeplabv3_mobilenet_v3_large}
+_IMAGENET = {"resnet50": ResNet50_Weights.IMAGENET1K_V1,
+             "mobilenet_v3_large": MobileNet_V3_Large_Weights.IMAGENET1K_V1}
+_COCO = {"resnet50": DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
+         "mobilenet_v3_large": DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1}
+
+
+class PretrainedWeightsWarning(UserWarning):
+    """Pretrained weights could not be had; the model starts from random weights."""
+
+
+class SegmentationNet(nn.Module):
+    """torchvision's DeepLabV3 returning plain logits (N, C, H, W) at the input's size.
+
+    With an auxiliary head (``aux_loss=True``) it returns ``{"out", "aux"}`` in training mode,
+    which :func:`lc_utils.training.fit` understands; in eval mode always the logits.
+    """
+
+    def __init__(self, net: nn.Module, backbone: str, num_classes: int, weights: str | None) -> None:
+        super().__init__()
+        self.net = net
+        self.backbone_name = backbone
+        self.num_classes = num_classes
+        self.weights = weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        output = self.net(x)
+        if self.training and "aux" in output:
+            return dict(output)
+        return output["out"]
+
+
+def _replace_heads(net: nn.Module, num_classes: int) -> None:
+    """Give the last 1x1 convolution of the head (and aux head) ``num_classes`` outputs."""
+    for head in (net.classifier, getattr(net, "aux_classifier", None)):
+        if head is None:
+            continue
+        last = head[-1]
+        head[-1] = nn.Conv2d(last.in_channels, num_classes, kernel_size=1)
+
+
+def _load_file(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # a checkpoint written by lc_utils.training
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
+def _load_local(model: SegmentationNet, path: Path, strict: bool) -> None:
+    """Load a full-model state dict (ours or torchvision's) or a backbone-only one."""
+    state = _load_file(path)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if any(k.startswith("net.") for k in state):
+        state = {k.removeprefix("net."): v for k, v in state.items()}
+    net = model.net
+    if any(k.startswith(("backbone.", "classifier.")) for k in state):
+        own = net.state_dict()
+        mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+        if mismatched and strict:
+            raise ValueError(f"{path}: shapes differ for {mismatched[:4]} (another number of classes?)")
+        for key in mismatched:  # another number of classes: keep our freshly made heads
+            del state[key]
+        if net.aux_classifier is None:
+            state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
+        result = net.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if k not in mismatched and not k.startswith("aux_")]
+    else:
+        backbone_state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+        result = net.backbone.load_state_dict(backbone_state, strict=False)
+        missing = list(result.missing_keys)
+    if strict and (missing or result.unexpected_keys):
+        raise ValueError(f"{path}: missing keys {missing[:4]}, unexpected keys "
+                         f"{list(result.unexpected_keys)[:4]}")
+    if not strict and len(missing) > 0:
+        warnings.warn(f"{path}: {len(missing)} weights not in the file kept their random start "
+                      f"(e.g. {missing[:3]})", PretrainedWeightsWarning, stacklevel=3)
+
+
+def build_deeplabv3(
+    num_classes: int = 7,
+    backbone: Backbone = "resnet50",
+    weights: str | Path | None = None,
+    *,
+    strict: bool = False,
+    aux_loss: bool = False,
+) -> SegmentationNet:
+    """DeepLabV3 with a ResNet-50 (or MobileNetV3-Large) backbone and ``num_classes`` outputs.
+
+    ``weights``:
+
+    - ``None``: random initialisation;
+    - ``"imagenet"``: the backbone pretrained on ImageNet;
+    - ``"coco"``: the whole model pretrained on COCO (VOC labels), heads replaced for ``num_classes``;
+    - a path: a local file, either a full model (a checkpoint of ``lc_utils.training`` or a
+      torchvision segmentation state dict) or a backbone state dict (e.g. ``resnet50-0676ba61.pth``).
+
+    Where pretrained weights cannot be downloaded (no network), one
+    :class:`PretrainedWeightsWarning` says so and the model starts from random weights; with
+    ``strict=True`` that is an error instead. The forward pass returns logits at the input's size.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+    builder = _BUILDERS[backbone]
+    net = None
+    label = None if weights is None else str(weights)
+    if weights in ("imagenet", "coco"):
+        try:
+            if weights == "imagenet":
+                net = builder(weights=None, weights_backbone=_IMAGENET[backbone], num_classes=num_classes,
+                              aux_loss=aux_loss)
+            else:
+                net = builder(weights=_COCO[backbone], aux_loss=True)
+                _replace_heads(net, num_classes)
+                if not aux_loss:
+                    net.aux_classifier = None
+        except (OSError, RuntimeError) as error:  # URLError is an OSError
+            if strict:
+                raise RuntimeError(f"could not load {weights} weights for {backbone}: {error}") from error
+            warnings.warn(
+                f"Could not download the {weights} weights for DeepLabV3-{backbone} ({error}); the "
+                "model starts from random weights and needs far more training. Pass weights="
+                "'path/to/file.pth' to use a local copy.", PretrainedWeightsWarning, stacklevel=2)
+            net, label = None, None
+    elif weights is not None and not isinstance(weights, Path) and weights in BACKBONES:
+        raise ValueError(f"weights={weights!r} looks like a backbone name; use backbone=")
+    if net is None:
+        net = builder(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss)
+    model = SegmentationNet(net, backbone, num_classes, label)
+    if weights is not None and weights not in ("imagenet", "coco"):
+        _load_local(model, Path(weights), strict)
+    return model

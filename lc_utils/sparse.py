@@ -1,0 +1,337 @@
+"""Sparse point annotations: sampling strategies, files on disk, and label maps with 255 elsewhere.
+
+An annotation is drawn **once** per image, seeded by the image id, and saved. Every epoch then
+sees the same points. Drawing new points per batch would, over the epochs, label almost every
+pixel: sparse supervision would quietly become dense supervision.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
+from .files import image_id_of
+from .masks import OnInvalid, read_mask
+
+Strategy = Literal["uniform", "stratified", "grid"]
+STRATEGIES: tuple[str, ...] = ("uniform", "stratified", "grid")
+
+_HEADER = ("image_id", "row", "col", "label", "class_name")
+
+
+@dataclass(frozen=True)
+class PointAnnotation:
+    """Labelled points of one image: parallel arrays of rows, columns and class labels."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rows", np.asarray(self.rows, dtype=np.int64))
+        object.__setattr__(self, "cols", np.asarray(self.cols, dtype=np.int64))
+        object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.uint8))
+        if not len(self.rows) == len(self.cols) == len(self.labels):
+            raise ValueError("rows, cols and labels must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PointAnnotation):
+            return NotImplemented
+        return all(np.array_equal(a, b) for a, b in zip(
+            (self.rows, self.cols, self.labels), (other.rows, other.cols, other.labels)))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def check_bounds(self, shape: tuple[int, int], source: str = "annotation") -> None:
+        """Raise ``ValueError`` naming ``source`` if a point lies outside an image of ``shape``."""
+        outside = (self.rows < 0) | (self.rows >= shape[0]) | (self.cols < 0) | (self.cols >= shape[1])
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise ValueError(f"{source}: {int(outside.sum())} point(s) outside the {shape[1]}x{shape[0]} "
+                             f"image, e.g. row {self.rows[i]}, col {self.cols[i]}")
+
+
+def _check_amount(n_points: int | None, fraction: float | None, available: int) -> int:
+    if (n_points is None) == (fraction is None):
+        raise ValueError("give exactly one of n_points and fraction")
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        n_points = max(1, round(fraction * available))
+    assert n_points is not None
+    if n_points < 1:
+        raise ValueError(f"n_points must be at least 1, got {n_points}")
+    if n_points > available:
+        raise ValueError(f"asked for {n_points} points but only {available} labelled pixels exist")
+    return int(n_points)
+
+
+def _uniform(rng: np.random.Generator, eligible: np.ndarray, n: int) -> np.ndarray:
+    return rng.choice(eligible, size=n, replace=False)
+
+
+def _stratified(rng: np.random.Generator, flat: np.ndarray, eligible: np.ndarray, n: int) -> np.ndarray:
+    """An equal share per class present; a class too small for its share gives the rest away."""
+    classes, counts = np.unique(flat[eligible], return_counts=True)
+    order = np.argsort(counts)  # smallest first, so their leftovers go to the larger classes
+    quota = np.zeros(len(classes), dtype=np.int64)
+    remaining = n
+    for position, k in enumerate(order):
+        share = remaining // (len(order) - position)
+        quota[k] = min(share, counts[k])
+        remaining -= quota[k]
+    # The rounding remainder goes, one point each, to classes that still have pixels to spare.
+    spare = [k for k in rng.permutation(len(classes)) if quota[k] < counts[k]]
+    for k in spare[:remaining]:
+        quota[k] += 1
+    chosen = [rng.choice(eligible[flat[eligible] == c], size=q, replace=False)
+              for c, q in zip(classes, quota) if q]
+    return np.concatenate(chosen)
+
+
+def _grid(rng: np.random.Generator, shape: tuple[int, int], valid: np.ndarray, n: int,
+          jitter: float) -> np.ndarray:
+    """A lattice of about ``n`` cells, one point per cell moved at random within ``jitter`` of it."""
+    height, width = shape
+    n_rows = max(1, min(height, round(np.sqrt(n * height / width))))
+    n_cols = max(1, min(width, int(np.ceil(n / n_rows))))
+    cell_h, cell_w = height / n_rows, width / n_cols
+    r, c = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+    rows = (r.ravel() + 0.5 + jitter * rng.uniform(-0.5, 0.5, r.size)) * cell_h
+    cols = (c.ravel() + 0.5 + jitter * rng.uniform(-0.5, 0.5, c.size)) * cell_w
+    flat = np.unique(np.clip(rows.astype(int), 0, height - 1) * width
+                     + np.clip(cols.astype(int), 0, width - 1))
+    flat = flat[valid[flat]]
+    return rng.choice(flat, size=n, replace=False) if len(flat) > n else flat
+
+
+def sample_points(
+    class_map: np.ndarray,
+    *,
+    n_points: int | None = None,
+    fraction: float | None = None,
+    strategy: Strategy = "uniform",
+    seed: int | Sequence[int] = 0,
+    grid_jitter: float = 0.8,
+) -> PointAnnotation:
+    """Pick labelled points from a dense (H, W) class map: exactly one of ``n_points``/``fraction``.
+
+    - ``uniform``: pixels drawn at random without replacement;
+    - ``stratified``: an equal share of the points for every class present (rare classes get
+      points, as an annotator who clicks each class would);
+    - ``grid``: a regular lattice with random jitter (at most ``n_points``: lattice points that
+      land on unlabelled pixels are dropped).
+
+    Pixels labelled 255 in ``class_map`` are never chosen. The same map and seed give the same
+    points; points are returned sorted by position.
+    """
+    class_map = np.asarray(class_map)
+    if class_map.ndim != 2:
+        raise ValueError(f"expected an (H, W) class map, got shape {class_map.shape}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    flat_map = class_map.ravel()
+    valid = flat_map != IGNORE_INDEX
+    eligible = np.flatnonzero(valid)
+    n = _check_amount(n_points, fraction, len(eligible))
+    rng = np.random.default_rng(seed)
+    if strategy == "uniform":
+        chosen = _uniform(rng, eligible, n)
+    elif strategy == "stratified":
+        chosen = _stratified(rng, flat_map, eligible, n)
+    else:
+        chosen = _grid(rng, class_map.shape, valid, n, grid_jitter)
+    chosen = np.sort(chosen)
+    rows, cols = np.divmod(chosen, class_map.shape[1])
+    return PointAnnotation(rows, cols, flat_map[chosen])
+
+
+def points_to_label_map(annotation: PointAnnotation, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 map holding each point's label and 255 (unlabelled) everywhere else."""
+    annotation.check_bounds(shape)
+    label_map = np.full(shape, IGNORE_INDEX, dtype=np.uint8)
+    label_map[annotation.rows, annotation.cols] = annotation.labels
+    return label_map
+
+
+def image_seed(seed: int, image_id: str) -> list[int]:
+    """Seed for one image: stable across runs and machines, different for every image id."""
+    return [int(seed), zlib.crc32(image_id.encode("utf-8"))]
+
+
+def annotate(
+    class_maps: Iterable[tuple[str, np.ndarray]],
+    *,
+    n_points: int | None = None,
+    fraction: float | None = None,
+    strategy: Strategy = "uniform",
+    seed: int = 0,
+) -> dict[str, PointAnnotation]:
+    """One annotation per (image id, class map), seeded by ``seed`` and the id (:func:`image_seed`).
+
+    ``class_maps`` may be a generator, so that large images are read one at a time.
+    """
+    return {image_id: sample_points(class_map, n_points=n_points, fraction=fraction,
+                                    strategy=strategy, seed=image_seed(seed, image_id))
+            for image_id, class_map in class_maps}
+
+
+def ensure_annotations(
+    path: str | Path,
+    pairs: Sequence[tuple[str | Path, str | Path]],
+    *,
+    n_points: int | None = None,
+    fraction: float | None = None,
+    strategy: Strategy = "uniform",
+    seed: int = 0,
+    schema: ClassSchema = DEEPGLOBE,
+    on_invalid: OnInvalid = "unknown",
+) -> dict[str, PointAnnotation]:
+    """Load the annotation at ``path``, or make it from the masks of ``pairs`` and save it there.
+
+    The file records how it was made; an existing file made with other settings or for other
+    images is an error rather than being overwritten (it may hold hand edits): pick another
+    path, e.g. with :func:`annotation_filename`.
+    """
+    path = Path(path)
+    info = {"strategy": strategy, "n_points": n_points, "fraction": fraction, "seed": seed,
+            "images": sorted(image_id_of(image) for image, _ in pairs)}
+    if path.is_file():
+        saved = read_annotation_info(path)
+        if saved != info:
+            changed = sorted(k for k in info if saved.get(k) != info[k])
+            raise ValueError(f"{path} was made with other settings ({', '.join(changed)} differ); "
+                             "delete it or choose another file")
+        return load_annotations(path, schema)
+    class_maps = ((image_id_of(image), read_mask(mask, schema, on_invalid=on_invalid))
+                  for image, mask in pairs)
+    annotations = annotate(class_maps, n_points=n_points, fraction=fraction, strategy=strategy,
+                           seed=seed)
+    save_annotations(annotations, path, schema, info)
+    return annotations
+
+
+def annotation_filename(strategy: str, n_points: int | None = None, fraction: float | None = None,
+                        seed: int = 0) -> str:
+    """A file name that tells the settings apart, e.g. ``points_uniform_n100_seed0.csv``."""
+    amount = f"n{n_points}" if n_points is not None else f"f{fraction:g}"
+    return f"points_{strategy}_{amount}_seed{seed}.csv"
+
+
+def save_annotations(
+    annotations: Mapping[str, PointAnnotation],
+    path: str | Path,
+    schema: ClassSchema = DEEPGLOBE,
+    info: Mapping[str, object] | None = None,
+) -> Path:
+    """Write every image's points to one CSV (``image_id,row,col,label,class_name``).
+
+    ``info`` (how the points were made) goes into a ``# info: {...}`` first line. The file is
+    meant to be read and edited by hand: :func:`load_annotations` checks it on the way back.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as f:
+        if info:
+            f.write(f"# info: {json.dumps(dict(info), sort_keys=True)}\n")
+        writer = csv.writer(f)
+        writer.writerow(_HEADER)
+        for image_id in sorted(annotations):
+            a = annotations[image_id]
+            for row, col, label in zip(a.rows.tolist(), a.cols.tolist(), a.labels.tolist()):
+                writer.writerow([image_id, row, col, label, schema.names[label]])
+    tmp.replace(path)
+    return path
+
+
+def read_annotation_info(path: str | Path) -> dict[str, object]:
+    """The ``info`` saved with an annotation file ({} when there is none)."""
+    with Path(path).open() as f:
+        first = f.readline()
+    return json.loads(first[len("# info:"):]) if first.startswith("# info:") else {}
+
+
+def load_annotations(
+    path: str | Path,
+    schema: ClassSchema = DEEPGLOBE,
+    image_shapes: Mapping[str, tuple[int, int]] | None = None,
+) -> dict[str, PointAnnotation]:
+    """Read a file written by :func:`save_annotations`, checking every line.
+
+    Errors name the file and line: a label outside the schema, a class name that disagrees with
+    the label, a negative or non-integer coordinate, a point listed twice. With ``image_shapes``
+    (image id -> (H, W)) it also refuses ids that are not among the images and points outside them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    points: dict[str, list[tuple[int, int, int]]] = {}
+    with path.open(newline="") as f:
+        lines = (line for line in f if not line.startswith("#"))
+        reader = csv.reader(lines)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header[:4]) != _HEADER[:4]:
+            raise ValueError(f"{path}: expected a header starting {','.join(_HEADER[:4])}, got {header}")
+        offset = 2 + int(path.read_text().startswith("#"))
+        for line_no, fields in enumerate(reader, start=offset):
+            where = f"{path}:{line_no}"
+            try:
+                image_id, row, col, label = fields[0].strip(), int(fields[1]), int(fields[2]), int(fields[3])
+            except (ValueError, IndexError):
+                raise ValueError(f"{where}: expected image_id,row,col,label, got {fields}") from None
+            if not 0 <= label < schema.num_classes:
+                raise ValueError(f"{where}: label {label} is not a class (0..{schema.num_classes - 1})")
+            if len(fields) > 4 and fields[4].strip() and fields[4].strip() != schema.names[label]:
+                raise ValueError(f"{where}: label {label} is {schema.names[label]!r} but the line says "
+                                 f"{fields[4].strip()!r}")
+            if row < 0 or col < 0:
+                raise ValueError(f"{where}: negative coordinate row {row}, col {col}")
+            points.setdefault(image_id, []).append((row, col, label))
+    annotations = {}
+    for image_id, triples in points.items():
+        rows, cols, labels = (np.array(v) for v in zip(*triples))
+        if len(set(zip(rows.tolist(), cols.tolist()))) != len(rows):
+            raise ValueError(f"{path}: image {image_id!r} lists the same pixel twice")
+        annotations[image_id] = PointAnnotation(rows, cols, labels)
+    if image_shapes is not None:
+        unknown = sorted(set(annotations) - set(image_shapes))
+        if unknown:
+            raise ValueError(f"{path}: annotations name image(s) not in the dataset: {unknown[:5]}")
+        for image_id, annotation in annotations.items():
+            annotation.check_bounds(image_shapes[image_id], f"{path}: image {image_id!r}")
+    return annotations
+
+
+def labelled_fraction(annotations: Mapping[str, PointAnnotation],
+                      image_shapes: Mapping[str, tuple[int, int]]) -> float:
+    """Share of all pixels that carry a label."""
+    total = sum(h * w for h, w in (image_shapes[i] for i in annotations))
+    return sum(len(a) for a in annotations.values()) / total if total else 0.0
+
+
+def pixels_labelled_by_redrawing(shape: tuple[int, int], n_points: int, n_draws: int,
+                                 seed: int = 0) -> np.ndarray:
+    """Share of distinct pixels labelled after each of ``n_draws`` fresh uniform draws.
+
+    What a scheme that draws new points every batch effectively labels: it grows towards 1,
+    which is why annotations here are drawn once and kept.
+    """
+    rng = np.random.default_rng(seed)
+    seen = np.zeros(shape[0] * shape[1], dtype=bool)
+    shares = np.empty(n_draws)
+    for draw in range(n_draws):
+        seen[rng.choice(seen.size, size=n_points, replace=False)] = True
+        shares[draw] = seen.mean()
+    return shares

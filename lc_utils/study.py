@@ -1,0 +1,128 @@
+"""The label-density study: the same model trained at several point densities and with dense labels.
+
+Shared by notebook 06 and ``benchmarks/label_density.py``. Every configuration gets the same
+training images, crops, batch size, learning rate and number of optimiser steps; only the
+labels differ. Validation scores whole images with the same tiled prediction as notebook 05.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from .classes import DEEPGLOBE, ClassSchema
+from .datasets import DenseLandCoverDataset, SparseLandCoverDataset, make_transforms
+from .files import image_id_of
+from .inference import evaluate_tiled
+from .models import build_deeplabv3
+from .settings import seed_everything
+from .sparse import annotation_filename, ensure_annotations
+from .training import fit, make_loader
+
+DENSE = "dense"
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What every run of the study shares."""
+
+    backbone: str = "resnet50"
+    weights: str | None = "imagenet"
+    crop_size: int = 256
+    batch_size: int = 8
+    epochs: int = 20
+    lr: float = 1e-3
+    seed: int = 0
+    num_workers: int = 0
+    tile_size: int = 512
+
+
+def _pixel_count(pairs: Sequence[tuple[Path, Path]]) -> int:
+    total = 0
+    for image, _ in pairs:
+        with Image.open(image) as im:
+            total += im.size[0] * im.size[1]
+    return total
+
+
+def train_once(train_pairs, val_pairs, settings: StudySettings, annotations=None,
+               schema: ClassSchema = DEEPGLOBE, progress: bool = False) -> dict[str, float]:
+    """Train one model (sparse when ``annotations`` are given, else dense) and score it."""
+    seed_everything(settings.seed)
+    transform = make_transforms(settings.crop_size)
+    if annotations is None:
+        dataset = DenseLandCoverDataset(train_pairs, schema, transform)
+    else:
+        dataset = SparseLandCoverDataset(train_pairs, annotations, schema, transform)
+    loader = make_loader(dataset, settings.batch_size, shuffle=True, num_workers=settings.num_workers)
+    model = build_deeplabv3(schema.num_classes, settings.backbone, settings.weights)
+    started = time.perf_counter()
+    history = fit(model, loader, epochs=settings.epochs, lr=settings.lr, seed=settings.seed,
+                  num_classes=schema.num_classes, progress=progress)
+    seconds = time.perf_counter() - started
+    summary = evaluate_tiled(model, val_pairs, schema, tile_size=settings.tile_size).summary()
+    return {"val_mean_iou": summary["mean_iou"], "val_pixel_accuracy": summary["pixel_accuracy"],
+            "val_macro_f1": summary["macro_f1"], "final_train_loss": history[-1]["train_loss"],
+            "steps": settings.epochs * len(loader), "train_seconds": seconds}
+
+
+def run_density_study(
+    train_pairs: Sequence[tuple[Path, Path]],
+    val_pairs: Sequence[tuple[Path, Path]],
+    points_per_image: Sequence[int],
+    *,
+    strategies: Sequence[str] = ("uniform", "stratified"),
+    include_dense: bool = True,
+    settings: StudySettings = StudySettings(),
+    annotation_dir: str | Path,
+    schema: ClassSchema = DEEPGLOBE,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """One row per (strategy, points per image), plus one for dense labels.
+
+    Columns: strategy, points_per_image, labelled_fraction (of all training pixels), the
+    validation scores (mean IoU with "unknown" excluded, pixel accuracy, macro F1), the final
+    training loss, steps and seconds. Annotations are made once per setting under
+    ``annotation_dir`` and reused on later runs.
+    """
+    total_pixels = _pixel_count(train_pairs)
+    image_ids = [image_id_of(image) for image, _ in train_pairs]
+    runs: list[tuple[str, int | None]] = [(s, n) for s in strategies for n in points_per_image]
+    if include_dense:
+        runs.append((DENSE, None))
+    rows = []
+    for strategy, n_points in runs:
+        if strategy == DENSE:
+            annotations, labelled = None, 1.0
+        else:
+            path = Path(annotation_dir) / annotation_filename(strategy, n_points=n_points, seed=settings.seed)
+            annotations = ensure_annotations(path, train_pairs, n_points=n_points, strategy=strategy,
+                                             seed=settings.seed, schema=schema)
+            labelled = sum(len(annotations[i]) for i in image_ids) / total_pixels
+        if progress:
+            amount = "dense labels" if n_points is None else f"{n_points} points per image"
+            print(f"{strategy:>10}, {amount} ({labelled:.4%} of pixels) ...", flush=True)
+        scores = train_once(train_pairs, val_pairs, settings, annotations, schema)
+        rows.append({"strategy": strategy, "points_per_image": n_points, "labelled_fraction": labelled,
+                     **scores})
+        if progress:
+            print(f"{'':>10}  val mIoU {scores['val_mean_iou']:.3f} in {scores['train_seconds']:.0f} s",
+                  flush=True)
+    frame = pd.DataFrame(rows)
+    frame.attrs["settings"] = asdict(settings)
+    return frame
+
+
+def sparse_to_dense_ratio(results: pd.DataFrame) -> pd.DataFrame:
+    """mIoU(sparse) / mIoU(dense) for every sparse row, beside its labelled fraction."""
+    dense = results.loc[results["strategy"] == DENSE, "val_mean_iou"]
+    if dense.empty:
+        raise ValueError("the results have no dense run to compare with")
+    sparse = results[results["strategy"] != DENSE].copy()
+    sparse["miou_vs_dense"] = sparse["val_mean_iou"] / float(dense.iloc[0])
+    return sparse[["strategy", "points_per_image", "labelled_fraction", "val_mean_iou", "miou_vs_dense"]]

@@ -1,0 +1,300 @@
+"""The training loop: plain PyTorch, with checkpoints that survive interruptions and exact resume."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .classes import IGNORE_INDEX
+from .losses import PartialCrossEntropyLoss
+from .metrics import ConfusionMatrix
+from .settings import resolve_device
+
+LAST, BEST = "last.pt", "best.pt"
+SCHEDULES: tuple[str | None, ...] = ("poly", "cosine", None)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stopped before the weights were spoiled."""
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers: int = 0,
+                drop_last: bool | None = None) -> DataLoader:
+    """A DataLoader with sensible defaults for segmentation.
+
+    ``drop_last`` defaults to ``shuffle`` (when there is more than one batch): a last batch of a
+    single image would break batch normalisation in DeepLabV3's pooling branch.
+    """
+    if drop_last is None:
+        drop_last = shuffle and len(dataset) > batch_size  # type: ignore[arg-type]
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      drop_last=drop_last, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=num_workers > 0)
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``state`` with ``torch.save`` atomically: a temporary file, then a rename.
+
+    An interruption mid-write (a Colab disconnect, a full disk) leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            torch.save(dict(state), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`fit` (tensors and plain Python values only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint here")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _rng_state() -> dict[str, Any]:
+    numpy_state = np.random.get_state(legacy=False)  # noqa: NPY002 - saving the global RNG on purpose
+    state: dict[str, Any] = {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                  "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
+                  "gauss": float(numpy_state["gauss"])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(  # noqa: NPY002 - restoring the global RNG on purpose
+        ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_epoch(seed: int, epoch: int) -> None:
+    """Reseed every generator from (seed, epoch): an epoch's shuffling, augmentation and dropout
+    are then the same whether the run went straight through or was resumed."""
+    value = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    random.seed(value)
+    np.random.seed(value)  # noqa: NPY002 - data pipelines still draw from the legacy global RNG
+    torch.manual_seed(value)
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, schedule: str | None, total_steps: int):
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "poly":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: max(0.0, 1 - step / max(1, total_steps)) ** 0.9)
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, *,
+             device: str | torch.device | None = None, amp: bool = True, channels_last: bool = True,
+             ignore_index: int = IGNORE_INDEX) -> ConfusionMatrix:
+    """Predict every batch of ``loader`` (whole images) and accumulate one confusion matrix."""
+    device = resolve_device(device)
+    was_training = model.training
+    model.eval()
+    confusion = ConfusionMatrix(num_classes, ignore_index)
+    for images, labels in loader:
+        with _autocast(device, amp):
+            logits = model(_to_device(images, device, channels_last))
+        confusion.update(logits.argmax(1), labels.to(device))
+    model.train(was_training)
+    return confusion
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    *,
+    epochs: int,
+    val_loader: DataLoader | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    schedule: str | None = "poly",
+    optimizer: torch.optim.Optimizer | None = None,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    channels_last: bool = True,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    aux_weight: float = 0.4,
+    num_classes: int | None = None,
+    config: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train ``model`` for ``epochs`` and return the history, one dict per epoch.
+
+    - ``loss_fn`` defaults to :class:`PartialCrossEntropyLoss` (labels 255 are unlabelled);
+      a model that returns ``{"out", "aux"}`` adds ``aux_weight`` times the aux head's loss.
+    - Optimiser AdamW(``lr``, ``weight_decay``) unless one is given; ``schedule`` "poly",
+      "cosine" or None, stepped every batch.
+    - Device: CUDA, then MPS, then CPU. ``amp`` (bf16 or fp16 autocast) applies on CUDA only;
+      ``channels_last`` memory format on every device (about 1.5x faster on CPU here).
+    - ``val_loader`` (dense labels): validation mean IoU (unknown class excluded) every epoch.
+    - ``run_dir``: ``last.pt`` after every epoch and ``best.pt`` at the best validation mIoU (or
+      lowest training loss without validation), written atomically, with model, optimiser,
+      scheduler, epoch, config, history and RNG state, and ``history.csv``. ``resume=True``
+      continues from ``last.pt`` exactly as if the run had not stopped (a Colab disconnect costs
+      at most the epoch under way). Every epoch reseeds all generators from (``seed``, epoch).
+    - A NaN or infinite loss stops training with :class:`NonFiniteLossError`; checkpoints keep
+      the last good epoch.
+
+    ``pd.DataFrame(history)`` turns the result into a table.
+    """
+    device = resolve_device(device)
+    num_classes = num_classes or getattr(model, "num_classes", None)
+    if val_loader is not None and num_classes is None:
+        raise ValueError("pass num_classes= for validation (the model does not say)")
+    loss_fn = loss_fn or PartialCrossEntropyLoss()
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise ValueError("the training loader yields no batch (dataset smaller than a batch with drop_last?)")
+    scheduler = _make_scheduler(optimizer, schedule, epochs * steps_per_epoch)
+    use_scaler = amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    run_config = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "schedule": schedule,
+                  "seed": seed, "aux_weight": aux_weight, "steps_per_epoch": steps_per_epoch,
+                  **dict(config or {})}
+    model_config = {"backbone": getattr(model, "backbone_name", None), "num_classes": num_classes}
+
+    history: list[dict[str, float]] = []
+    best = -math.inf
+    start_epoch = 0
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if resume and run_dir is not None and (run_dir / LAST).is_file():
+        state = load_checkpoint(run_dir / LAST, map_location=device)
+        if state["config"] != run_config:
+            changed = sorted(k for k in run_config if state["config"].get(k) != run_config[k])
+            raise ValueError(f"{run_dir / LAST} was trained with other settings ({', '.join(changed)}); "
+                             "resume with the same settings or start a new run_dir")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        history, best, start_epoch = list(state["history"]), state["best"], state["epoch"] + 1
+        _set_rng_state(state["rng"])
+        if progress:
+            print(f"Resuming from {run_dir / LAST}: epoch {start_epoch + 1} of {epochs}")
+
+    for epoch in range(start_epoch, epochs):
+        _seed_epoch(seed, epoch)
+        model.train()
+        started = time.perf_counter()
+        loss_sum, n_images = 0.0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
+        for step, (images, labels) in enumerate(bar):
+            images = _to_device(images, device, channels_last)
+            labels = labels.to(device, non_blocking=True)
+            with _autocast(device, amp):
+                output = model(images)
+                if isinstance(output, dict):
+                    loss = loss_fn(output["out"].float(), labels)
+                    if "aux" in output:
+                        loss = loss + aux_weight * loss_fn(output["aux"].float(), labels)
+                else:
+                    loss = loss_fn(output.float(), labels)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"loss became {value} at epoch {epoch + 1}, step {step + 1} "
+                    f"(lr {optimizer.param_groups[0]['lr']:.2e}); the weights of the last finished epoch "
+                    "are in the checkpoints. Lower the learning rate or check the inputs for NaN.")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_sum += value * len(images)
+            n_images += len(images)
+            bar.set_postfix(loss=f"{value:.3f}", img_s=f"{n_images / (time.perf_counter() - started):.1f}")
+        seconds = time.perf_counter() - started
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, n_images),
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
+                  "images_per_s": n_images / seconds}
+        if val_loader is not None:
+            summary = evaluate(model, val_loader, num_classes, device=device, amp=amp,
+                               channels_last=channels_last).summary()
+            record.update(val_mean_iou=summary["mean_iou"], val_pixel_accuracy=summary["pixel_accuracy"])
+        history.append(record)
+        score = record.get("val_mean_iou", -record["train_loss"])
+        improved = score > best
+        best = max(best, score)
+        if progress:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr"))
+            print(f"epoch {epoch + 1}/{epochs}: {shown}{' (best)' if improved else ''}")
+        if run_dir is not None:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                     "epoch": epoch, "config": run_config, "model_config": model_config,
+                     "history": history, "best": best, "rng": _rng_state()}
+            save_checkpoint(state, run_dir / LAST)
+            if improved:
+                save_checkpoint(state, run_dir / BEST)
+            pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
+    return history
+
+
+def load_trained_model(path: str | Path, device: str | torch.device | None = None) -> nn.Module:
+    """Rebuild the DeepLabV3 saved in a checkpoint of :func:`fit` and load its weights (eval mode)."""
+    from .models import build_deeplabv3
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint here. Train a model first (notebook 04 writes one).")
+    state = load_checkpoint(path)
+    model_config = state.get("model_config") or {}
+    if not model_config.get("backbone"):
+        raise ValueError(f"{path}: the checkpoint does not say which model it holds")
+    model = build_deeplabv3(model_config["num_classes"], model_config["backbone"])
+    weights = {k: v for k, v in state["model"].items() if not k.startswith("net.aux_classifier.")}
+    model.load_state_dict(weights)
+    return model.to(resolve_device(device)).eval()

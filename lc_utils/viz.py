@@ -1,0 +1,258 @@
+"""Figures: overlays, legends, points, error maps, confusion matrices and training curves.
+
+Every function returns a :class:`matplotlib.figure.Figure` made without pyplot, so nothing is
+shown or kept alive behind the caller's back: a notebook shows it by ending a cell with it (or
+``display(fig)``), a script saves it with ``fig.savefig``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
+from .masks import class_to_rgb
+from .metrics import ConfusionMatrix
+from .sparse import PointAnnotation
+
+CORRECT_RGB = (46, 160, 67)
+WRONG_RGB = (214, 39, 40)
+UNLABELLED_GREY = (150, 150, 150)
+
+
+def legend_handles(schema: ClassSchema = DEEPGLOBE, classes: Sequence[int] | None = None) -> list[Patch]:
+    """One coloured patch per class (all, or only ``classes``), with a dark edge so white shows."""
+    indices = range(schema.num_classes) if classes is None else classes
+    return [Patch(facecolor=np.array(schema.colors[i]) / 255, edgecolor="0.3", label=schema.names[i])
+            for i in indices]
+
+
+def add_legend(fig: Figure, schema: ClassSchema = DEEPGLOBE, classes: Sequence[int] | None = None) -> None:
+    """A single legend of the classes below the figure's axes."""
+    handles = legend_handles(schema, classes)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), frameon=False)
+
+
+def overlay(image: np.ndarray, class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE,
+            alpha: float = 0.45) -> np.ndarray:
+    """The image with class colours blended over it at ``alpha``; unlabelled (255) pixels untouched."""
+    if image.shape[:2] != class_map.shape:
+        raise ValueError(f"image {image.shape[:2]} and class map {class_map.shape} differ in size")
+    colours = class_to_rgb(class_map, schema).astype(np.float32)
+    blended = image.astype(np.float32) * (1 - alpha) + colours * alpha
+    labelled = (class_map != IGNORE_INDEX)[..., None]
+    return np.where(labelled, blended, image).round().astype(np.uint8)
+
+
+def error_map(truth: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+    """RGB map: green where the prediction is right, red where wrong, grey where unlabelled."""
+    out = np.empty((*truth.shape, 3), np.uint8)
+    out[:] = WRONG_RGB
+    out[truth == prediction] = CORRECT_RGB
+    out[truth == IGNORE_INDEX] = UNLABELLED_GREY
+    return out
+
+
+def _axes_grid(n_rows: int, n_cols: int, cell: float = 3.2, legend_space: float = 0.6):
+    fig = Figure(figsize=(cell * n_cols, cell * n_rows + legend_space), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    return fig, axes
+
+
+def _show(ax: Axes, picture: np.ndarray, title: str | None = None) -> None:
+    ax.imshow(picture, interpolation="nearest")
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def show_pairs(images: Sequence[np.ndarray], class_maps: Sequence[np.ndarray],
+               schema: ClassSchema = DEEPGLOBE, titles: Sequence[str] | None = None,
+               columns: int = 4) -> Figure:
+    """A grid of image / mask pairs (image above its colour-coded mask), with one legend."""
+    n = len(images)
+    columns = min(columns, n)
+    rows = int(np.ceil(n / columns))
+    fig, axes = _axes_grid(2 * rows, columns)
+    for i, (image, class_map) in enumerate(zip(images, class_maps)):
+        r, c = divmod(i, columns)
+        _show(axes[2 * r, c], image, titles[i] if titles else None)
+        _show(axes[2 * r + 1, c], class_to_rgb(class_map, schema))
+    add_legend(fig, schema)
+    return fig
+
+
+def compare_prediction(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray,
+                       schema: ClassSchema = DEEPGLOBE, title: str | None = None,
+                       alpha: float = 0.45) -> Figure:
+    """Image, ground truth, prediction, prediction over the image, and the error map, side by side."""
+    fig, axes = _axes_grid(1, 5)
+    panels = [(image, "image"), (class_to_rgb(truth, schema), "ground truth"),
+              (class_to_rgb(prediction, schema), "prediction"),
+              (overlay(image, prediction, schema, alpha), "prediction over image"),
+              (error_map(truth, prediction), "errors (green right, red wrong)")]
+    for ax, (picture, name) in zip(axes[0], panels):
+        _show(ax, picture, name)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    add_legend(fig, schema)
+    return fig
+
+
+def plot_points(image: np.ndarray, annotation: PointAnnotation, schema: ClassSchema = DEEPGLOBE,
+                title: str | None = None, ax: Axes | None = None, marker_size: float = 18) -> Figure:
+    """The image with each labelled point drawn in its class colour (dark edge for contrast)."""
+    own_figure = ax is None
+    if ax is None:
+        fig, axes = _axes_grid(1, 1, cell=5)
+        ax = axes[0, 0]
+    else:
+        fig = ax.figure
+    _show(ax, image, title)
+    colours = schema.palette[annotation.labels] / 255 if len(annotation) else np.zeros((0, 3))
+    ax.scatter(annotation.cols, annotation.rows, c=colours, s=marker_size, edgecolors="black",
+               linewidths=0.6)
+    ax.set_xlim(-0.5, image.shape[1] - 0.5)
+    ax.set_ylim(image.shape[0] - 0.5, -0.5)
+    if own_figure:
+        add_legend(fig, schema, sorted(set(annotation.labels.tolist())) or None)
+    return fig
+
+
+def plot_annotation_summary(image: np.ndarray, class_map: np.ndarray, annotation: PointAnnotation,
+                            schema: ClassSchema = DEEPGLOBE, title: str | None = None) -> Figure:
+    """Points over the image, and per class the share of pixels next to the share of points."""
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    ax_image, ax_bars = fig.subplots(1, 2, width_ratios=[1.1, 1])
+    ax_image.set_axis_off()
+    share = len(annotation) / class_map.size
+    plot_points(image, annotation, schema, ax=ax_image,
+                title=f"{title + ': ' if title else ''}{len(annotation)} points ({share:.3%} of pixels)")
+    n = schema.num_classes
+    pixel_share = np.bincount(class_map.ravel(), minlength=256)[:n] / max(1, class_map.size)
+    point_share = np.bincount(annotation.labels, minlength=n)[:n] / max(1, len(annotation))
+    x = np.arange(n)
+    colours = schema.palette / 255
+    ax_bars.bar(x - 0.2, pixel_share, 0.4, color=colours, edgecolor="0.3", alpha=0.5)
+    ax_bars.bar(x + 0.2, point_share, 0.4, color=colours, edgecolor="black", hatch="//")
+    ax_bars.set_xticks(x, schema.names, rotation=45, ha="right")
+    ax_bars.set_ylabel("share")
+    ax_bars.set_title("class shares: pixels (plain) vs labelled points (hatched)")
+    ax_bars.legend(handles=[Patch(facecolor="0.85", edgecolor="0.3", label="pixels"),
+                            Patch(facecolor="0.85", edgecolor="black", hatch="//", label="points")])
+    ax_bars.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def compare_strategies(image: np.ndarray, class_map: np.ndarray, n_points: int,
+                       strategies: Sequence[str] = ("uniform", "stratified", "grid"),
+                       schema: ClassSchema = DEEPGLOBE, seed: int = 0) -> Figure:
+    """The same image annotated by each strategy with ``n_points`` points, side by side."""
+    from .sparse import sample_points
+
+    fig, axes = _axes_grid(1, len(strategies) + 1, cell=4)
+    _show(axes[0, 0], class_to_rgb(class_map, schema), "ground truth")
+    for ax, strategy in zip(axes[0, 1:], strategies):
+        points = sample_points(class_map, n_points=n_points, strategy=strategy, seed=seed)
+        plot_points(image, points, schema, ax=ax, title=f"{strategy}: {len(points)} points")
+    add_legend(fig, schema)
+    return fig
+
+
+def plot_redraw_growth(shares: np.ndarray, n_points: int, steps_per_epoch: int = 1) -> Figure:
+    """Share of distinct pixels labelled after each redraw, against epochs."""
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.subplots()
+    epochs = np.arange(1, len(shares) + 1) / steps_per_epoch
+    ax.plot(epochs, shares * 100, label="new points every batch")
+    ax.axhline(shares[0] * 100, color="black", linestyle="--", label="fixed annotation")
+    ax.set_xlabel("epochs" if steps_per_epoch > 1 else "redraws")
+    ax.set_ylabel("pixels that got a label (%)")
+    ax.set_title(f"{n_points} points per image, redrawn vs fixed")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_confusion_matrix(confusion: ConfusionMatrix, normalize: bool = True,
+                          title: str | None = None) -> Figure:
+    """Heat map of the confusion matrix, each row divided by its sum (recall on the diagonal)."""
+    values = confusion.normalized() if normalize else confusion.matrix.astype(float)
+    names = confusion.class_names
+    fig = Figure(figsize=(1.0 * len(names) + 2, 0.9 * len(names) + 1.5), layout="constrained")
+    ax = fig.subplots()
+    shown = np.nan_to_num(values, nan=0.0)
+    image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    for (r, c), v in np.ndenumerate(values):
+        if not np.isnan(v):
+            text = f"{v:.2f}" if normalize else f"{int(v)}"
+            ax.text(c, r, text, ha="center", va="center", fontsize=8,
+                    color="white" if shown[r, c] > 0.6 * (shown.max() or 1) else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or ("confusion matrix, rows normalised" if normalize else "confusion matrix"))
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return fig
+
+
+def plot_history(history: Sequence[Mapping[str, float]] | pd.DataFrame) -> Figure:
+    """Training loss and (when present) validation mean IoU per epoch."""
+    frame = pd.DataFrame(history)
+    has_val = "val_mean_iou" in frame
+    fig = Figure(figsize=(10 if has_val else 5, 3.5), layout="constrained")
+    axes = fig.subplots(1, 2 if has_val else 1, squeeze=False)[0]
+    axes[0].plot(frame["epoch"], frame["train_loss"], marker="o")
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("partial cross-entropy")
+    axes[0].set_title("training loss (labelled pixels)")
+    if has_val:
+        axes[1].plot(frame["epoch"], frame["val_mean_iou"], marker="o", color="tab:green")
+        axes[1].set_xlabel("epoch")
+        axes[1].set_ylabel("mean IoU")
+        axes[1].set_title("validation mIoU (unknown excluded)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_class_shares(shares: pd.DataFrame, schema: ClassSchema = DEEPGLOBE) -> Figure:
+    """Bar charts of each column of ``shares`` (rows = classes), coloured by class."""
+    fig = Figure(figsize=(4.5 * shares.shape[1], 3.5), layout="constrained")
+    axes = fig.subplots(1, shares.shape[1], squeeze=False)[0]
+    colours = [np.array(schema.colors[schema.names.index(n)]) / 255 if n in schema.names else "0.5"
+               for n in shares.index]
+    for ax, column in zip(axes, shares.columns):
+        ax.bar(range(len(shares)), shares[column], color=colours, edgecolor="0.3")
+        ax.set_xticks(range(len(shares)), shares.index, rotation=45, ha="right")
+        ax.set_title(column)
+        ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def plot_density_curve(results: pd.DataFrame, dense_column: str = "dense") -> Figure:
+    """Validation mIoU against the labelled fraction (log scale), one line per strategy, with the
+    dense-label result as a horizontal reference. ``results`` needs columns ``strategy``,
+    ``labelled_fraction`` and ``val_mean_iou``; the dense rows have ``strategy == dense_column``."""
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.subplots()
+    sparse = results[results["strategy"] != dense_column]
+    for strategy, rows in sparse.groupby("strategy"):
+        rows = rows.sort_values("labelled_fraction")
+        ax.plot(rows["labelled_fraction"] * 100, rows["val_mean_iou"], marker="o", label=strategy)
+    dense = results[results["strategy"] == dense_column]
+    if len(dense):
+        ax.axhline(dense["val_mean_iou"].mean(), color="black", linestyle="--", label="dense labels")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled pixels (%)")
+    ax.set_ylabel("validation mIoU (unknown excluded)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return fig

@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lc_utils.datasets import find_pairs, normalize_image, read_pair
+from lc_utils.inference import blend_window, evaluate_tiled, predict_tiled, window_starts
+from lc_utils.models import build_deeplabv3
+
+
+def _pointwise_model() -> nn.Module:
+    """A 1x1-convolution model: exactly translation-equivariant, no receptive field beyond a pixel."""
+    torch.manual_seed(0)
+    return nn.Conv2d(3, 7, kernel_size=1)
+
+
+def _local_model() -> nn.Module:
+    """Two 3x3 convolutions: equivariant except within 2 pixels of a window's border (zero padding)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 7, 3, padding=1))
+
+
+def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _single_pass(model: nn.Module, image: np.ndarray) -> torch.Tensor:
+    x = normalize_image(torch.from_numpy(image).permute(2, 0, 1))[None]
+    with torch.no_grad():
+        return torch.softmax(model.eval()(x), dim=1)[0]
+
+
+def test_window_starts_cover_the_edges() -> None:
+    assert window_starts(100, 128, 96) == [0]
+    assert window_starts(300, 128, 96) == [0, 96, 172]
+    assert window_starts(256, 128, 128) == [0, 128]
+
+
+def test_blend_window_is_smooth_and_positive() -> None:
+    w = blend_window(64, 64, 16)
+    assert w.min() > 0 and w[32, 32] == 1
+    assert (w[0, 32] < w[8, 32] < w[15, 32] <= 1)
+
+
+@pytest.mark.parametrize(("height", "width"), [(37, 53), (130, 61), (201, 199), (64, 64)])
+def test_output_shape_for_odd_sizes(height: int, width: int) -> None:
+    class_map, probs = predict_tiled(_local_model(), _image(height, width), tile_size=64, overlap=0.3,
+                                     batch_size=3, return_probs=True)
+    assert class_map.shape == (height, width) and class_map.dtype == np.uint8
+    assert probs.shape == (7, height, width)
+    np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
+
+
+def test_one_tile_is_exactly_a_single_forward_pass() -> None:
+    model = build_deeplabv3(backbone="mobilenet_v3_large").eval()
+    image = _image(96, 80)
+    class_map, probs = predict_tiled(model, image, tile_size=128, return_probs=True)
+    expected = _single_pass(model, image)
+    torch.testing.assert_close(torch.from_numpy(probs), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(class_map, expected.argmax(0).numpy())
+
+
+def test_no_seams_with_a_pointwise_model() -> None:
+    """Blending normalises the weights, so an equivariant model's probabilities come out as
+    without tiling, up to float32 rounding of the weighted average (~1e-6)."""
+    model = _pointwise_model()
+    image = _image(150, 170)
+    _, probs = predict_tiled(model, image, tile_size=64, overlap=0.25, return_probs=True)
+    torch.testing.assert_close(torch.from_numpy(probs), _single_pass(model, image), rtol=0, atol=1e-5)
+
+
+def test_seams_stay_within_the_receptive_field_and_are_damped() -> None:
+    """With zero padding a 3x3-3x3 model differs from the untiled pass only within 2 pixels of a
+    window's border. Those pixels lie in the blend ramp, where the neighbouring window (seeing
+    real context) carries most of the weight, so the error stays small and almost no pixel
+    changes class."""
+    model = _local_model()
+    image = _image(160, 160, seed=1)
+    class_map, probs = predict_tiled(model, image, tile_size=64, overlap=0.5, return_probs=True)
+    reference = _single_pass(model, image)
+    error = (torch.from_numpy(probs) - reference).abs().amax(0)
+    interior = error[2:-2, 2:-2]
+    assert float(error.max()) < 0.05
+    assert float(interior.mean()) < 1e-3
+    assert (class_map == reference.argmax(0).numpy()).mean() > 0.995
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        predict_tiled(_pointwise_model(), _image(8, 8), overlap=1.0)
+    with pytest.raises(ValueError, match="uint8"):
+        predict_tiled(_pointwise_model(), np.zeros((8, 8, 3), np.float32))
+
+
+def test_evaluate_tiled_on_the_sample(sample_root: Path) -> None:
+    pairs = find_pairs(sample_root)[:2]
+    confusion = evaluate_tiled(_pointwise_model(), pairs, tile_size=64)
+    assert confusion.matrix.sum() == 2 * 96 * 96
+
+
+@pytest.mark.slow
+def test_full_2448_tile(real_full: Path) -> None:
+    image, truth = read_pair(*find_pairs(real_full)[0])
+    torch.manual_seed(0)
+    model = build_deeplabv3(backbone="mobilenet_v3_large")
+    class_map = predict_tiled(model, image, tile_size=512, overlap=0.125)
+    assert class_map.shape == truth.shape == (2448, 2448)
+    assert class_map.max() < 7

@@ -1,0 +1,93 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lc_utils.classes import IGNORE_INDEX
+from lc_utils.losses import PartialCrossEntropyLoss, class_weights_from_counts
+
+
+def _batch(seed: int, labelled_share: float = 0.1, n: int = 2, c: int = 7, size: int = 12):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, c, size, size, generator=g)
+    target = torch.randint(0, c, (n, size, size), generator=g)
+    unlabelled = torch.rand(n, size, size, generator=g) >= labelled_share
+    target[unlabelled] = IGNORE_INDEX
+    return logits, target
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.01, 1.0))
+def test_equals_cross_entropy_on_the_labelled_pixels_alone(seed: int, share: float) -> None:
+    logits, target = _batch(seed, share)
+    labelled = target != IGNORE_INDEX
+    if not labelled.any():
+        return
+    expected = F.cross_entropy(logits.permute(0, 2, 3, 1)[labelled], target[labelled])
+    torch.testing.assert_close(PartialCrossEntropyLoss()(logits, target), expected)
+
+
+def test_not_divided_by_all_pixels() -> None:
+    logits, target = _batch(0, 0.01)
+    loss = PartialCrossEntropyLoss()(logits, target)
+    diluted = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum") / target.numel()
+    assert loss > 20 * diluted
+
+
+def test_class_weights_match_torch_weighted_mean() -> None:
+    logits, target = _batch(1, 0.3)
+    weight = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.0, 0.1, 0.0])
+    expected = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(PartialCrossEntropyLoss(weight=weight)(logits, target), expected)
+
+
+def test_label_smoothing_matches_torch() -> None:
+    logits, target = _batch(2, 0.3)
+    labelled = target != IGNORE_INDEX
+    expected = F.cross_entropy(logits.permute(0, 2, 3, 1)[labelled], target[labelled], label_smoothing=0.1)
+    torch.testing.assert_close(PartialCrossEntropyLoss(label_smoothing=0.1)(logits, target), expected)
+
+
+def test_unlabelled_logits_do_not_matter() -> None:
+    logits, target = _batch(3, 0.2)
+    changed = logits.clone()
+    changed[(target == IGNORE_INDEX).unsqueeze(1).expand_as(logits)] = 1e3
+    loss_fn = PartialCrossEntropyLoss()
+    assert loss_fn(logits, target) == loss_fn(changed, target)
+
+
+def test_gradients_are_zero_on_unlabelled_pixels() -> None:
+    logits, target = _batch(4, 0.2)
+    logits.requires_grad_(True)
+    PartialCrossEntropyLoss()(logits, target).backward()
+    unlabelled = (target == IGNORE_INDEX).unsqueeze(1).expand_as(logits)
+    assert (logits.grad[unlabelled] == 0).all()
+    assert (logits.grad[~unlabelled].abs() > 0).any()
+
+
+@pytest.mark.parametrize("weight", [None, torch.ones(7)])
+def test_batch_without_labels_gives_zero_loss_with_a_gradient_path(weight) -> None:
+    logits = torch.randn(2, 7, 8, 8, requires_grad=True)
+    target = torch.full((2, 8, 8), IGNORE_INDEX)
+    loss = PartialCrossEntropyLoss(weight=weight)(logits, target)
+    assert loss.item() == 0.0 and torch.isfinite(loss)
+    loss.backward()
+    assert logits.grad is not None and (logits.grad == 0).all()
+
+
+def test_bad_targets_are_refused() -> None:
+    logits = torch.randn(1, 7, 4, 4)
+    target = torch.full((1, 4, 4), IGNORE_INDEX)
+    target[0, 0, 0] = 7
+    with pytest.raises(ValueError, match=r"outside 0..6 and 255: \[7\]"):
+        PartialCrossEntropyLoss()(logits, target)
+    with pytest.raises(ValueError, match="do not match"):
+        PartialCrossEntropyLoss()(logits, target[:, :3])
+
+
+def test_class_weights_from_counts() -> None:
+    weights = class_weights_from_counts(torch.tensor([100, 25, 0, 1]))
+    assert weights[2] == 0
+    assert weights[3] > weights[1] > weights[0]
+    assert weights[[0, 1, 3]].mean() == pytest.approx(1.0)

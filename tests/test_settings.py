@@ -1,0 +1,33 @@
+from pathlib import Path
+
+import torch
+
+from lc_utils import settings
+
+
+def test_fast_mode_and_pick(monkeypatch) -> None:
+    monkeypatch.setenv("LC_FAST", "1")
+    assert settings.fast_mode() and settings.pick(100, 3) == 3
+    monkeypatch.setenv("LC_FAST", "0")
+    assert not settings.fast_mode() and settings.pick(100, 3) == 100
+    monkeypatch.delenv("LC_FAST")
+    assert not settings.fast_mode()
+
+
+def test_device_choice_on_this_machine() -> None:
+    device = settings.resolve_device(None)
+    assert device == settings.default_device()
+    assert settings.resolve_device("cpu") == torch.device("cpu")
+    assert settings.describe_device()
+
+
+def test_seed_everything_repeats_draws() -> None:
+    settings.seed_everything(5)
+    a = torch.rand(3)
+    settings.seed_everything(5)
+    assert torch.equal(a, torch.rand(3))
+
+
+def test_runs_dir(tmp_path: Path) -> None:
+    assert settings.runs_dir(tmp_path / "r") == tmp_path / "r"
+    assert (tmp_path / "r").is_dir()

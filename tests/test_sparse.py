@@ -1,0 +1,233 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from lc_utils.classes import IGNORE_INDEX
+from lc_utils.datasets import SparseLandCoverDataset, denormalize_image, find_pairs, make_transforms
+from lc_utils.masks import class_to_rgb
+from lc_utils.sparse import (
+    PointAnnotation,
+    annotate,
+    annotation_filename,
+    ensure_annotations,
+    image_seed,
+    labelled_fraction,
+    load_annotations,
+    pixels_labelled_by_redrawing,
+    points_to_label_map,
+    sample_points,
+    save_annotations,
+)
+
+
+def _class_map(seed: int = 0, size: int = 64) -> np.ndarray:
+    """Mostly class 1, with a small patch of class 4 (rare) and a band of class 3."""
+    class_map = np.ones((size, size), np.uint8)
+    class_map[: size // 4] = 3
+    class_map[40:43, 40:43] = 4
+    return class_map
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "stratified", "grid"])
+def test_points_are_distinct_labelled_and_seeded(strategy: str) -> None:
+    class_map = _class_map()
+    a = sample_points(class_map, n_points=50, strategy=strategy, seed=7)
+    b = sample_points(class_map, n_points=50, strategy=strategy, seed=7)
+    c = sample_points(class_map, n_points=50, strategy=strategy, seed=8)
+    assert a == b and a != c
+    assert len(set(zip(a.rows.tolist(), a.cols.tolist()))) == len(a)
+    np.testing.assert_array_equal(a.labels, class_map[a.rows, a.cols])
+    assert len(a) == 50 if strategy != "grid" else 40 <= len(a) <= 50
+
+
+def test_stratified_gives_rare_classes_their_share() -> None:
+    class_map = _class_map()
+    uniform = sample_points(class_map, n_points=30, strategy="uniform", seed=0)
+    stratified = sample_points(class_map, n_points=30, strategy="stratified", seed=0)
+    # The 9-pixel class-4 patch is 0.2% of the image: uniform sampling almost never hits it.
+    assert (uniform.labels == 4).sum() <= 1
+    assert (stratified.labels == 4).sum() == 9  # its share (10) capped by its 9 pixels
+    counts = np.bincount(stratified.labels, minlength=5)
+    assert counts[1] + counts[3] == 21 and abs(int(counts[1]) - int(counts[3])) <= 1
+
+
+def test_grid_points_cover_the_image_evenly() -> None:
+    class_map = np.zeros((60, 90), np.uint8)
+    grid = sample_points(class_map, n_points=54, strategy="grid", seed=0)
+    assert len(grid) == 54
+    # One point per 10x10 cell of a 6 x 9 lattice.
+    cells = set(zip((grid.rows // 10).tolist(), (grid.cols // 10).tolist()))
+    assert len(cells) == 54
+
+
+def test_fraction_and_unlabelled_pixels() -> None:
+    class_map = _class_map()
+    class_map[:, :32] = IGNORE_INDEX
+    points = sample_points(class_map, fraction=0.01, seed=0)
+    assert len(points) == round(0.01 * 64 * 32)
+    assert (points.cols >= 32).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one"),
+        ({"n_points": 3, "fraction": 0.1}, "exactly one"),
+        ({"n_points": 0}, "at least 1"),
+        ({"fraction": 0.0}, r"\(0, 1\]"),
+        ({"n_points": 64 * 64 + 1}, "only 4096 labelled pixels"),
+        ({"n_points": 3, "strategy": "random"}, "strategy"),
+    ],
+)
+def test_bad_requests(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        sample_points(_class_map(), **kwargs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 30), st.integers(0, 1000),
+       st.sampled_from(["uniform", "stratified", "grid"]))
+def test_label_map_holds_exactly_the_points(height: int, width: int, seed: int, strategy: str) -> None:
+    class_map = np.random.default_rng(seed).integers(0, 7, (height, width)).astype(np.uint8)
+    n = max(1, height * width // 5)
+    points = sample_points(class_map, n_points=n, strategy=strategy, seed=seed)
+    label_map = points_to_label_map(points, (height, width))
+    assert (label_map != IGNORE_INDEX).sum() == len(points)
+    labelled = label_map != IGNORE_INDEX
+    np.testing.assert_array_equal(label_map[labelled], class_map[labelled])
+
+
+def test_points_outside_the_image_are_refused() -> None:
+    with pytest.raises(ValueError, match="outside the 4x4 image"):
+        points_to_label_map(PointAnnotation([1, 4], [0, 0], [1, 1]), (4, 4))
+
+
+def test_each_image_has_its_own_seed() -> None:
+    class_map = _class_map()
+    result = annotate([("a", class_map), ("b", class_map)], n_points=20, seed=3)
+    assert result["a"] != result["b"]
+    assert result["a"] == sample_points(class_map, n_points=20, seed=image_seed(3, "a"))
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    annotations = annotate([("x1", _class_map()), ("x2", _class_map(size=32))], n_points=25, seed=0)
+    path = save_annotations(annotations, tmp_path / "points.csv", info={"seed": 0})
+    assert path.read_text().splitlines()[1] == "image_id,row,col,label,class_name"
+    loaded = load_annotations(path, image_shapes={"x1": (64, 64), "x2": (32, 32)})
+    assert loaded == annotations
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("x1,3,4,9,", "label 9 is not a class"),
+        ("x1,3,4,1,forest", "label 1 is 'agriculture' but the line says 'forest'"),
+        ("x1,-3,4,1,", "negative coordinate"),
+        ("x1,three,4,1,", "expected image_id,row,col,label"),
+        ("x1,70,4,1,", "outside the 64x64 image"),
+        ("ghost,3,4,1,", r"not in the dataset: \['ghost'\]"),
+        ("x1,0,0,1,", "same pixel twice"),
+    ],
+)
+def test_bad_annotation_files_are_refused(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "points.csv"
+    path.write_text(f"image_id,row,col,label,class_name\nx1,0,0,1,agriculture\n{line}\n")
+    with pytest.raises(ValueError, match=message) as error:
+        load_annotations(path, image_shapes={"x1": (64, 64)})
+    assert "points.csv" in str(error.value)
+
+
+def test_error_line_numbers_count_the_info_line(tmp_path: Path) -> None:
+    path = tmp_path / "points.csv"
+    path.write_text("# info: {}\nimage_id,row,col,label,class_name\nx1,0,0,11,\n")
+    with pytest.raises(ValueError, match="points.csv:3: label 11"):
+        load_annotations(path)
+
+
+def test_ensure_annotations_makes_once_and_keeps_hand_edits(sample_root: Path, tmp_path: Path) -> None:
+    pairs = find_pairs(sample_root)[:3]
+    path = tmp_path / annotation_filename("uniform", n_points=10, seed=0)
+    assert path.name == "points_uniform_n10_seed0.csv"
+    made = ensure_annotations(path, pairs, n_points=10, seed=0)
+    assert sorted(made) == ["0000", "0001", "0002"] and all(len(a) == 10 for a in made.values())
+    text = path.read_text()
+    first_point = text.splitlines()[2].split(",")
+    edited = ",".join([*first_point[:3], "4", "water"])
+    path.write_text(text.replace(",".join(first_point), edited))
+    again = ensure_annotations(path, pairs, n_points=10, seed=0)
+    assert again[first_point[0]].labels[0] == 4
+    with pytest.raises(ValueError, match="n_points differ"):
+        ensure_annotations(path, pairs, n_points=20, seed=0)
+
+
+def test_redrawing_points_every_batch_labels_almost_everything() -> None:
+    shares = pixels_labelled_by_redrawing((64, 64), n_points=41, n_draws=300, seed=0)
+    assert shares[0] == pytest.approx(41 / 4096)
+    assert shares[-1] > 0.95  # 1% per draw, yet almost every pixel seen after 300 draws
+    assert np.all(np.diff(shares) >= 0)
+
+
+def test_labelled_fraction() -> None:
+    annotations = {"a": PointAnnotation([0, 1], [0, 1], [1, 1]), "b": PointAnnotation([0], [0], [2])}
+    assert labelled_fraction(annotations, {"a": (10, 10), "b": (10, 10)}) == pytest.approx(3 / 200)
+
+
+def _coordinate_dataset(tmp_path: Path, size: int = 40):
+    """A PNG image whose red/green channels hold each pixel's row/column, with its mask."""
+    rows, cols = np.mgrid[0:size, 0:size]
+    image = np.stack([rows * 5, cols * 5, np.full_like(rows, 77)], axis=-1).astype(np.uint8)
+    class_map = ((rows // 7 + cols // 5) % 7).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "0_sat.png")
+    Image.fromarray(class_to_rgb(class_map)).save(tmp_path / "0_mask.png")
+    return find_pairs(tmp_path), class_map
+
+
+def _labelled_original_pixels(image: torch.Tensor, labels: torch.Tensor) -> dict[tuple[int, int], int]:
+    """Undo the augmentation: read each labelled pixel's original position from its colour."""
+    rgb = denormalize_image(image).astype(int)
+    labelled = labels.numpy() != IGNORE_INDEX
+    return {(int(r) // 5, int(c) // 5): int(k) for r, c, k in
+            zip(rgb[labelled, 0], rgb[labelled, 1], labels.numpy()[labelled])}
+
+
+def test_sparse_dataset_keeps_the_same_points_every_epoch(tmp_path: Path) -> None:
+    pairs, class_map = _coordinate_dataset(tmp_path)
+    annotations = ensure_annotations(tmp_path / "points.csv", pairs, n_points=30, seed=0)
+    on_file = load_annotations(tmp_path / "points.csv")["0"]
+    expected = {(int(r), int(c)): int(k) for r, c, k in zip(on_file.rows, on_file.cols, on_file.labels)}
+    dataset = SparseLandCoverDataset(pairs, annotations, transform=make_transforms(40))
+    seen_per_epoch = []
+    for epoch in range(2):
+        torch.manual_seed(epoch)
+        image, labels = dataset[0]
+        assert int((labels != IGNORE_INDEX).sum()) == len(on_file) == 30
+        seen_per_epoch.append(_labelled_original_pixels(image, labels))
+    assert seen_per_epoch[0] == seen_per_epoch[1] == expected
+    assert all(class_map[r, c] == k for (r, c), k in expected.items())
+
+
+def test_sparse_dataset_crops_keep_a_subset_of_the_points(tmp_path: Path) -> None:
+    pairs, _ = _coordinate_dataset(tmp_path)
+    annotations = ensure_annotations(tmp_path / "points.csv", pairs, n_points=60, seed=0)
+    expected = {(int(r), int(c)): int(k) for r, c, k in
+                zip(annotations["0"].rows, annotations["0"].cols, annotations["0"].labels)}
+    dataset = SparseLandCoverDataset(pairs, annotations, transform=make_transforms(24))
+    for seed in range(5):
+        torch.manual_seed(seed)
+        image, labels = dataset[0]
+        seen = _labelled_original_pixels(image, labels)
+        assert seen and seen.items() <= expected.items()
+
+
+def test_sparse_dataset_refuses_missing_or_misfit_annotations(tmp_path: Path) -> None:
+    pairs, _ = _coordinate_dataset(tmp_path)
+    with pytest.raises(ValueError, match="have no annotation"):
+        SparseLandCoverDataset(pairs, {})
+    dataset = SparseLandCoverDataset(pairs, {"0": PointAnnotation([45], [3], [1])})
+    with pytest.raises(ValueError, match="annotation of image '0'.*outside the 40x40"):
+        dataset[0]

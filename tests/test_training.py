@@ -1,0 +1,172 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from lc_utils.classes import IGNORE_INDEX
+from lc_utils.datasets import SparseLandCoverDataset, find_pairs, make_transforms
+from lc_utils.models import build_deeplabv3
+from lc_utils.sparse import ensure_annotations
+from lc_utils.training import (
+    BEST,
+    LAST,
+    NonFiniteLossError,
+    evaluate,
+    fit,
+    load_checkpoint,
+    load_trained_model,
+    make_loader,
+    save_checkpoint,
+)
+
+
+def _colour_task(n: int = 16, size: int = 8, seed: int = 0) -> TensorDataset:
+    """Images whose class is given by which channel is bright; 10% of pixels labelled."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3, (n, size, size), generator=g)
+    images = torch.nn.functional.one_hot(labels, 3).permute(0, 3, 1, 2).float() * 2 - 1
+    images += 0.3 * torch.randn(images.shape, generator=g)
+    sparse = labels.clone()
+    sparse[torch.rand(labels.shape, generator=g) > 0.1] = IGNORE_INDEX
+    return TensorDataset(images, sparse), TensorDataset(images, labels)
+
+
+def _tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 3, 1))
+
+
+def test_loss_falls_and_validation_improves_from_sparse_labels() -> None:
+    sparse, dense = _colour_task()
+    model = _tiny_model()
+    before = evaluate(model, make_loader(dense, 8, shuffle=False), 3).summary()["pixel_accuracy"]
+    history = fit(model, make_loader(sparse, 4, shuffle=True), epochs=8, lr=0.05, num_classes=3,
+                  val_loader=make_loader(dense, 8, shuffle=False), progress=False)
+    frame = pd.DataFrame(history)
+    assert list(frame.columns) == ["epoch", "train_loss", "lr", "seconds", "images_per_s",
+                                   "val_mean_iou", "val_pixel_accuracy"]
+    assert frame.train_loss.iloc[-1] < 0.5 * frame.train_loss.iloc[0]
+    assert frame.val_pixel_accuracy.iloc[-1] > 0.95 > before
+    assert frame.lr.iloc[-1] < frame.lr.iloc[0]  # poly schedule
+
+
+def _sample_run(sample_root: Path, tmp_path: Path):
+    pairs = find_pairs(sample_root)[:4]
+    annotations = ensure_annotations(tmp_path / "points.csv", pairs, n_points=50, seed=0)
+    dataset = SparseLandCoverDataset(pairs, annotations, transform=make_transforms(48))
+    return make_loader(dataset, 2, shuffle=True)
+
+
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_resume_gives_identical_weights(sample_root: Path, tmp_path: Path) -> None:
+    loader = _sample_run(sample_root, tmp_path)
+    kwargs = {"epochs": 2, "lr": 1e-3, "seed": 3, "progress": False}
+
+    torch.manual_seed(0)
+    straight = build_deeplabv3(backbone="mobilenet_v3_large")
+    fit(straight, loader, run_dir=tmp_path / "straight", **kwargs)
+
+    torch.manual_seed(0)
+    first = build_deeplabv3(backbone="mobilenet_v3_large")
+    # A disconnect at the first step of epoch 2: the model raises from its forward pass.
+    calls = {"n": 0}
+
+    class Disconnect(Exception):
+        pass
+
+    def crash_on_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > len(loader):
+            raise Disconnect
+        return original_forward(*args, **kwargs)
+
+    original_forward = first.forward
+    first.forward = crash_on_second_epoch  # type: ignore[method-assign]
+    with pytest.raises(Disconnect):
+        fit(first, loader, run_dir=tmp_path / "resumed", **kwargs)
+    assert load_checkpoint(tmp_path / "resumed" / LAST)["epoch"] == 0
+
+    torch.manual_seed(123)  # a fresh process: other weights and RNG state until resume
+    resumed = build_deeplabv3(backbone="mobilenet_v3_large")
+    history = fit(resumed, loader, run_dir=tmp_path / "resumed", resume=True, **kwargs)
+    assert [r["epoch"] for r in history] == [1, 2]
+    expected, got = _weights(straight), _weights(resumed)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=key)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    sparse, _ = _colour_task()
+    loader = make_loader(sparse, 4, shuffle=True)
+    fit(_tiny_model(), loader, epochs=1, num_classes=3, run_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="other settings \\(epochs\\)"):
+        fit(_tiny_model(), loader, epochs=3, num_classes=3, run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_checkpoint_contents(tmp_path: Path) -> None:
+    sparse, dense = _colour_task()
+    fit(_tiny_model(), make_loader(sparse, 4, shuffle=True), epochs=2, num_classes=3, run_dir=tmp_path,
+        val_loader=make_loader(dense, 8, shuffle=False), config={"note": "test"}, progress=False)
+    state = load_checkpoint(tmp_path / LAST)
+    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "config", "history", "rng"} <= set(state)
+    assert state["epoch"] == 1 and state["config"]["note"] == "test"
+    assert (tmp_path / BEST).is_file()
+    assert len(pd.read_csv(tmp_path / "history.csv")) == 2
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_checkpoints(tmp_path: Path) -> None:
+    sparse, _ = _colour_task()
+    loader = make_loader(sparse, 4, shuffle=True)
+    model = _tiny_model()
+    fit(model, loader, epochs=1, num_classes=3, run_dir=tmp_path, progress=False)
+    good = load_checkpoint(tmp_path / LAST)["model"]
+
+    def poisoned(logits, target):
+        return logits.sum() * float("nan")
+
+    with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 1, step 1"):
+        fit(model, loader, epochs=1, num_classes=3, loss_fn=poisoned, run_dir=tmp_path / "b", progress=False)
+    after = load_checkpoint(tmp_path / LAST)["model"]
+    assert all(torch.equal(good[k], after[k]) for k in good)
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> None:
+    path = save_checkpoint({"epoch": 1, "w": torch.ones(3)}, tmp_path / LAST)
+
+    def broken_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [LAST]
+
+
+def test_load_trained_model(sample_root: Path, tmp_path: Path) -> None:
+    loader = _sample_run(sample_root, tmp_path)
+    model = build_deeplabv3(backbone="mobilenet_v3_large")
+    fit(model, loader, epochs=1, run_dir=tmp_path / "run", progress=False)
+    loaded = load_trained_model(tmp_path / "run" / LAST)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model.eval()(x))
+    with pytest.raises(FileNotFoundError, match="notebook 04"):
+        load_trained_model(tmp_path / "nowhere.pt")
+
+
+def test_empty_loader_is_refused() -> None:
+    sparse, _ = _colour_task(n=3)
+    with pytest.raises(ValueError, match="no batch"):
+        fit(_tiny_model(), make_loader(sparse, 4, shuffle=True, drop_last=True), epochs=1, num_classes=3,
+            progress=False)

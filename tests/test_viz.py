@@ -1,0 +1,141 @@
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from lc_utils.classes import DEEPGLOBE, IGNORE_INDEX
+from lc_utils.datasets import find_pairs, read_pair
+from lc_utils.metrics import ConfusionMatrix
+from lc_utils.sparse import sample_points
+from lc_utils.viz import (
+    CORRECT_RGB,
+    UNLABELLED_GREY,
+    WRONG_RGB,
+    compare_prediction,
+    error_map,
+    legend_handles,
+    overlay,
+    plot_class_shares,
+    plot_confusion_matrix,
+    plot_density_curve,
+    plot_history,
+    plot_points,
+    show_pairs,
+)
+
+
+@pytest.fixture(autouse=True)
+def headless() -> None:
+    matplotlib.use("Agg")
+
+
+def _render(fig) -> np.ndarray:
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())
+
+
+@pytest.fixture(params=["sample", "real"])
+def pair(request, sample_root: Path):
+    if request.param == "real":
+        folder = request.getfixturevalue("real_tiles")
+        return read_pair(*find_pairs(folder)[3])
+    return read_pair(*find_pairs(sample_root)[0])
+
+
+def test_overlay_blends_labelled_pixels_only() -> None:
+    image = np.full((2, 2, 3), 100, np.uint8)
+    class_map = np.array([[4, IGNORE_INDEX], [0, 0]], np.uint8)
+    out = overlay(image, class_map, alpha=0.5)
+    assert tuple(out[0, 0]) == (50, 50, 178)  # halfway to water's (0, 0, 255)
+    assert tuple(out[0, 1]) == (100, 100, 100)
+    with pytest.raises(ValueError, match="differ in size"):
+        overlay(image, class_map[:1])
+
+
+def test_error_map_colours() -> None:
+    truth = np.array([[1, 2, IGNORE_INDEX]])
+    prediction = np.array([[1, 3, 3]])
+    out = error_map(truth, prediction)
+    assert [tuple(p) for p in out[0]] == [CORRECT_RGB, WRONG_RGB, UNLABELLED_GREY]
+
+
+def test_legend_has_every_class_name() -> None:
+    assert [h.get_label() for h in legend_handles()] == list(DEEPGLOBE.names)
+
+
+def test_show_pairs(pair) -> None:
+    image, class_map = pair
+    fig = show_pairs([image, image, image], [class_map] * 3, titles=["a", "b", "c"], columns=2)
+    assert len(fig.axes) == 8  # 2 rows of pairs x 2 columns
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(DEEPGLOBE.names)
+    assert fig.axes[0].images[0].get_array().shape == image.shape
+    assert _render(fig).shape[2] == 4
+
+
+def test_compare_prediction(pair) -> None:
+    image, truth = pair
+    prediction = np.roll(truth, 5, axis=1)
+    fig = compare_prediction(image, truth, prediction, title="tile")
+    assert len(fig.axes) == 5
+    assert [ax.get_title() for ax in fig.axes][:3] == ["image", "ground truth", "prediction"]
+    errors = fig.axes[4].images[0].get_array()
+    assert errors.shape == image.shape
+    _render(fig)
+
+
+def test_plot_points(pair) -> None:
+    image, class_map = pair
+    points = sample_points(class_map, n_points=40, strategy="stratified", seed=0)
+    fig = plot_points(image, points, title="40 points")
+    offsets = fig.axes[0].collections[0].get_offsets()
+    np.testing.assert_array_equal(offsets[:, 0], points.cols)
+    np.testing.assert_array_equal(offsets[:, 1], points.rows)
+    legend_names = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend_names == [DEEPGLOBE.names[k] for k in sorted(set(points.labels.tolist()))]
+    _render(fig)
+
+
+def test_plot_confusion_matrix(pair) -> None:
+    _, truth = pair
+    confusion = ConfusionMatrix(7)
+    confusion.update(np.roll(truth, 9, axis=0), truth)
+    fig = plot_confusion_matrix(confusion)
+    heat = fig.axes[0].images[0].get_array()
+    assert heat.shape == (7, 7) and heat.max() <= 1
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(DEEPGLOBE.names)
+    _render(fig)
+
+
+def test_plot_history_and_shares_and_density() -> None:
+    history = [{"epoch": 1, "train_loss": 1.5, "val_mean_iou": 0.2},
+               {"epoch": 2, "train_loss": 1.1, "val_mean_iou": 0.3}]
+    fig = plot_history(history)
+    assert len(fig.axes) == 2
+    np.testing.assert_array_equal(fig.axes[1].lines[0].get_ydata(), [0.2, 0.3])
+    assert len(plot_history([{"epoch": 1, "train_loss": 1.0}]).axes) == 1
+    shares = pd.DataFrame({"pixels": [0.5, 0.5], "images": [1.0, 0.4]}, index=["urban", "water"])
+    fig = plot_class_shares(shares)
+    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 2
+    results = pd.DataFrame({"strategy": ["uniform", "uniform", "dense"],
+                            "labelled_fraction": [0.001, 0.01, 1.0], "val_mean_iou": [0.2, 0.3, 0.4]})
+    fig = plot_density_curve(results)
+    assert [line.get_label() for line in fig.axes[0].lines] == ["uniform", "dense labels"]
+    _render(fig)
+
+
+def test_strategy_comparison_and_redraw_growth(pair) -> None:
+    from lc_utils.sparse import pixels_labelled_by_redrawing
+    from lc_utils.viz import compare_strategies, plot_redraw_growth
+
+    image, class_map = pair
+    fig = compare_strategies(image, class_map, n_points=30)
+    assert [ax.get_title() for ax in fig.axes[1:4]] == ["uniform: 30 points", "stratified: 30 points",
+                                                         "grid: 30 points"]
+    shares = pixels_labelled_by_redrawing((32, 32), 10, 50)
+    fig = plot_redraw_growth(shares, 10)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), shares * 100)
+    _render(fig)
