@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install course test test-unit test-notebooks lint lab bench clean
+.PHONY: help install course test test-unit test-notebooks lint lab bench density clean
 
 help:
 	@echo "make course   run every notebook on the generated sample (executed copies + HTML in build/)"
 	@echo "make test     install into .venv and run the unit tests and the notebooks (nbval)"
 	@echo "make lab      open the notebooks in JupyterLab"
-	@echo "make bench    run the benchmarks in benchmarks/"
+	@echo "make bench    run the benchmarks in benchmarks/ (JSON + one-line summaries)"
+	@echo "make density  the label-density study on the real DeepGlobe tiles (about 30 min on a CPU)"
 	@echo "make lint     ruff over the package, tests, benchmarks and notebooks"
 	@echo "make clean    remove the virtual environment, generated data, runs and build output"
 
@@ -38,7 +39,7 @@ test-unit: $(STAMP)
 
 test-notebooks: $(STAMP)
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-		LC_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks; \
+		LC_FAST=1 LC_HEADLESS=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks; \
 	else echo "no notebooks yet"; fi
 
 lab: $(STAMP)
@@ -46,6 +47,9 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+density: $(STAMP)
+	$(BIN)/python -m benchmarks.label_density
 
 clean:
 	rm -rf $(VENV) build runs data/sample .pytest_cache .ruff_cache .hypothesis

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["LC_FAST"] = "1"
         print("No GPU found: running the course in fast mode (LC_FAST=1). "
               "Set LC_FAST=0 to run at full size anyway.")
+    # Executed copies and HTML pages cannot run widgets: explorers show their static figures.
+    os.environ.setdefault("LC_HEADLESS", "1")
     mode = "fast" if fast_mode() else "full"
     print(f"Data ({mode} mode): {prepare_data()}")
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -150,6 +151,30 @@ def prepare_data(data_dir: str | Path | None = None) -> Path:
             raise FileNotFoundError(f"{root}: DATA_DIR is not a folder")
         return root
     return ensure_sample_dataset(sample_dir(), **SAMPLE_SIZES["fast" if fast_mode() else "full"])
+
+
+def dataset_summary(samples: Sequence[Sample]) -> pd.DataFrame:
+    """Per split: how many images, how many with masks, and the image sizes found."""
+    rows = {}
+    for split in sorted({s.split for s in samples}):
+        chosen = [s for s in samples if s.split == split]
+        sizes = set()
+        for sample in chosen[:50]:  # headers only; 50 are enough to see the sizes
+            with Image.open(sample.image) as image:
+                sizes.add(f"{image.size[0]}x{image.size[1]}")
+        labelled = sum(s.mask is not None for s in chosen)
+        rows[split or "(flat)"] = {"images": len(chosen), "with masks": labelled,
+                                   "sizes": ", ".join(sorted(sizes))}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def image_shapes(pairs: Sequence[tuple[Path, Path]]) -> dict[str, tuple[int, int]]:
+    """Image id -> (height, width), read from the file headers only."""
+    shapes = {}
+    for image, _ in pairs:
+        with Image.open(image) as opened:
+            shapes[image_id_of(image)] = (opened.size[1], opened.size[0])
+    return shapes
 
 
 def split_pairs(pairs: Sequence[tuple[Path, Path]], seed: int = 0,

@@ -8,11 +8,12 @@ lookup; :func:`rgb_to_class` does that whenever the palette is made of 0/255 val
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .files import read_rgb
@@ -183,6 +184,57 @@ def off_palette_pixels(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, *,
         warnings.simplefilter("ignore", OffPaletteWarning)
         decoded = rgb_to_class(mask, schema, on_invalid="ignore", threshold=threshold)
     return int((decoded == IGNORE_INDEX).sum())
+
+
+def colour_table(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, limit: int = 20) -> pd.DataFrame:
+    """The distinct colours of an RGB mask, most frequent first, with the class each decodes to
+    by exact matching and after thresholding at 128 (``None`` where it matches no class)."""
+    rgb = as_rgb_uint8(mask).reshape(-1, 3)
+    colours, counts = np.unique(rgb, axis=0, return_counts=True)
+    order = np.argsort(-counts)[:limit]
+    exact = {tuple(c): schema.names[i] for i, c in enumerate(schema.colors)}
+    thresholded = [exact.get(tuple(int(v >= 128) * 255 for v in colours[i])) for i in order]
+    return pd.DataFrame({
+        "colour": [tuple(int(v) for v in colours[i]) for i in order],
+        "pixels": counts[order],
+        "exact match": [exact.get(tuple(int(v) for v in colours[i])) for i in order],
+        "after threshold": thresholded,
+    })
+
+
+def scan_masks(mask_paths: Iterable[str | Path], schema: ClassSchema = DEEPGLOBE) -> pd.DataFrame:
+    """Per mask file: pixels that match no class exactly, and pixels still off-palette after the
+    128 threshold (the ones a policy has to decide), most troubled masks first."""
+    rows = []
+    for path in mask_paths:
+        rgb = read_rgb(path, what="mask")
+        rows.append({"mask": Path(path).name, "pixels": rgb.shape[0] * rgb.shape[1],
+                     "off palette (exact)": off_palette_pixels(rgb, schema, threshold=False),
+                     "off palette (thresholded)": off_palette_pixels(rgb, schema)})
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["off palette (thresholded)", "off palette (exact)"], ascending=False,
+                             ignore_index=True)
+
+
+def compare_policies(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE) -> pd.DataFrame:
+    """What each ``on_invalid`` policy does with a mask: the error, or where the pixels went."""
+    rows = []
+    for policy in ON_INVALID_POLICIES:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                decoded = rgb_to_class(mask, schema, on_invalid=policy)
+            except InvalidMaskError as error:
+                rows.append({"policy": policy, "result": f"InvalidMaskError: {error}"})
+                continue
+        counts = {name: int((decoded == i).sum()) for i, name in enumerate(schema.names)}
+        counts["ignored (255)"] = int((decoded == IGNORE_INDEX).sum())
+        note = f"{len(caught)} warning(s)" if caught else "no warning"
+        rows.append({"policy": policy, "result": note, **counts})
+    frame = pd.DataFrame(rows).set_index("policy")
+    counts = [c for c in frame.columns if c != "result"]
+    frame[counts] = frame[counts].astype("Int64")
+    return frame
 
 
 def class_frequencies(class_maps: Sequence[np.ndarray], num_classes: int) -> np.ndarray:

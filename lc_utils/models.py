@@ -26,6 +26,10 @@ _COCO = {"resnet50": DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
          "mobilenet_v3_large": DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1}
 
 
+_UNAVAILABLE: set[tuple[str, str]] = set()
+"""(weights, backbone) downloads that failed in this process: warned about once, not retried."""
+
+
 class PretrainedWeightsWarning(UserWarning):
     """Pretrained weights could not be had; the model starts from random weights."""
 
@@ -120,15 +124,18 @@ def build_deeplabv3(
       torchvision segmentation state dict) or a backbone state dict (e.g. ``resnet50-0676ba61.pth``).
 
     Where pretrained weights cannot be downloaded (no network), one
-    :class:`PretrainedWeightsWarning` says so and the model starts from random weights; with
-    ``strict=True`` that is an error instead. The forward pass returns logits at the input's size.
+    :class:`PretrainedWeightsWarning` says so (once per process: later calls fall back without
+    trying the network again) and the model starts from random weights; with ``strict=True``
+    that is an error instead. The forward pass returns logits at the input's size.
     """
     if backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
     builder = _BUILDERS[backbone]
     net = None
     label = None if weights is None else str(weights)
-    if weights in ("imagenet", "coco"):
+    if weights in ("imagenet", "coco") and (weights, backbone) in _UNAVAILABLE and not strict:
+        label = None  # already warned in this process; do not try the network again
+    elif weights in ("imagenet", "coco"):
         try:
             if weights == "imagenet":
                 net = builder(weights=None, weights_backbone=_IMAGENET[backbone], num_classes=num_classes,
@@ -145,6 +152,7 @@ def build_deeplabv3(
                 f"Could not download the {weights} weights for DeepLabV3-{backbone} ({error}); the "
                 "model starts from random weights and needs far more training. Pass weights="
                 "'path/to/file.pth' to use a local copy.", PretrainedWeightsWarning, stacklevel=2)
+            _UNAVAILABLE.add((weights, backbone))
             net, label = None, None
     elif weights is not None and not isinstance(weights, Path) and weights in BACKBONES:
         raise ValueError(f"weights={weights!r} looks like a backbone name; use backbone=")

@@ -12,13 +12,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
 from .classes import DEEPGLOBE, ClassSchema
-from .datasets import DenseLandCoverDataset, SparseLandCoverDataset, make_transforms
+from .datasets import DenseLandCoverDataset, SparseLandCoverDataset, class_statistics, make_transforms
 from .files import image_id_of
 from .inference import evaluate_tiled
+from .masks import read_mask
+from .metrics import ConfusionMatrix
 from .models import build_deeplabv3
 from .settings import seed_everything
 from .sparse import annotation_filename, ensure_annotations
@@ -69,6 +72,17 @@ def train_once(train_pairs, val_pairs, settings: StudySettings, annotations=None
     return {"val_mean_iou": summary["mean_iou"], "val_pixel_accuracy": summary["pixel_accuracy"],
             "val_macro_f1": summary["macro_f1"], "final_train_loss": history[-1]["train_loss"],
             "steps": settings.epochs * len(loader), "train_seconds": seconds}
+
+
+def majority_baseline(train_pairs: Sequence[tuple[Path, Path]], val_pairs: Sequence[tuple[Path, Path]],
+                      schema: ClassSchema = DEEPGLOBE) -> dict[str, float]:
+    """Scores of predicting the training set's most frequent class everywhere: the bar to beat."""
+    majority = int(class_statistics(train_pairs, schema)["pixels"].to_numpy().argmax())
+    confusion = ConfusionMatrix(schema.num_classes, schema=schema)
+    for _, mask in val_pairs:
+        truth = read_mask(mask, schema)
+        confusion.update(np.full_like(truth, majority), truth)
+    return {"class": schema.names[majority], **confusion.summary()}
 
 
 def run_density_study(

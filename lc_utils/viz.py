@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .masks import class_to_rgb
@@ -84,6 +84,51 @@ def show_pairs(images: Sequence[np.ndarray], class_maps: Sequence[np.ndarray],
         r, c = divmod(i, columns)
         _show(axes[2 * r, c], image, titles[i] if titles else None)
         _show(axes[2 * r + 1, c], class_to_rgb(class_map, schema))
+    add_legend(fig, schema)
+    return fig
+
+
+def plot_zoom(image: np.ndarray, class_map: np.ndarray, crop: int | None = None,
+              schema: ClassSchema = DEEPGLOBE, title: str | None = None) -> Figure:
+    """A whole image and its mask, beside a ``crop``-pixel window from its centre at full
+    resolution (the red box; a quarter of the image's side by default, at least 64 pixels), to
+    show how much detail one pixel holds."""
+    height, width = class_map.shape
+    crop = min(crop or max(64, min(height, width) // 4), height, width)
+    top, left = (height - crop) // 2, (width - crop) // 2
+    fig, axes = _axes_grid(1, 4, cell=3.6)
+    _show(axes[0, 0], image, f"{width} x {height} image")
+    _show(axes[0, 1], class_to_rgb(class_map, schema), "its mask")
+    _show(axes[0, 2], image[top:top + crop, left:left + crop], f"centre {crop} x {crop}, 1:1")
+    _show(axes[0, 3], class_to_rgb(class_map[top:top + crop, left:left + crop], schema), "its mask")
+    for ax in axes[0, :2]:
+        ax.add_patch(Rectangle((left, top), crop, crop, fill=False, edgecolor="red", linewidth=1.5))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    add_legend(fig, schema)
+    return fig
+
+
+def plot_mask_decoding(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, title: str | None = None) -> Figure:
+    """The stored RGB mask, the pixels an exact colour lookup misses (red), and the class map
+    decoded with the 128 threshold, painted back into the palette."""
+    import warnings
+
+    from .masks import OffPaletteWarning, rgb_to_class
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OffPaletteWarning)
+        exact = rgb_to_class(mask, schema, on_invalid="ignore", threshold=False)
+        decoded = rgb_to_class(mask, schema, on_invalid="ignore")
+    missed = exact == IGNORE_INDEX
+    highlight = np.full((*missed.shape, 3), 235, np.uint8)
+    highlight[missed] = WRONG_RGB
+    fig, axes = _axes_grid(1, 3, cell=4)
+    _show(axes[0, 0], mask, "mask as stored")
+    _show(axes[0, 1], highlight, f"{int(missed.sum())} pixels exact matching misses")
+    _show(axes[0, 2], class_to_rgb(decoded, schema), "decoded with the 128 threshold")
+    if title:
+        fig.suptitle(title, fontsize=10)
     add_legend(fig, schema)
     return fig
 

@@ -39,6 +39,10 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every weight download fail the way it does without a network."""
     import urllib.error
 
+    from lc_utils import models
+
+    monkeypatch.setattr(models, "_UNAVAILABLE", set())
+
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("no network in this test")
 
@@ -55,6 +59,12 @@ def test_offline_fallback_warns_once(monkeypatch: pytest.MonkeyPatch, weights: s
     ours = [w for w in caught if issubclass(w.category, PretrainedWeightsWarning)]
     assert len(ours) == 1 and "random weights" in str(ours[0].message)
     assert model.weights is None and model.net.classifier[-1].out_channels == 7
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        build_deeplabv3(backbone="mobilenet_v3_large", weights=weights)
+    assert not [w for w in again if issubclass(w.category, PretrainedWeightsWarning)]
+    with pytest.raises(RuntimeError, match=f"could not load {weights} weights"):
+        build_deeplabv3(backbone="mobilenet_v3_large", weights=weights, strict=True)
 
 
 def test_offline_strict_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

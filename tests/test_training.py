@@ -118,7 +118,8 @@ def test_checkpoint_contents(tmp_path: Path) -> None:
     state = load_checkpoint(tmp_path / LAST)
     assert {"model", "optimizer", "scheduler", "scaler", "epoch", "config", "history", "rng"} <= set(state)
     assert state["epoch"] == 1 and state["config"]["note"] == "test"
-    assert (tmp_path / BEST).is_file()
+    best = load_checkpoint(tmp_path / BEST)
+    assert set(best) == {"model", "epoch", "config", "model_config", "history", "best"}
     assert len(pd.read_csv(tmp_path / "history.csv")) == 2
 
 

@@ -1,0 +1,65 @@
+"""Bad inputs on the way into training, each with its clear error or documented handling.
+
+Other cases live beside the code they exercise: off-palette masks under each policy and bad mask
+files (test_masks), missing masks, size mismatches, truncated JPEGs and empty folders
+(test_datasets), bad annotation files (test_sparse), NaN losses, interrupted checkpoint writes and
+resume (test_training), a batch without labels (test_losses).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lc_utils.classes import IGNORE_INDEX
+from lc_utils.datasets import DenseLandCoverDataset, SparseLandCoverDataset, find_pairs
+from lc_utils.masks import class_to_rgb
+from lc_utils.sparse import PointAnnotation
+from lc_utils.training import fit, make_loader
+
+
+def _pair_with_image(folder: Path, image: Image.Image, suffix: str = ".png") -> list[tuple[Path, Path]]:
+    image.save(folder / f"1_sat{suffix}")
+    Image.fromarray(class_to_rgb(np.ones((8, 8), np.uint8))).save(folder / "1_mask.png")
+    return find_pairs(folder)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (Image.fromarray(np.zeros((8, 8), np.uint8)), "mode 'L' \\(grayscale\\)"),
+        (Image.fromarray(np.zeros((8, 8), np.uint16)), "not 8-bit RGB"),
+        (Image.fromarray(np.zeros((8, 8, 4), np.uint8)), "RGBA with transparent pixels"),
+    ],
+    ids=["grayscale", "16-bit", "transparent RGBA"],
+)
+def test_unusable_satellite_images_name_the_file(tmp_path: Path, image: Image.Image, message: str) -> None:
+    pairs = _pair_with_image(tmp_path, image)
+    with pytest.raises(ValueError, match=message) as error:
+        DenseLandCoverDataset(pairs)[0]
+    assert "1_sat.png" in str(error.value)
+
+
+def test_opaque_rgba_satellite_image_is_used(tmp_path: Path) -> None:
+    rgba = np.full((8, 8, 4), 255, np.uint8)
+    rgba[..., :3] = 40
+    image, labels = DenseLandCoverDataset(_pair_with_image(tmp_path, Image.fromarray(rgba)))[0]
+    assert image.shape == (3, 8, 8) and (labels == 1).all()
+
+
+def test_training_through_batches_without_a_single_label(tmp_path: Path) -> None:
+    """Crops that miss every point give batches with no label: zero loss, no NaN, training goes on."""
+    pairs = _pair_with_image(tmp_path, Image.fromarray(np.full((8, 8, 3), 90, np.uint8)))
+    dataset = SparseLandCoverDataset(pairs, {"1": PointAnnotation([0], [0], [1])})
+    images, labels = dataset[0]
+    assert (labels != IGNORE_INDEX).sum() == 1
+    unlabelled = torch.utils.data.TensorDataset(images[None].repeat(4, 1, 1, 1),
+                                                torch.full((4, 8, 8), IGNORE_INDEX))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 7, 1))
+    history = fit(model, make_loader(unlabelled, 2, shuffle=True), epochs=2, num_classes=7, progress=False)
+    assert [r["train_loss"] for r in history] == [0.0, 0.0]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
