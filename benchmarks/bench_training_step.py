@@ -11,7 +11,7 @@ from benchmarks._common import report
 from lc_utils.classes import IGNORE_INDEX
 from lc_utils.losses import PartialCrossEntropyLoss
 from lc_utils.models import build_deeplabv3
-from lc_utils.training import _autocast
+from lc_utils.settings import autocast
 
 SIZE = 256
 
@@ -31,7 +31,7 @@ def images_per_second(backbone: str, device: torch.device, channels_last: bool, 
                                   and not torch.cuda.is_bf16_supported())
 
     def step() -> None:
-        with _autocast(device, amp):
+        with autocast(device, amp):
             loss = loss_fn(model(images).float(), labels)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

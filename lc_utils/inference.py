@@ -14,7 +14,7 @@ from .classes import DEEPGLOBE, ClassSchema
 from .datasets import normalize_image, read_pair
 from .masks import OnInvalid
 from .metrics import ConfusionMatrix
-from .settings import resolve_device
+from .settings import autocast, resolve_device
 
 
 def window_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -41,13 +41,6 @@ def blend_window(height: int, width: int, ramp: int) -> torch.Tensor:
         return w
 
     return (profile(height)[:, None] * profile(width)[None, :]).clamp_min(1e-3)
-
-
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
 
 
 def _as_input(image: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -98,7 +91,7 @@ def predict_tiled(
     model.eval()
     try:
         if tile_h == height and tile_w == width:
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 logits = model(x[None].to(device).contiguous(memory_format=torch.channels_last))
             probs = F.softmax(logits.float(), dim=1)[0].cpu()
         else:
@@ -110,7 +103,7 @@ def predict_tiled(
             for first in range(0, len(boxes), batch_size):
                 chunk = boxes[first:first + batch_size]
                 batch = torch.stack([x[:, t:t + tile_h, left:left + tile_w] for t, left in chunk])
-                with _autocast(device, amp):
+                with autocast(device, amp):
                     logits = model(batch.to(device).contiguous(memory_format=torch.channels_last))
                 tile_probs = (F.softmax(logits.float(), dim=1) * weight.to(device)).cpu()
                 if probs is None:

@@ -52,6 +52,14 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device)
 
 
+def autocast(device: torch.device, enabled: bool = True):
+    """Mixed precision on CUDA (bfloat16 where the GPU has it, else float16); a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed Python, NumPy and torch; ask torch for deterministic kernels where it has them."""
     random.seed(seed)

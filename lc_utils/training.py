@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .classes import IGNORE_INDEX
 from .losses import PartialCrossEntropyLoss
 from .metrics import ConfusionMatrix
-from .settings import resolve_device
+from .settings import autocast, resolve_device
 
 LAST, BEST = "last.pt", "best.pt"
 _BEST_KEYS = ("model", "epoch", "config", "model_config", "history", "best")
@@ -117,13 +117,6 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, schedule: str | None, tota
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
-
-
 def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -132,14 +125,26 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, *,
              device: str | torch.device | None = None, amp: bool = True, channels_last: bool = True,
-             ignore_index: int = IGNORE_INDEX) -> ConfusionMatrix:
-    """Predict every batch of ``loader`` (whole images) and accumulate one confusion matrix."""
+             ignore_index: int = IGNORE_INDEX, tile_size: int = 512) -> ConfusionMatrix:
+    """Predict every batch of ``loader`` and accumulate one confusion matrix.
+
+    Batches of images up to ``tile_size`` go through the model whole; larger images (a
+    2448 x 2448 DeepGlobe tile) are predicted window by window with
+    :func:`lc_utils.inference.predict_tiled`, so memory stays bounded.
+    """
+    from .inference import predict_tiled
+
     device = resolve_device(device)
     was_training = model.training
     model.eval()
     confusion = ConfusionMatrix(num_classes, ignore_index)
     for images, labels in loader:
-        with _autocast(device, amp):
+        if max(images.shape[-2:]) > tile_size:
+            for image, label in zip(images, labels):
+                prediction = predict_tiled(model, image, tile_size=tile_size, device=device, amp=amp)
+                confusion.update(torch.from_numpy(prediction), label)
+            continue
+        with autocast(device, amp):
             logits = model(_to_device(images, device, channels_last))
         confusion.update(logits.argmax(1), labels.to(device))
     model.train(was_training)
@@ -224,7 +229,9 @@ def fit(
         scaler.load_state_dict(state["scaler"])
         history, best, start_epoch = list(state["history"]), state["best"], state["epoch"] + 1
         _set_rng_state(state["rng"])
-        if progress:
+        if progress and start_epoch >= epochs:
+            print(f"{run_dir / LAST} has finished all {epochs} epochs; nothing left to train")
+        elif progress:
             print(f"Resuming from {run_dir / LAST}: epoch {start_epoch + 1} of {epochs}")
 
     for epoch in range(start_epoch, epochs):
@@ -236,7 +243,7 @@ def fit(
         for step, (images, labels) in enumerate(bar):
             images = _to_device(images, device, channels_last)
             labels = labels.to(device, non_blocking=True)
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 output = model(images)
                 if isinstance(output, dict):
                     loss = loss_fn(output["out"].float(), labels)

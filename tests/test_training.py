@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -8,6 +9,7 @@ from torch.utils.data import TensorDataset
 
 from lc_utils.classes import IGNORE_INDEX
 from lc_utils.datasets import SparseLandCoverDataset, find_pairs, make_transforms
+from lc_utils.metrics import ConfusionMatrix
 from lc_utils.models import build_deeplabv3
 from lc_utils.sparse import ensure_annotations
 from lc_utils.training import (
@@ -171,3 +173,20 @@ def test_empty_loader_is_refused() -> None:
     with pytest.raises(ValueError, match="no batch"):
         fit(_tiny_model(), make_loader(sparse, 4, shuffle=True, drop_last=True), epochs=1, num_classes=3,
             progress=False)
+
+
+def test_evaluate_tiles_images_larger_than_a_window() -> None:
+    from lc_utils.inference import predict_tiled
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+    images = torch.randn(2, 3, 40, 48)
+    labels = torch.randint(0, 3, (2, 40, 48))
+    loader = make_loader(TensorDataset(images, labels), 1, shuffle=False)
+    tiled = evaluate(model, loader, 3, tile_size=32)
+    expected = ConfusionMatrix(3, schema=None)
+    for image, label in zip(images, labels):
+        expected.update(torch.from_numpy(predict_tiled(model, image, tile_size=32)), label)
+    np.testing.assert_array_equal(tiled.matrix, expected.matrix)
+    whole = evaluate(model, loader, 3, tile_size=64)
+    assert not np.array_equal(whole.matrix, tiled.matrix)  # seams differ a little from one pass
