@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     baseline = majority_baseline(train_pairs, val_pairs)
     results = run_density_study(train_pairs, val_pairs, args.points, strategies=args.strategies,
-                                settings=settings, annotation_dir=out / "annotations")
+                                settings=settings, annotation_dir=out / "annotations",
+                                results_dir=out / "runs")
     minutes = (time.perf_counter() - started) / 60
     ratios = sparse_to_dense_ratio(results)
     results.to_csv(out / "results.csv", index=False)

@@ -7,6 +7,7 @@ labels differ. Validation scores whole images with the same tiled prediction as 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -85,6 +86,32 @@ def majority_baseline(train_pairs: Sequence[tuple[Path, Path]], val_pairs: Seque
     return {"class": schema.names[majority], **confusion.summary()}
 
 
+def _row_key(strategy: str, n_points: int | None, settings: StudySettings, train_pairs, val_pairs) -> dict:
+    return {"strategy": strategy, "points_per_image": n_points, "settings": asdict(settings),
+            "train": [image_id_of(i) for i, _ in train_pairs], "val": [image_id_of(i) for i, _ in val_pairs]}
+
+
+def _row_path(results_dir: str | Path, strategy: str, n_points: int | None) -> Path:
+    return Path(results_dir) / f"run_{strategy}_{n_points or 'all'}.json"
+
+
+def _saved_row(results_dir, strategy, n_points, settings, train_pairs, val_pairs) -> dict | None:
+    if results_dir is None or not _row_path(results_dir, strategy, n_points).is_file():
+        return None
+    saved = json.loads(_row_path(results_dir, strategy, n_points).read_text())
+    key = _row_key(strategy, n_points, settings, train_pairs, val_pairs)
+    return saved["row"] if saved["key"] == key else None
+
+
+def _save_row(results_dir, row: dict, settings, train_pairs, val_pairs) -> None:
+    if results_dir is None:
+        return
+    key = _row_key(row["strategy"], row["points_per_image"], settings, train_pairs, val_pairs)
+    path = _row_path(results_dir, row["strategy"], row["points_per_image"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "row": row}, indent=1))
+
+
 def run_density_study(
     train_pairs: Sequence[tuple[Path, Path]],
     val_pairs: Sequence[tuple[Path, Path]],
@@ -94,6 +121,7 @@ def run_density_study(
     include_dense: bool = True,
     settings: StudySettings = StudySettings(),
     annotation_dir: str | Path,
+    results_dir: str | Path | None = None,
     schema: ClassSchema = DEEPGLOBE,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -102,7 +130,9 @@ def run_density_study(
     Columns: strategy, points_per_image, labelled_fraction (of all training pixels), the
     validation scores (mean IoU with "unknown" excluded, pixel accuracy, macro F1), the final
     training loss, steps and seconds. Annotations are made once per setting under
-    ``annotation_dir`` and reused on later runs.
+    ``annotation_dir`` and reused on later runs. With ``results_dir`` each finished row is saved
+    there and reused when the study runs again with the same settings and images, so an
+    interrupted study (a Colab disconnect) loses at most the run under way.
     """
     total_pixels = _pixel_count(train_pairs)
     image_ids = [image_id_of(image) for image, _ in train_pairs]
@@ -111,6 +141,13 @@ def run_density_study(
         runs.append((DENSE, None))
     rows = []
     for strategy, n_points in runs:
+        saved = _saved_row(results_dir, strategy, n_points, settings, train_pairs, val_pairs)
+        if saved is not None:
+            rows.append(saved)
+            if progress:
+                print(f"{strategy:>10}, {n_points or 'dense'}: val mIoU {saved['val_mean_iou']:.3f} "
+                      "(saved earlier)", flush=True)
+            continue
         if strategy == DENSE:
             annotations, labelled = None, 1.0
         else:
@@ -124,6 +161,7 @@ def run_density_study(
         scores = train_once(train_pairs, val_pairs, settings, annotations, schema)
         rows.append({"strategy": strategy, "points_per_image": n_points, "labelled_fraction": labelled,
                      **scores})
+        _save_row(results_dir, rows[-1], settings, train_pairs, val_pairs)
         if progress:
             print(f"{'':>10}  val mIoU {scores['val_mean_iou']:.3f} in {scores['train_seconds']:.0f} s",
                   flush=True)
