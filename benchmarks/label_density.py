@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a local file")
     parser.add_argument("--crop", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--val-images", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
