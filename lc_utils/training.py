@@ -292,6 +292,13 @@ def fit(
     return history
 
 
+def default_run_name(data_root: str | Path, prefix: str = "sparse") -> str:
+    """A run folder name that keeps datasets and modes apart, e.g. ``sparse_tiles_512_fast``."""
+    from .settings import fast_mode
+
+    return f"{prefix}_{Path(data_root).resolve().name}_{'fast' if fast_mode() else 'full'}"
+
+
 def load_trained_model(path: str | Path, device: str | torch.device | None = None) -> nn.Module:
     """Rebuild the DeepLabV3 saved in a checkpoint of :func:`fit` and load its weights (eval mode)."""
     from .models import build_deeplabv3

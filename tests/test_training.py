@@ -190,3 +190,12 @@ def test_evaluate_tiles_images_larger_than_a_window() -> None:
     np.testing.assert_array_equal(tiled.matrix, expected.matrix)
     whole = evaluate(model, loader, 3, tile_size=64)
     assert not np.array_equal(whole.matrix, tiled.matrix)  # seams differ a little from one pass
+
+
+def test_default_run_name_keeps_data_and_modes_apart(tmp_path: Path, monkeypatch) -> None:
+    from lc_utils.training import default_run_name
+
+    monkeypatch.setenv("LC_FAST", "1")
+    assert default_run_name(tmp_path / "tiles_512") == "sparse_tiles_512_fast"
+    monkeypatch.setenv("LC_FAST", "0")
+    assert default_run_name(tmp_path / "sample" / ".") == "sparse_sample_full"
