@@ -29,8 +29,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
-from .files import IMAGE_SUFFIX, MASK_EXTENSION, MASK_SUFFIX, image_id_of, read_rgb
-from .files import image_id_or_none as _image_id
+from .files import IMAGE_SUFFIX, MASK_EXTENSION, MASK_SUFFIX, image_id_of, image_id_or_none, read_rgb
 from .masks import OnInvalid, read_mask
 from .settings import fast_mode, sample_dir
 from .sparse import PointAnnotation, points_to_label_map
@@ -38,7 +37,6 @@ from .synthetic import SAMPLE_SIZES, ensure_sample_dataset
 
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 """Train / validation / test shares of :func:`split_pairs`, shared by every notebook."""
-
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,7 +58,7 @@ def _scan_folder(folder: Path, split: str) -> list[Sample]:
     for path in folder.iterdir():
         if not path.is_file():
             continue
-        image_id = _image_id(path)
+        image_id = image_id_or_none(path)
         if image_id is not None:
             if image_id in images:
                 raise ValueError(f"{folder}: two images for id {image_id!r}: "
@@ -96,7 +94,7 @@ def _scan_metadata(root: Path) -> list[Sample]:
             for path, what in ((image, "image"), (mask, "mask")):
                 if path is not None and not path.is_file():
                     raise FileNotFoundError(f"{metadata}:{line_no}: {what} {path} does not exist")
-            image_id = (row.get("image_id") or "").strip() or _image_id(image) or image.stem
+            image_id = (row.get("image_id") or "").strip() or image_id_or_none(image) or image.stem
             samples.append(Sample(image_id, image, mask, (row.get("split") or "").strip()))
     return samples
 

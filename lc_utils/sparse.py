@@ -279,13 +279,15 @@ def load_annotations(
         raise FileNotFoundError(f"{path}: annotation file not found")
     points: dict[str, list[tuple[int, int, int]]] = {}
     with path.open(newline="") as f:
-        lines = (line for line in f if not line.startswith("#"))
-        reader = csv.reader(lines)
-        header = next(reader, None)
+        numbered = ((n, line) for n, line in enumerate(f, start=1)
+                    if line.strip() and not line.startswith("#"))
+        header_no, header_line = next(numbered, (0, ""))
+        header = next(csv.reader([header_line]), None)
         if header is None or tuple(h.strip() for h in header[:4]) != _HEADER[:4]:
-            raise ValueError(f"{path}: expected a header starting {','.join(_HEADER[:4])}, got {header}")
-        offset = 2 + int(path.read_text().startswith("#"))
-        for line_no, fields in enumerate(reader, start=offset):
+            raise ValueError(f"{path}:{header_no}: expected a header starting {','.join(_HEADER[:4])}, "
+                             f"got {header}")
+        for line_no, line in numbered:
+            fields = next(csv.reader([line]), [])
             where = f"{path}:{line_no}"
             try:
                 image_id, row, col, label = fields[0].strip(), int(fields[1]), int(fields[2]), int(fields[3])

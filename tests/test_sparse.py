@@ -142,10 +142,10 @@ def test_bad_annotation_files_are_refused(tmp_path: Path, line: str, message: st
     assert "points.csv" in str(error.value)
 
 
-def test_error_line_numbers_count_the_info_line(tmp_path: Path) -> None:
+def test_error_line_numbers_count_comment_and_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "points.csv"
-    path.write_text("# info: {}\nimage_id,row,col,label,class_name\nx1,0,0,11,\n")
-    with pytest.raises(ValueError, match="points.csv:3: label 11"):
+    path.write_text("# info: {}\nimage_id,row,col,label,class_name\nx1,0,0,1,\n\nx1,0,1,11,\n\n")
+    with pytest.raises(ValueError, match="points.csv:5: label 11"):
         load_annotations(path)
 
 
