@@ -248,8 +248,10 @@ def plot_confusion_matrix(confusion: ConfusionMatrix, normalize: bool = True,
     return fig
 
 
-def plot_history(history: Sequence[Mapping[str, float]] | pd.DataFrame) -> Figure:
-    """Training loss and (when present) validation mean IoU per epoch."""
+def plot_history(history: Sequence[Mapping[str, float]] | pd.DataFrame,
+                 baseline_miou: float | None = None) -> Figure:
+    """Training loss and (when present) validation mean IoU per epoch, with an optional
+    reference line (e.g. the majority-class baseline) on the mIoU plot."""
     frame = pd.DataFrame(history)
     has_val = "val_mean_iou" in frame
     fig = Figure(figsize=(10 if has_val else 5, 3.5), layout="constrained")
@@ -263,6 +265,9 @@ def plot_history(history: Sequence[Mapping[str, float]] | pd.DataFrame) -> Figur
         axes[1].set_xlabel("epoch")
         axes[1].set_ylabel("mean IoU")
         axes[1].set_title("validation mIoU (unknown excluded)")
+        if baseline_miou is not None:
+            axes[1].axhline(baseline_miou, color="black", linestyle="--", label="majority-class baseline")
+            axes[1].legend()
     for ax in axes:
         ax.grid(alpha=0.3)
     return fig

@@ -117,6 +117,8 @@ def test_plot_history_and_shares_and_density() -> None:
     assert len(fig.axes) == 2
     np.testing.assert_array_equal(fig.axes[1].lines[0].get_ydata(), [0.2, 0.3])
     assert len(plot_history([{"epoch": 1, "train_loss": 1.0}]).axes) == 1
+    with_baseline = plot_history(history, baseline_miou=0.1)
+    assert with_baseline.axes[1].lines[1].get_ydata()[0] == 0.1
     shares = pd.DataFrame({"pixels": [0.5, 0.5], "images": [1.0, 0.4]}, index=["urban", "water"])
     fig = plot_class_shares(shares)
     assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 2
