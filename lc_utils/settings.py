@@ -93,6 +93,12 @@ def runs_dir(folder: str | Path | None = None) -> Path:
     return path
 
 
+def dataset_tag(data_root: str | Path) -> str:
+    """The data folder's name and the mode, e.g. ``tiles_512_fast``: run and annotation folders
+    carry it, so switching ``DATA_DIR`` or the mode never collides with earlier files."""
+    return f"{Path(data_root).resolve().name}_{'fast' if fast_mode() else 'full'}"
+
+
 def describe_device() -> str:
     """One line on the device training will use, with how to get a GPU where there is none."""
     device = default_device()

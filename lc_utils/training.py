@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .classes import IGNORE_INDEX
 from .losses import PartialCrossEntropyLoss
 from .metrics import ConfusionMatrix
-from .settings import autocast, resolve_device
+from .settings import autocast, dataset_tag, resolve_device
 
 LAST, BEST = "last.pt", "best.pt"
 _BEST_KEYS = ("model", "epoch", "config", "model_config", "history", "best")
@@ -294,9 +294,7 @@ def fit(
 
 def default_run_name(data_root: str | Path, prefix: str = "sparse") -> str:
     """A run folder name that keeps datasets and modes apart, e.g. ``sparse_tiles_512_fast``."""
-    from .settings import fast_mode
-
-    return f"{prefix}_{Path(data_root).resolve().name}_{'fast' if fast_mode() else 'full'}"
+    return f"{prefix}_{dataset_tag(data_root)}"
 
 
 def load_trained_model(path: str | Path, device: str | torch.device | None = None) -> nn.Module:

@@ -31,3 +31,10 @@ def test_seed_everything_repeats_draws() -> None:
 def test_runs_dir(tmp_path: Path) -> None:
     assert settings.runs_dir(tmp_path / "r") == tmp_path / "r"
     assert (tmp_path / "r").is_dir()
+
+
+def test_dataset_tag(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LC_FAST", "1")
+    assert settings.dataset_tag(tmp_path / "tiles_512") == "tiles_512_fast"
+    monkeypatch.setenv("LC_FAST", "0")
+    assert settings.dataset_tag(tmp_path / "sample" / ".") == "sample_full"
