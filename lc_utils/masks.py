@@ -8,7 +8,7 @@ lookup; :func:`rgb_to_class` does that whenever the palette is made of 0/255 val
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -235,12 +235,3 @@ def compare_policies(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE) -> pd.Da
     counts = [c for c in frame.columns if c != "result"]
     frame[counts] = frame[counts].astype("Int64")
     return frame
-
-
-def class_frequencies(class_maps: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
-    """Pixel count per class over several class maps (255 and other out-of-range values skipped)."""
-    counts = np.zeros(num_classes, dtype=np.int64)
-    for class_map in class_maps:
-        values = np.asarray(class_map).ravel()
-        counts += np.bincount(values[values < num_classes], minlength=num_classes)[:num_classes]
-    return counts

@@ -13,7 +13,6 @@ from lc_utils.masks import (
     UNLABELLED_RGB,
     InvalidMaskError,
     OffPaletteWarning,
-    class_frequencies,
     class_to_rgb,
     read_mask,
     rgb_to_class,
@@ -198,11 +197,6 @@ def test_real_full_masks_agree_with_naive_decoding(real_full: Path) -> None:
             warnings.simplefilter("error")
             decoded = read_mask(path)
         np.testing.assert_array_equal(decoded, naive_decode(np.asarray(Image.open(path))))
-
-
-def test_class_frequencies_skip_unlabelled() -> None:
-    maps = [np.array([[0, 1, 255]], np.uint8), np.array([[1, 6]], np.uint8)]
-    assert class_frequencies(maps, 7).tolist() == [1, 2, 0, 0, 0, 0, 1]
 
 
 def test_exact_matching_misses_what_the_threshold_decodes(sample_root: Path) -> None:
