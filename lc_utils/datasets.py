@@ -409,5 +409,4 @@ class SparseLandCoverDataset(SegmentationDataset):
 
     def label_map(self, index: int, shape: tuple[int, int]) -> np.ndarray:
         image_id = self.image_ids[index]
-        self.annotations[image_id].check_bounds(shape, f"annotation of image {image_id!r}")
-        return points_to_label_map(self.annotations[image_id], shape)
+        return points_to_label_map(self.annotations[image_id], shape, f"annotation of image {image_id!r}")

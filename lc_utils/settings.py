@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import warnings
 from pathlib import Path
 from typing import TypeVar
@@ -112,6 +113,4 @@ def describe_device() -> str:
 
 
 def _on_colab() -> bool:
-    import sys
-
     return "google.colab" in sys.modules

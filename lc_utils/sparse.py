@@ -157,9 +157,12 @@ def sample_points(
     return PointAnnotation(rows, cols, flat_map[chosen])
 
 
-def points_to_label_map(annotation: PointAnnotation, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) uint8 map holding each point's label and 255 (unlabelled) everywhere else."""
-    annotation.check_bounds(shape)
+def points_to_label_map(annotation: PointAnnotation, shape: tuple[int, int],
+                        source: str = "annotation") -> np.ndarray:
+    """(H, W) uint8 map holding each point's label and 255 (unlabelled) everywhere else.
+
+    A point outside ``shape`` raises a ``ValueError`` naming ``source``."""
+    annotation.check_bounds(shape, source)
     label_map = np.full(shape, IGNORE_INDEX, dtype=np.uint8)
     label_map[annotation.rows, annotation.cols] = annotation.labels
     return label_map

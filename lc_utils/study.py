@@ -15,17 +15,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from .classes import DEEPGLOBE, ClassSchema
-from .datasets import DenseLandCoverDataset, SparseLandCoverDataset, class_statistics, make_transforms
+from .datasets import (
+    DenseLandCoverDataset,
+    SparseLandCoverDataset,
+    class_statistics,
+    image_shapes,
+    make_transforms,
+)
 from .files import image_id_of
 from .inference import evaluate_tiled
 from .masks import read_mask
 from .metrics import ConfusionMatrix
 from .models import build_deeplabv3
 from .settings import seed_everything
-from .sparse import annotation_filename, ensure_annotations
+from .sparse import annotation_filename, ensure_annotations, labelled_fraction
 from .training import fit, make_loader
 
 DENSE = "dense"
@@ -44,14 +49,6 @@ class StudySettings:
     seed: int = 0
     num_workers: int = 0
     tile_size: int = 512
-
-
-def _pixel_count(pairs: Sequence[tuple[Path, Path]]) -> int:
-    total = 0
-    for image, _ in pairs:
-        with Image.open(image) as im:
-            total += im.size[0] * im.size[1]
-    return total
 
 
 def train_once(train_pairs, val_pairs, settings: StudySettings, annotations=None,
@@ -134,8 +131,7 @@ def run_density_study(
     there and reused when the study runs again with the same settings and images, so an
     interrupted study (a Colab disconnect) loses at most the run under way.
     """
-    total_pixels = _pixel_count(train_pairs)
-    image_ids = [image_id_of(image) for image, _ in train_pairs]
+    shapes = image_shapes(train_pairs)
     runs: list[tuple[str, int | None]] = [(s, n) for s in strategies for n in points_per_image]
     if include_dense:
         runs.append((DENSE, None))
@@ -154,7 +150,7 @@ def run_density_study(
             path = Path(annotation_dir) / annotation_filename(strategy, n_points=n_points, seed=settings.seed)
             annotations = ensure_annotations(path, train_pairs, n_points=n_points, strategy=strategy,
                                              seed=settings.seed, schema=schema)
-            labelled = sum(len(annotations[i]) for i in image_ids) / total_pixels
+            labelled = labelled_fraction(annotations, shapes)
         if progress:
             amount = "dense labels" if n_points is None else f"{n_points} points per image"
             print(f"{strategy:>10}, {amount} ({labelled:.4%} of pixels) ...", flush=True)

@@ -18,8 +18,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .classes import IGNORE_INDEX
+from .inference import predict_tiled
 from .losses import PartialCrossEntropyLoss
 from .metrics import ConfusionMatrix
+from .models import build_deeplabv3
 from .settings import autocast, dataset_tag, resolve_device
 
 LAST, BEST = "last.pt", "best.pt"
@@ -74,8 +76,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def _rng_state() -> dict[str, Any]:
     numpy_state = np.random.get_state(legacy=False)  # noqa: NPY002 - saving the global RNG on purpose
+    version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "python": [version, list(internal), gauss],
         "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
                   "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
                   "gauss": float(numpy_state["gauss"])},
@@ -132,8 +135,6 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, *,
     2448 x 2448 DeepGlobe tile) are predicted window by window with
     :func:`lc_utils.inference.predict_tiled`, so memory stays bounded.
     """
-    from .inference import predict_tiled
-
     device = resolve_device(device)
     was_training = model.training
     model.eval()
@@ -299,8 +300,6 @@ def default_run_name(data_root: str | Path, prefix: str = "sparse") -> str:
 
 def load_trained_model(path: str | Path, device: str | torch.device | None = None) -> nn.Module:
     """Rebuild the DeepLabV3 saved in a checkpoint of :func:`fit` and load its weights (eval mode)."""
-    from .models import build_deeplabv3
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint here. Train a model first (notebook 04 writes one).")

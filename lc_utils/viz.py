@@ -7,6 +7,7 @@ shown or kept alive behind the caller's back: a notebook shows it by ending a ce
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -16,9 +17,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
-from .masks import class_to_rgb
+from .masks import OffPaletteWarning, class_to_rgb, rgb_to_class
 from .metrics import ConfusionMatrix
-from .sparse import PointAnnotation
+from .sparse import PointAnnotation, sample_points
 
 CORRECT_RGB = (46, 160, 67)
 WRONG_RGB = (214, 39, 40)
@@ -112,10 +113,6 @@ def plot_zoom(image: np.ndarray, class_map: np.ndarray, crop: int | None = None,
 def plot_mask_decoding(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, title: str | None = None) -> Figure:
     """The stored RGB mask, the pixels an exact colour lookup misses (red), and the class map
     decoded with the 128 threshold, painted back into the palette."""
-    import warnings
-
-    from .masks import OffPaletteWarning, rgb_to_class
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OffPaletteWarning)
         exact = rgb_to_class(mask, schema, on_invalid="ignore", threshold=False)
@@ -199,8 +196,6 @@ def compare_strategies(image: np.ndarray, class_map: np.ndarray, n_points: int,
                        strategies: Sequence[str] = ("uniform", "stratified", "grid"),
                        schema: ClassSchema = DEEPGLOBE, seed: int = 0) -> Figure:
     """The same image annotated by each strategy with ``n_points`` points, side by side."""
-    from .sparse import sample_points
-
     fig, axes = _axes_grid(1, len(strategies) + 1, cell=4)
     _show(axes[0, 0], class_to_rgb(class_map, schema), "ground truth")
     for ax, strategy in zip(axes[0, 1:], strategies):

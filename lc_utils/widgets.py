@@ -42,17 +42,19 @@ def _display(obj: Any) -> None:
     display(obj)
 
 
-def explore(render: Callable[..., Figure], controls: dict[str, Any], start: dict[str, Any]) -> Figure | None:
+def explore(render: Callable[..., Figure], make_controls: Callable[[], dict[str, Any]],
+            start: dict[str, Any]) -> Figure | None:
     """Redraw ``render(**values)`` whenever a control changes; statically when headless.
 
-    ``controls`` maps argument names to ipywidgets (made lazily by the caller only when needed);
-    ``start`` holds the starting values. Headless, returns the static figure (a notebook shows it).
+    ``make_controls()`` returns ipywidgets keyed by ``render``'s argument names; it is only called
+    where a front end will draw them. ``start`` holds the starting values. Headless, returns the
+    static figure (a notebook shows it).
     """
     if not interactive_frontend():
         return render(**start)
     import ipywidgets as widgets
 
-    made = {name: make() for name, make in controls.items()}
+    made = make_controls()
     output = widgets.Output()
 
     def update(_change: object = None) -> None:
@@ -65,6 +67,13 @@ def explore(render: Callable[..., Figure], controls: dict[str, Any], start: dict
     update()
     _display(widgets.VBox([widgets.HBox(list(made.values())), output]))
     return None
+
+
+def _image_dropdown(ids: Sequence[str]) -> Any:
+    import ipywidgets as widgets
+
+    return widgets.Dropdown(options=[(image_id, k) for k, image_id in enumerate(ids)], value=0,
+                            description="image")
 
 
 def label_density_explorer(pairs: Sequence[tuple[Path, Path]], schema: ClassSchema = DEEPGLOBE,
@@ -88,16 +97,13 @@ def label_density_explorer(pairs: Sequence[tuple[Path, Path]], schema: ClassSche
         import ipywidgets as widgets
 
         return {
-            "n_points": lambda: widgets.IntSlider(value=n_points, min=1, max=max_points, step=1,
-                                                  description="points", continuous_update=False),
-            "strategy": lambda: widgets.Dropdown(options=list(STRATEGIES), value=strategy,
-                                                 description="strategy"),
-            "image_index": lambda: widgets.Dropdown(options=[(i, k) for k, i in enumerate(ids)], value=0,
-                                                    description="image"),
+            "n_points": widgets.IntSlider(value=n_points, min=1, max=max_points, step=1,
+                                          description="points", continuous_update=False),
+            "strategy": widgets.Dropdown(options=list(STRATEGIES), value=strategy, description="strategy"),
+            "image_index": _image_dropdown(ids),
         }
 
-    start = {"n_points": n_points, "strategy": strategy, "image_index": 0}
-    return explore(render, controls() if interactive_frontend() else {}, start)
+    return explore(render, controls, {"n_points": n_points, "strategy": strategy, "image_index": 0})
 
 
 def prediction_browser(model, pairs: Sequence[tuple[Path, Path]], schema: ClassSchema = DEEPGLOBE,
@@ -112,10 +118,4 @@ def prediction_browser(model, pairs: Sequence[tuple[Path, Path]], schema: ClassS
         return compare_prediction(image, truth, prediction, schema,
                                   title=f"image {ids[image_index]}: pixel accuracy {accuracy:.1%}")
 
-    def controls() -> dict[str, Any]:
-        import ipywidgets as widgets
-
-        return {"image_index": lambda: widgets.Dropdown(options=[(i, k) for k, i in enumerate(ids)],
-                                                        value=0, description="image")}
-
-    return explore(render, controls() if interactive_frontend() else {}, {"image_index": 0})
+    return explore(render, lambda: {"image_index": _image_dropdown(ids)}, {"image_index": 0})
