@@ -26,12 +26,26 @@ def time_call(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> dict[s
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
+    import torchvision
+
     info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
-                            "cpu_threads": torch.get_num_threads(),
-                            "processor": platform.processor() or platform.machine()}
+                            "torchvision": torchvision.__version__, "cpu_threads": torch.get_num_threads(),
+                            "processor": _cpu_model() or platform.processor() or platform.machine()}
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
     return info
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name on Linux (``/proc/cpuinfo``), else None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def report(name: str, record: dict[str, Any], summary: str) -> None:

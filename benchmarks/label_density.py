@@ -1,84 +1,148 @@
 """The label-density study on real DeepGlobe tiles (``make density``).
 
-Trains DeepLabV3 at several point densities (uniform and stratified points) and with dense labels,
-the same number of steps for each, on a seeded split of the real 512x512 tiles beside the project,
-and writes a table (CSV, JSON) and a plot of validation mIoU (unknown excluded) against the
-labelled fraction to ``runs/label_density/``. The code is notebook 06's (``lc_utils.study``).
+Trains DeepLabV3 at several point densities (uniform points, stratified points, stratified points
+with the loss's prior correction) and with dense labels, the same number of steps for each and
+several seeds per setting, on a seeded split of the real 512x512 tiles beside the project. Writes
+every finished run at once to a JSON record (settings, seeds, every run, mean and sd per setting,
+the majority baseline, date, versions, CPU, command) and, at the end, a plot beside it. Running the
+same command again skips the runs already in the record, so the study can be stopped and resumed.
+The code is notebook 06's (``lc_utils.study``).
 
-    python -m benchmarks.label_density [--data DIR] [--epochs N] [--points 26 262 2621] ...
+    python -m benchmarks.label_density [--data DIR] [--seeds 0 1 2] [--points 26 262 2621] ...
+    python -m benchmarks.label_density --readme   # rewrite the README's table from the record
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import shlex
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import torch
 
 from lc_utils.datasets import find_pairs, split_items
-from lc_utils.settings import PROJECT_ROOT, runs_dir
-from lc_utils.study import StudySettings, majority_baseline, run_density_study, sparse_to_dense_ratio
+from lc_utils.settings import PROJECT_ROOT
+from lc_utils.study import (
+    DENSE,
+    PRIOR_CORRECTED,
+    StudySettings,
+    majority_baseline,
+    read_results_file,
+    run_density_study,
+    summarize,
+)
 from lc_utils.viz import plot_density_curve
 
 from ._common import machine
 
 REAL_TILES = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "tiles_512"
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "label_density_deepglobe.json"
+README = PROJECT_ROOT / "README.md"
+TABLE_START, TABLE_END = "<!-- label-density-table: start -->", "<!-- label-density-table: end -->"
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REAL_TILES, help="folder of <id>_sat.jpg/<id>_mask.png")
     parser.add_argument("--points", type=int, nargs="+", default=[26, 262, 2621],
-                        help="points per image (262 is 0.1%% of a 512x512 tile)")
-    parser.add_argument("--strategies", nargs="+", default=["uniform", "stratified"])
-    parser.add_argument("--backbone", default="resnet50")
+                        help="points per image (26, 262, 2621 are 0.01%%, 0.1%%, 1%% of a 512x512 tile)")
+    parser.add_argument("--strategies", nargs="+", default=["uniform", "stratified", PRIOR_CORRECTED])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--backbone", default="mobilenet_v3_large")
     parser.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a local file")
-    parser.add_argument("--crop", type=int, default=96)
+    parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup-steps", type=int, default=30)
     parser.add_argument("--val-images", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON record (a PNG is written beside)")
+    parser.add_argument("--readme", action="store_true",
+                        help="only rewrite the README's table from the record at --out")
+    return parser.parse_args(argv)
 
+
+def markdown_table(record: dict[str, Any]) -> str:
+    """The README's table: mean +- sd of validation mIoU per setting, and the ratio to dense."""
+    summary = pd.DataFrame(record["summary"])
+    lines = ["| labels | labelled pixels | val mIoU, mean ± sd | vs dense | pixel accuracy |",
+             "|---|---|---|---|---|"]
+    for row in summary.itertuples():
+        labels = ("dense masks" if row.strategy == DENSE
+                  else f"{row.strategy}, {int(row.points_per_image):,} points per tile")
+        lines.append(f"| {labels} | {row.labelled_fraction:.2%} | {row.miou_mean:.3f} ± {row.miou_sd:.3f} "
+                     f"| {row.miou_vs_dense:.2f} | {row.pixel_accuracy_mean:.3f} |")
+    baseline = record["majority_baseline"]
+    lines.append(f"| majority class ({baseline['class']}) everywhere | | {baseline['mean_iou']:.3f} | | "
+                 f"{baseline['pixel_accuracy']:.3f} |")
+    return "\n".join(lines)
+
+
+def update_readme(record: dict[str, Any], readme: Path = README) -> None:
+    """Replace the table between the README's markers with the one made from ``record``."""
+    text = readme.read_text()
+    if TABLE_START not in text or TABLE_END not in text:
+        raise SystemExit(f"{readme}: the markers {TABLE_START} ... {TABLE_END} are missing")
+    head, rest = text.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    readme.write_text(f"{head}{TABLE_START}\n{markdown_table(record)}\n{TABLE_END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.readme:
+        update_readme(json.loads(args.out.read_text()))
+        print(f"{README}: table rewritten from {args.out}")
+        return
     if not args.data.is_dir():
         raise SystemExit(f"{args.data}: no data folder (pass --data)")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     pairs = find_pairs(args.data)
     val_share = args.val_images / len(pairs)
-    train_pairs, val_pairs = split_items(pairs, (1 - val_share, val_share), seed=args.seed)
+    train_pairs, val_pairs = split_items(pairs, (1 - val_share, val_share), seed=args.split_seed)
     settings = StudySettings(backbone=args.backbone, weights=None if args.weights == "none" else args.weights,
                              crop_size=args.crop, batch_size=args.batch_size, epochs=args.epochs, lr=args.lr,
-                             seed=args.seed)
-    out = args.out or runs_dir() / "label_density"
-    out.mkdir(parents=True, exist_ok=True)
+                             warmup_steps=args.warmup_steps)
     started = time.perf_counter()
     baseline = majority_baseline(train_pairs, val_pairs)
     results = run_density_study(train_pairs, val_pairs, args.points, strategies=args.strategies,
-                                settings=settings, annotation_dir=out / "annotations",
-                                results_dir=out / "runs")
-    minutes = (time.perf_counter() - started) / 60
-    ratios = sparse_to_dense_ratio(results)
-    results.to_csv(out / "results.csv", index=False)
-    plot_density_curve(results).savefig(out / "miou_vs_labelled_fraction.png", dpi=120)
-    record = {"benchmark": "label_density", "machine": machine(), "data": str(args.data),
-              "train_images": len(train_pairs), "val_images": len(val_pairs), "settings": asdict(settings),
-              "majority_baseline": baseline, "minutes": minutes,
-              "results": results.to_dict(orient="records"), "ratios": ratios.to_dict(orient="records")}
-    (out / "results.json").write_text(json.dumps(record, indent=2, default=float))
-    print(results.round(4).to_string(index=False))
-    print(ratios.round(3).to_string(index=False))
-    near = ratios.iloc[(ratios["labelled_fraction"] - 0.001).abs().argsort()]
-    summary = "; ".join(f"{r.strategy} {r.labelled_fraction:.3%}: {r.miou_vs_dense:.2f}"
-                        for r in near.drop_duplicates("strategy").itertuples())
-    print(f"[label_density] mIoU(sparse)/mIoU(dense) near 0.1% labelled: {summary} "
-          f"(dense mIoU {results.loc[results.strategy == 'dense', 'val_mean_iou'].iloc[0]:.3f}, "
-          f"majority baseline {baseline['mean_iou']:.3f}; {minutes:.0f} min) -> {out}")
+                                seeds=args.seeds, settings=settings,
+                                annotation_dir=PROJECT_ROOT / "runs" / "label_density" / "annotations",
+                                results_file=args.out)
+    summary = summarize(results)
+    record = json.loads(args.out.read_text())
+    record.update({
+        "benchmark": "label_density", "date": datetime.date.today().isoformat(),
+        "command": shlex.join(["python", "-m", "benchmarks.label_density", *(argv or sys.argv[1:])]),
+        "machine": machine(), "data": args.data.name, "train_images": len(train_pairs),
+        "val_images": len(val_pairs), "split_seed": args.split_seed, "seeds": args.seeds,
+        "settings": asdict(settings), "majority_baseline": baseline,
+        "minutes_this_call": (time.perf_counter() - started) / 60,
+        "train_minutes_all_runs": float(results["train_seconds"].sum()) / 60,
+        "summary": json.loads(summary.to_json(orient="records")),
+    })
+    args.out.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    title = (f"{len(train_pairs)} real DeepGlobe tiles, DeepLabV3-{settings.backbone}, "
+             f"{int(results['steps'].iloc[0])} steps per run")
+    figure = plot_density_curve(summary, baseline["mean_iou"], title=title)
+    figure.savefig(args.out.with_suffix(".png"), dpi=120)
+    print(summary.round(3).to_string(index=False))
+    print(f"[label_density] dense mIoU {summary.loc[summary.strategy == DENSE, 'miou_mean'].iloc[0]:.3f}, "
+          f"majority baseline {baseline['mean_iou']:.3f}; {len(results)} runs -> {args.out}")
+
+
+def saved_runs(path: Path = RESULTS) -> list[dict[str, Any]]:
+    """Every finished run in the record (for notebooks and tests)."""
+    return read_results_file(path)
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(max(1, torch.get_num_threads()))
     main()

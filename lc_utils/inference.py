@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,26 @@ from .datasets import normalize_image, read_pair
 from .masks import OnInvalid
 from .metrics import ConfusionMatrix
 from .settings import autocast, resolve_device
+
+
+def inference_memory_format(device: torch.device) -> torch.memory_format:
+    """The memory format prediction runs in: channels-last on CUDA, the plain contiguous one
+    elsewhere. Channels-last speeds up *training* on a CPU too, but made CPU inference slower
+    here (``benchmarks/bench_inference.py`` measures both)."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
+@contextmanager
+def memory_format(model: nn.Module, fmt: torch.memory_format) -> Iterator[None]:
+    """Run the body with ``model``'s weights in ``fmt``, then put them back as they were."""
+    weights = next((p for p in model.parameters() if p.ndim == 4), None)
+    before = (torch.channels_last if weights is not None and not weights.is_contiguous()
+              and weights.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+    model.to(memory_format=fmt)
+    try:
+        yield
+    finally:
+        model.to(memory_format=before)
 
 
 def window_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -87,33 +108,35 @@ def predict_tiled(
     tile_h, tile_w = min(tile_size, height), min(tile_size, width)
     stride = max(1, int(round(tile_size * (1 - overlap))))
     ramp = tile_size - stride
+    fmt = inference_memory_format(device)
     was_training = model.training
     model.eval()
-    try:
-        if tile_h == height and tile_w == width:
-            with autocast(device, amp):
-                logits = model(x[None].to(device).contiguous(memory_format=torch.channels_last))
-            probs = F.softmax(logits.float(), dim=1)[0].cpu()
-        else:
-            weight = blend_window(tile_h, tile_w, ramp)
-            boxes = [(top, left) for top in window_starts(height, tile_h, stride)
-                     for left in window_starts(width, tile_w, stride)]
-            probs = None
-            weight_sum = torch.zeros(height, width)
-            for first in range(0, len(boxes), batch_size):
-                chunk = boxes[first:first + batch_size]
-                batch = torch.stack([x[:, t:t + tile_h, left:left + tile_w] for t, left in chunk])
+    with memory_format(model, fmt):
+        try:
+            if tile_h == height and tile_w == width:
                 with autocast(device, amp):
-                    logits = model(batch.to(device).contiguous(memory_format=torch.channels_last))
-                tile_probs = (F.softmax(logits.float(), dim=1) * weight.to(device)).cpu()
-                if probs is None:
-                    probs = torch.zeros(tile_probs.shape[1], height, width)
-                for (t, left), p in zip(chunk, tile_probs):
-                    probs[:, t:t + tile_h, left:left + tile_w] += p
-                    weight_sum[t:t + tile_h, left:left + tile_w] += weight
-            probs /= weight_sum
-    finally:
-        model.train(was_training)
+                    logits = model(x[None].to(device).contiguous(memory_format=fmt))
+                probs = F.softmax(logits.float(), dim=1)[0].cpu()
+            else:
+                weight = blend_window(tile_h, tile_w, ramp)
+                boxes = [(top, left) for top in window_starts(height, tile_h, stride)
+                         for left in window_starts(width, tile_w, stride)]
+                probs = None
+                weight_sum = torch.zeros(height, width)
+                for first in range(0, len(boxes), batch_size):
+                    chunk = boxes[first:first + batch_size]
+                    batch = torch.stack([x[:, t:t + tile_h, left:left + tile_w] for t, left in chunk])
+                    with autocast(device, amp):
+                        logits = model(batch.to(device).contiguous(memory_format=fmt))
+                    tile_probs = (F.softmax(logits.float(), dim=1) * weight.to(device)).cpu()
+                    if probs is None:
+                        probs = torch.zeros(tile_probs.shape[1], height, width)
+                    for (t, left), p in zip(chunk, tile_probs):
+                        probs[:, t:t + tile_h, left:left + tile_w] += p
+                        weight_sum[t:t + tile_h, left:left + tile_w] += weight
+                probs /= weight_sum
+        finally:
+            model.train(was_training)
     class_map = probs.argmax(0).to(torch.uint8).numpy()
     return (class_map, probs.numpy()) if return_probs else class_map
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,6 +20,12 @@ class PartialCrossEntropyLoss(nn.Module):
     by the labelled fraction, e.g. 1,000x at 0.1% labels. A batch without any labelled pixel gives
     a zero loss that is still connected to the logits (``backward`` works, gradients are zero),
     never NaN. Unlabelled pixels (``ignore_index``) get exactly zero gradient.
+
+    ``logit_adjustment`` (C,) is added to the logits inside the loss only (Menon et al., 2021,
+    "Long-tail learning via logit adjustment"). With ``log(sampled prior / true prior)`` from
+    :func:`prior_correction`, a model trained on points whose class shares differ from the
+    image's (stratified points: equal shares) learns logits for the *true* class prior, so
+    prediction needs no change.
     """
 
     def __init__(
@@ -26,12 +33,18 @@ class PartialCrossEntropyLoss(nn.Module):
         ignore_index: int = IGNORE_INDEX,
         weight: torch.Tensor | None = None,
         label_smoothing: float = 0.0,
+        logit_adjustment: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
         weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
         self.register_buffer("weight", weight)
+        adjustment = None if logit_adjustment is None else torch.as_tensor(logit_adjustment,
+                                                                           dtype=torch.float32)
+        if adjustment is not None and (adjustment.ndim != 1 or not torch.isfinite(adjustment).all()):
+            raise ValueError(f"logit_adjustment must be a finite (C,) vector, got {adjustment}")
+        self.register_buffer("logit_adjustment", adjustment)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``logits`` (N, C, H, W), ``target`` (N, H, W) class indices with ``ignore_index`` elsewhere."""
@@ -40,6 +53,11 @@ class PartialCrossEntropyLoss(nn.Module):
         target = target.long()
         labelled = target != self.ignore_index
         num_classes = logits.shape[1]
+        if self.logit_adjustment is not None:
+            if len(self.logit_adjustment) != num_classes:
+                raise ValueError(f"logit_adjustment has {len(self.logit_adjustment)} values for "
+                                 f"{num_classes} classes")
+            logits = logits + self.logit_adjustment.to(logits.dtype).view(1, -1, *([1] * (logits.ndim - 2)))
         bad = labelled & ((target < 0) | (target >= num_classes))
         if bad.any():
             raise ValueError(f"target holds labels outside 0..{num_classes - 1} and "
@@ -64,3 +82,29 @@ def class_weights_from_counts(counts: torch.Tensor, power: float = 0.5) -> torch
     seen = counts > 0
     weights[seen] /= weights[seen].mean()
     return weights.float()
+
+
+def prior_correction(sampled_counts: torch.Tensor | np.ndarray, true_counts: torch.Tensor | np.ndarray
+                     ) -> torch.Tensor:
+    """``log(sampled share / true share)`` per class: the ``logit_adjustment`` that undoes a
+    sampling bias in the labels.
+
+    ``sampled_counts``: labelled points per class (what the loss sees); ``true_counts``: how
+    common each class really is (pixels of the training masks, or the points of a small uniform
+    pilot annotation, which estimate the same shares without dense masks). Both shares are taken
+    over the classes present in both; any other class gets 0 (no point of it is ever in the loss,
+    or its true share is unknown).
+    """
+    sampled = torch.as_tensor(np.asarray(sampled_counts), dtype=torch.float64)
+    true = torch.as_tensor(np.asarray(true_counts), dtype=torch.float64)
+    if sampled.shape != true.shape or sampled.ndim != 1:
+        raise ValueError(f"need two (C,) count vectors, got {tuple(sampled.shape)} and {tuple(true.shape)}")
+    if (sampled < 0).any() or (true < 0).any():
+        raise ValueError("counts cannot be negative")
+    both = (sampled > 0) & (true > 0)
+    if not both.any():
+        raise ValueError("no class has both sampled and true counts")
+    adjustment = torch.zeros_like(sampled)
+    adjustment[both] = (torch.log(sampled[both] / sampled[both].sum())
+                        - torch.log(true[both] / true[both].sum()))
+    return adjustment.float()

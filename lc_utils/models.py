@@ -64,6 +64,14 @@ def _replace_heads(net: nn.Module, num_classes: int) -> None:
         head[-1] = nn.Conv2d(last.in_channels, num_classes, kernel_size=1)
 
 
+def set_batchnorm_momentum(model: nn.Module, momentum: float) -> int:
+    """Set ``momentum`` on every batch-norm layer of ``model``; return how many there are."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for layer in layers:
+        layer.momentum = momentum
+    return len(layers)
+
+
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found")
@@ -112,6 +120,7 @@ def build_deeplabv3(
     *,
     strict: bool = False,
     aux_loss: bool = False,
+    bn_momentum: float | None = 0.1,
 ) -> SegmentationNet:
     """DeepLabV3 with a ResNet-50 (or MobileNetV3-Large) backbone and ``num_classes`` outputs.
 
@@ -127,6 +136,12 @@ def build_deeplabv3(
     :class:`PretrainedWeightsWarning` says so (once per process: later calls fall back without
     trying the network again) and the model starts from random weights; with ``strict=True``
     that is an error instead. The forward pass returns logits at the input's size.
+
+    ``bn_momentum`` is given to every batch-norm layer (``None`` keeps torchvision's). torchvision
+    builds MobileNetV3 with momentum 0.01: the running statistics then average the last ~100
+    batches, and after a short run they still describe the random start, so the eval-mode model
+    (which uses them) scores far below the training-mode one. 0.1 (PyTorch's default, ResNet-50's)
+    tracks the weights within ~10 batches.
     """
     if backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
@@ -158,6 +173,8 @@ def build_deeplabv3(
         raise ValueError(f"weights={weights!r} looks like a backbone name; use backbone=")
     if net is None:
         net = builder(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss)
+    if bn_momentum is not None:
+        set_batchnorm_momentum(net, bn_momentum)
     model = SegmentationNet(net, backbone, num_classes, label)
     if weights is not None and weights not in ("imagenet", "coco"):
         _load_local(model, Path(weights), strict)

@@ -200,8 +200,13 @@ def ensure_annotations(
     seed: int = 0,
     schema: ClassSchema = DEEPGLOBE,
     on_invalid: OnInvalid = "unknown",
+    label_unknown: bool = False,
 ) -> dict[str, PointAnnotation]:
     """Load the annotation at ``path``, or make it from the masks of ``pairs`` and save it there.
+
+    The schema's unknown class (DeepGlobe's no-data black) gets no points unless
+    ``label_unknown``: it is left out of every score, so points spent on it teach nothing that is
+    measured, and an annotator would skip clouds and no-data as well.
 
     The file records how it was made; an existing file made with other settings or for other
     images is an error rather than being overwritten (it may hold hand edits): pick another
@@ -209,7 +214,7 @@ def ensure_annotations(
     """
     path = Path(path)
     info = {"strategy": strategy, "n_points": n_points, "fraction": fraction, "seed": seed,
-            "images": sorted(image_id_of(image) for image, _ in pairs)}
+            "label_unknown": label_unknown, "images": sorted(image_id_of(image) for image, _ in pairs)}
     if path.is_file():
         saved = read_annotation_info(path)
         if saved != info:
@@ -217,12 +222,22 @@ def ensure_annotations(
             raise ValueError(f"{path} was made with other settings ({', '.join(changed)} differ); "
                              "delete it or choose another file")
         return load_annotations(path, schema)
-    class_maps = ((image_id_of(image), read_mask(mask, schema, on_invalid=on_invalid))
+    class_maps = ((image_id_of(image),
+                   annotatable(read_mask(mask, schema, on_invalid=on_invalid), schema, label_unknown))
                   for image, mask in pairs)
     annotations = annotate(class_maps, n_points=n_points, fraction=fraction, strategy=strategy,
                            seed=seed)
     save_annotations(annotations, path, schema, info)
     return annotations
+
+
+def annotatable(class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE, label_unknown: bool = False
+                ) -> np.ndarray:
+    """``class_map`` with the schema's unknown class marked unlabelled (255), so that no point lands
+    on it (unless ``label_unknown``): what every strategy samples from."""
+    if label_unknown or schema.unknown_index is None:
+        return class_map
+    return np.where(class_map == schema.unknown_index, IGNORE_INDEX, class_map).astype(class_map.dtype)
 
 
 def annotation_filename(strategy: str, n_points: int | None = None, fraction: float | None = None,

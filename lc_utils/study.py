@@ -1,17 +1,21 @@
 """The label-density study: the same model trained at several point densities and with dense labels.
 
-Shared by notebook 06 and ``benchmarks/label_density.py``. Every configuration gets the same
-training images, crops, batch size, learning rate and number of optimiser steps; only the
-labels differ. Validation scores whole images with the same tiled prediction as notebook 05.
+Shared by notebook 06 and ``benchmarks/label_density.py``. Every run gets the same training
+images, crops, batch size, learning rate and number of optimiser steps; only the labels (and the
+seed) differ. Each setting is repeated over several seeds (a seed draws the points, the starting
+weights and the crops), so a difference between rows can be told from noise. Validation scores
+whole images with the same tiled prediction as notebook 05.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,19 +30,24 @@ from .datasets import (
 )
 from .files import image_id_of
 from .inference import evaluate_tiled
+from .losses import PartialCrossEntropyLoss, prior_correction
 from .masks import read_mask
 from .metrics import ConfusionMatrix
 from .models import build_deeplabv3
 from .settings import seed_everything
-from .sparse import annotation_filename, ensure_annotations, labelled_fraction
+from .sparse import PointAnnotation, annotation_filename, ensure_annotations, labelled_fraction
 from .training import fit, make_loader
 
 DENSE = "dense"
+PRIOR_CORRECTED = "stratified+prior"
+"""Stratified points with the loss's prior correction (:func:`lc_utils.losses.prior_correction`)."""
+
+_ORDER = ("uniform", "stratified", PRIOR_CORRECTED, "grid", DENSE)
 
 
 @dataclass(frozen=True)
 class StudySettings:
-    """What every run of the study shares."""
+    """What every run of the study shares (the seed is per run)."""
 
     backbone: str = "resnet50"
     weights: str | None = "imagenet"
@@ -46,15 +55,25 @@ class StudySettings:
     batch_size: int = 8
     epochs: int = 20
     lr: float = 1e-3
-    seed: int = 0
+    schedule: str | None = "cosine"
+    warmup_steps: int = 0
     num_workers: int = 0
     tile_size: int = 512
 
 
-def train_once(train_pairs, val_pairs, settings: StudySettings, annotations=None,
-               schema: ClassSchema = DEEPGLOBE, progress: bool = False) -> dict[str, float]:
-    """Train one model (sparse when ``annotations`` are given, else dense) and score it."""
-    seed_everything(settings.seed)
+def point_counts(annotations: dict[str, PointAnnotation], num_classes: int) -> np.ndarray:
+    """Labelled points per class over all images of an annotation."""
+    labels = [a.labels for a in annotations.values()]
+    flat = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+    return np.bincount(flat.astype(np.int64), minlength=num_classes)[:num_classes]
+
+
+def train_once(train_pairs, val_pairs, settings: StudySettings, seed: int = 0, annotations=None,
+               logit_adjustment=None, schema: ClassSchema = DEEPGLOBE,
+               progress: bool = False) -> dict[str, Any]:
+    """Train one model (sparse when ``annotations`` are given, else dense) and score it on whole
+    validation images: mean IoU (unknown excluded), pixel accuracy, macro F1 and IoU per class."""
+    seed_everything(seed)
     transform = make_transforms(settings.crop_size)
     if annotations is None:
         dataset = DenseLandCoverDataset(train_pairs, schema, transform)
@@ -63,13 +82,18 @@ def train_once(train_pairs, val_pairs, settings: StudySettings, annotations=None
     loader = make_loader(dataset, settings.batch_size, shuffle=True, num_workers=settings.num_workers)
     model = build_deeplabv3(schema.num_classes, settings.backbone, settings.weights)
     started = time.perf_counter()
-    history = fit(model, loader, epochs=settings.epochs, lr=settings.lr, seed=settings.seed,
-                  num_classes=schema.num_classes, progress=progress)
+    history = fit(model, loader, epochs=settings.epochs, lr=settings.lr, schedule=settings.schedule,
+                  warmup_steps=settings.warmup_steps, seed=seed, num_classes=schema.num_classes,
+                  loss_fn=PartialCrossEntropyLoss(logit_adjustment=logit_adjustment), progress=progress)
     seconds = time.perf_counter() - started
-    summary = evaluate_tiled(model, val_pairs, schema, tile_size=settings.tile_size).summary()
+    confusion = evaluate_tiled(model, val_pairs, schema, tile_size=settings.tile_size)
+    summary = confusion.summary()
+    per_class = confusion.per_class()["iou"]
     return {"val_mean_iou": summary["mean_iou"], "val_pixel_accuracy": summary["pixel_accuracy"],
-            "val_macro_f1": summary["macro_f1"], "final_train_loss": history[-1]["train_loss"],
-            "steps": settings.epochs * len(loader), "train_seconds": seconds}
+            "val_macro_f1": summary["macro_f1"],
+            "val_iou": {name: None if np.isnan(v) else float(v) for name, v in per_class.items()},
+            "final_train_loss": history[-1]["train_loss"], "steps": settings.epochs * len(loader),
+            "train_seconds": seconds}
 
 
 def majority_baseline(train_pairs: Sequence[tuple[Path, Path]], val_pairs: Sequence[tuple[Path, Path]],
@@ -83,30 +107,31 @@ def majority_baseline(train_pairs: Sequence[tuple[Path, Path]], val_pairs: Seque
     return {"class": schema.names[majority], **confusion.summary()}
 
 
-def _row_key(strategy: str, n_points: int | None, settings: StudySettings, train_pairs, val_pairs) -> dict:
-    return {"strategy": strategy, "points_per_image": n_points, "settings": asdict(settings),
-            "train": [image_id_of(i) for i, _ in train_pairs], "val": [image_id_of(i) for i, _ in val_pairs]}
+def _study_key(settings: StudySettings, train_pairs, val_pairs) -> dict[str, Any]:
+    return {"settings": asdict(settings), "train": [image_id_of(i) for i, _ in train_pairs],
+            "val": [image_id_of(i) for i, _ in val_pairs]}
 
 
-def _row_path(results_dir: str | Path, strategy: str, n_points: int | None) -> Path:
-    return Path(results_dir) / f"run_{strategy}_{n_points or 'all'}.json"
+def read_results_file(path: str | Path | None, key: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The finished runs saved in ``path`` (none if it is absent, or was made with another ``key``)."""
+    if path is None or not Path(path).is_file():
+        return []
+    saved = json.loads(Path(path).read_text())
+    if key is not None and saved.get("key") != json.loads(json.dumps(key)):
+        return []
+    return list(saved.get("runs", []))
 
 
-def _saved_row(results_dir, strategy, n_points, settings, train_pairs, val_pairs) -> dict | None:
-    if results_dir is None or not _row_path(results_dir, strategy, n_points).is_file():
-        return None
-    saved = json.loads(_row_path(results_dir, strategy, n_points).read_text())
-    key = _row_key(strategy, n_points, settings, train_pairs, val_pairs)
-    return saved["row"] if saved["key"] == key else None
-
-
-def _save_row(results_dir, row: dict, settings, train_pairs, val_pairs) -> None:
-    if results_dir is None:
-        return
-    key = _row_key(row["strategy"], row["points_per_image"], settings, train_pairs, val_pairs)
-    path = _row_path(results_dir, row["strategy"], row["points_per_image"])
+def _write_results_file(path: Path, key: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    """Rewrite the runs of ``path`` atomically, keeping any other field the file holds."""
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if record.get("key") != json.loads(json.dumps(key)):
+        record = {}
+    record.update(key=key, runs=runs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": key, "row": row}, indent=1))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    os.replace(tmp, path)
 
 
 def run_density_study(
@@ -114,63 +139,89 @@ def run_density_study(
     val_pairs: Sequence[tuple[Path, Path]],
     points_per_image: Sequence[int],
     *,
-    strategies: Sequence[str] = ("uniform", "stratified"),
+    strategies: Sequence[str] = ("uniform", "stratified", PRIOR_CORRECTED),
     include_dense: bool = True,
+    seeds: Sequence[int] = (0,),
     settings: StudySettings = StudySettings(),
     annotation_dir: str | Path,
-    results_dir: str | Path | None = None,
+    results_file: str | Path | None = None,
     schema: ClassSchema = DEEPGLOBE,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """One row per (strategy, points per image), plus one for dense labels.
+    """One row per run: every (strategy, points per image) and dense labels, for every seed.
 
-    Columns: strategy, points_per_image, labelled_fraction (of all training pixels), the
-    validation scores (mean IoU with "unknown" excluded, pixel accuracy, macro F1), the final
-    training loss, steps and seconds. Annotations are made once per setting under
-    ``annotation_dir`` and reused on later runs. With ``results_dir`` each finished row is saved
-    there and reused when the study runs again with the same settings and images, so an
-    interrupted study (a Colab disconnect) loses at most the run under way.
+    Strategies are those of :func:`lc_utils.sparse.sample_points`, plus :data:`PRIOR_CORRECTED`:
+    the stratified points trained with the loss's logit adjustment for the true class prior
+    (pixel shares of the training masks). A seed draws the points, the starting weights and the
+    crops; the images stay the same. Columns: strategy, points_per_image, seed, labelled_fraction
+    (of all training pixels), the validation scores (mean IoU with "unknown" excluded, pixel
+    accuracy, macro F1, IoU per class), the final training loss, steps and seconds. Annotations
+    are made once per setting under ``annotation_dir`` and reused. With ``results_file`` (JSON)
+    each finished run is saved there at once and reused when the study runs again with the same
+    settings and images, so an interrupted study loses at most the run under way.
     """
     shapes = image_shapes(train_pairs)
-    runs: list[tuple[str, int | None]] = [(s, n) for s in strategies for n in points_per_image]
+    key = _study_key(settings, train_pairs, val_pairs)
+    results_file = Path(results_file) if results_file is not None else None
+    done = read_results_file(results_file, key)
+    true_counts = None
+    plan: list[tuple[str, int | None, int]] = [(s, n, seed) for seed in seeds for s in strategies
+                                               for n in points_per_image]
     if include_dense:
-        runs.append((DENSE, None))
+        plan += [(DENSE, None, seed) for seed in seeds]
     rows = []
-    for strategy, n_points in runs:
-        saved = _saved_row(results_dir, strategy, n_points, settings, train_pairs, val_pairs)
+    for strategy, n_points, seed in plan:
+        amount = "dense labels" if n_points is None else f"{n_points} points per image"
+        saved = next((r for r in done if (r["strategy"], r["points_per_image"], r["seed"])
+                      == (strategy, n_points, seed)), None)
         if saved is not None:
             rows.append(saved)
             if progress:
-                print(f"{strategy:>10}, {n_points or 'dense'}: val mIoU {saved['val_mean_iou']:.3f} "
+                print(f"{strategy:>16}, {amount}, seed {seed}: val mIoU {saved['val_mean_iou']:.3f} "
                       "(saved earlier)", flush=True)
             continue
-        if strategy == DENSE:
-            annotations, labelled = None, 1.0
-        else:
-            path = Path(annotation_dir) / annotation_filename(strategy, n_points=n_points, seed=settings.seed)
-            annotations = ensure_annotations(path, train_pairs, n_points=n_points, strategy=strategy,
-                                             seed=settings.seed, schema=schema)
+        annotations, adjustment, labelled = None, None, 1.0
+        if strategy != DENSE:
+            sampling = "stratified" if strategy == PRIOR_CORRECTED else strategy
+            path = Path(annotation_dir) / annotation_filename(sampling, n_points=n_points, seed=seed)
+            annotations = ensure_annotations(path, train_pairs, n_points=n_points, strategy=sampling,
+                                             seed=seed, schema=schema)
             labelled = labelled_fraction(annotations, shapes)
+        if strategy == PRIOR_CORRECTED:
+            if true_counts is None:
+                true_counts = class_statistics(train_pairs, schema)["pixels"].to_numpy()
+            adjustment = prior_correction(point_counts(annotations, schema.num_classes), true_counts)
         if progress:
-            amount = "dense labels" if n_points is None else f"{n_points} points per image"
-            print(f"{strategy:>10}, {amount} ({labelled:.4%} of pixels) ...", flush=True)
-        scores = train_once(train_pairs, val_pairs, settings, annotations, schema)
-        rows.append({"strategy": strategy, "points_per_image": n_points, "labelled_fraction": labelled,
-                     **scores})
-        _save_row(results_dir, rows[-1], settings, train_pairs, val_pairs)
+            print(f"{strategy:>16}, {amount} ({labelled:.4%} of pixels), seed {seed} ...", flush=True)
+        scores = train_once(train_pairs, val_pairs, settings, seed, annotations, adjustment, schema)
+        rows.append({"strategy": strategy, "points_per_image": n_points, "seed": seed,
+                     "labelled_fraction": labelled, **scores})
+        if results_file is not None:
+            done.append(rows[-1])
+            _write_results_file(results_file, key, done)
         if progress:
-            print(f"{'':>10}  val mIoU {scores['val_mean_iou']:.3f} in {scores['train_seconds']:.0f} s",
+            print(f"{'':>16}  val mIoU {scores['val_mean_iou']:.3f} in {scores['train_seconds']:.0f} s",
                   flush=True)
     frame = pd.DataFrame(rows)
     frame.attrs["settings"] = asdict(settings)
     return frame
 
 
-def sparse_to_dense_ratio(results: pd.DataFrame) -> pd.DataFrame:
-    """mIoU(sparse) / mIoU(dense) for every sparse row, beside its labelled fraction."""
-    dense = results.loc[results["strategy"] == DENSE, "val_mean_iou"]
-    if dense.empty:
-        raise ValueError("the results have no dense run to compare with")
-    sparse = results[results["strategy"] != DENSE].copy()
-    sparse["miou_vs_dense"] = sparse["val_mean_iou"] / float(dense.iloc[0])
-    return sparse[["strategy", "points_per_image", "labelled_fraction", "val_mean_iou", "miou_vs_dense"]]
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds for every (strategy, points per image), with the
+    ratio of each mean to the dense-label mean (when there is a dense run).
+
+    Columns: strategy, points_per_image, labelled_fraction, runs, miou_mean, miou_sd,
+    pixel_accuracy_mean, miou_vs_dense. The standard deviation is the sample one (ddof=1).
+    """
+    frame = results.copy()
+    frame["points_per_image"] = frame["points_per_image"].astype("Int64")
+    grouped = frame.groupby(["strategy", "points_per_image"], dropna=False, sort=False)
+    summary = grouped.agg(labelled_fraction=("labelled_fraction", "mean"), runs=("val_mean_iou", "size"),
+                          miou_mean=("val_mean_iou", "mean"), miou_sd=("val_mean_iou", "std"),
+                          pixel_accuracy_mean=("val_pixel_accuracy", "mean")).reset_index()
+    dense = summary.loc[summary["strategy"] == DENSE, "miou_mean"]
+    summary["miou_vs_dense"] = summary["miou_mean"] / float(dense.iloc[0]) if len(dense) else np.nan
+    summary["_order"] = summary["strategy"].map({s: i for i, s in enumerate(_ORDER)}).fillna(len(_ORDER))
+    return (summary.sort_values(["_order", "labelled_fraction"]).drop(columns="_order")
+            .reset_index(drop=True))

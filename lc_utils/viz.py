@@ -19,7 +19,7 @@ from matplotlib.patches import Patch, Rectangle
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .masks import OffPaletteWarning, class_to_rgb, rgb_to_class
 from .metrics import ConfusionMatrix
-from .sparse import PointAnnotation, sample_points
+from .sparse import PointAnnotation, annotatable, sample_points
 
 CORRECT_RGB = (46, 160, 67)
 WRONG_RGB = (214, 39, 40)
@@ -199,7 +199,8 @@ def compare_strategies(image: np.ndarray, class_map: np.ndarray, n_points: int,
     fig, axes = _axes_grid(1, len(strategies) + 1, cell=4)
     _show(axes[0, 0], class_to_rgb(class_map, schema), "ground truth")
     for ax, strategy in zip(axes[0, 1:], strategies):
-        points = sample_points(class_map, n_points=n_points, strategy=strategy, seed=seed)
+        points = sample_points(annotatable(class_map, schema), n_points=n_points, strategy=strategy,
+                               seed=seed)
         plot_points(image, points, schema, ax=ax, title=f"{strategy}: {len(points)} points")
     add_legend(fig, schema)
     return fig
@@ -282,22 +283,39 @@ def plot_class_shares(shares: pd.DataFrame, schema: ClassSchema = DEEPGLOBE) -> 
     return fig
 
 
-def plot_density_curve(results: pd.DataFrame, dense_column: str = "dense") -> Figure:
-    """Validation mIoU against the labelled fraction (log scale), one line per strategy, with the
-    dense-label result as a horizontal reference. ``results`` needs columns ``strategy``,
-    ``labelled_fraction`` and ``val_mean_iou``; the dense rows have ``strategy == dense_column``."""
-    fig = Figure(figsize=(6.5, 4), layout="constrained")
+def plot_density_curve(summary: pd.DataFrame, baseline_miou: float | None = None, *,
+                       dense: str = "dense", title: str | None = None) -> Figure:
+    """Validation mIoU against the labelled fraction (log scale): one line per strategy with the
+    mean over seeds and error bars of one standard deviation, the dense-label mean as a dashed
+    line with its band, and the majority-class baseline where given.
+
+    ``summary``: one row per setting with columns ``strategy``, ``labelled_fraction``,
+    ``miou_mean``, ``miou_sd`` and ``runs``, as :func:`lc_utils.study.summarize` makes; the
+    dense-label row has ``strategy == dense``.
+    """
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.subplots()
-    sparse = results[results["strategy"] != dense_column]
-    for strategy, rows in sparse.groupby("strategy"):
-        rows = rows.sort_values("labelled_fraction")
-        ax.plot(rows["labelled_fraction"] * 100, rows["val_mean_iou"], marker="o", label=strategy)
-    dense = results[results["strategy"] == dense_column]
-    if len(dense):
-        ax.axhline(dense["val_mean_iou"].mean(), color="black", linestyle="--", label="dense labels")
+    for strategy, rows in summary[summary["strategy"] != dense].groupby("strategy", sort=False):
+        ax.errorbar(rows["labelled_fraction"] * 100, rows["miou_mean"], yerr=rows["miou_sd"].fillna(0),
+                    marker="o", capsize=3, label=f"{strategy} points")
+    dense_rows = summary[summary["strategy"] == dense]
+    if len(dense_rows):
+        mean, sd = float(dense_rows["miou_mean"].iloc[0]), float(np.nan_to_num(dense_rows["miou_sd"].iloc[0]))
+        ax.axhline(mean, color="black", linestyle="--", label="dense labels")
+        if sd > 0:
+            ax.axhspan(mean - sd, mean + sd, color="black", alpha=0.08)
+    if baseline_miou is not None:
+        ax.axhline(baseline_miou, color="0.5", linestyle=":", label="majority class everywhere")
     ax.set_xscale("log")
     ax.set_xlabel("labelled pixels (%)")
     ax.set_ylabel("validation mIoU (unknown excluded)")
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    if title:
+        ax.set_title(title, loc="left", fontsize=10)
+    runs = int(summary["runs"].max())
+    if runs > 1:
+        ax.text(1, 1.01, f"mean ± sd over {runs} seeds", transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=8, color="0.35")
+    ax.legend(fontsize=8, loc="lower right")
     return fig

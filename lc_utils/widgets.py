@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from .classes import DEEPGLOBE, ClassSchema
+from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .datasets import read_pair
 from .files import image_id_of
 from .inference import predict_tiled
-from .sparse import STRATEGIES, sample_points
+from .sparse import STRATEGIES, annotatable, sample_points
 from .viz import compare_prediction, plot_annotation_summary
 
 
@@ -88,8 +88,9 @@ def label_density_explorer(pairs: Sequence[tuple[Path, Path]], schema: ClassSche
         if image_index not in cache:
             cache[image_index] = read_pair(*pairs[image_index], schema)
         image, class_map = cache[image_index]
-        n = min(int(n_points), class_map.size)
-        points = sample_points(class_map, n_points=n, strategy=strategy, seed=seed)
+        eligible = annotatable(class_map, schema)
+        n = min(int(n_points), int((eligible != IGNORE_INDEX).sum()))
+        points = sample_points(eligible, n_points=n, strategy=strategy, seed=seed)
         return plot_annotation_summary(image, class_map, points, schema,
                                        title=f"image {ids[image_index]}: {strategy}")
 

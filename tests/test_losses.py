@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lc_utils.classes import IGNORE_INDEX
-from lc_utils.losses import PartialCrossEntropyLoss, class_weights_from_counts
+from lc_utils.losses import PartialCrossEntropyLoss, class_weights_from_counts, prior_correction
 
 
 def _batch(seed: int, labelled_share: float = 0.1, n: int = 2, c: int = 7, size: int = 12):
@@ -91,3 +91,50 @@ def test_class_weights_from_counts() -> None:
     assert weights[2] == 0
     assert weights[3] > weights[1] > weights[0]
     assert weights[[0, 1, 3]].mean() == pytest.approx(1.0)
+
+
+def test_prior_correction_is_log_of_sampled_over_true_share() -> None:
+    adjustment = prior_correction([10, 10, 0, 20], [60, 20, 5, 20])
+    # Shares over the classes present in both (0, 1, 3): sampled 1/4, 1/4, 1/2; true 0.6, 0.2, 0.2.
+    expected = torch.log(torch.tensor([0.25 / 0.6, 0.25 / 0.2, 1.0, 0.5 / 0.2]))
+    expected[2] = 0.0
+    torch.testing.assert_close(adjustment, expected)
+    with pytest.raises(ValueError, match="negative"):
+        prior_correction([1, -1], [1, 1])
+    with pytest.raises(ValueError, match="no class"):
+        prior_correction([1, 0], [0, 1])
+
+
+def test_logit_adjustment_makes_the_fitted_prior_the_true_one() -> None:
+    """A model that is one bias vector, fitted to labels drawn with equal shares (stratified), learns
+    those equal shares with the plain loss and the true shares once the loss is prior-corrected."""
+    true_prior = torch.tensor([0.7, 0.2, 0.1])
+    labels = torch.tensor([0] * 100 + [1] * 100 + [2] * 100).view(1, 1, -1)  # equal shares
+    sampled_counts = torch.bincount(labels.flatten(), minlength=3)
+
+    def fitted_prior(loss_fn: PartialCrossEntropyLoss) -> torch.Tensor:
+        bias = torch.zeros(3, requires_grad=True)
+        optimizer = torch.optim.LBFGS([bias], max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = loss_fn(bias.view(1, 3, 1, 1).expand(1, 3, 1, labels.shape[-1]), labels)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        return torch.softmax(bias.detach(), 0)
+
+    plain = fitted_prior(PartialCrossEntropyLoss())
+    torch.testing.assert_close(plain, torch.full((3,), 1 / 3), atol=1e-4, rtol=0)
+    corrected = fitted_prior(PartialCrossEntropyLoss(logit_adjustment=prior_correction(sampled_counts,
+                                                                                         true_prior)))
+    torch.testing.assert_close(corrected, true_prior, atol=1e-4, rtol=0)
+
+
+def test_logit_adjustment_must_fit_the_logits() -> None:
+    logits, target = _batch(2, 0.5)
+    with pytest.raises(ValueError, match="3 values for 7 classes"):
+        PartialCrossEntropyLoss(logit_adjustment=torch.zeros(3))(logits, target)
+    with pytest.raises(ValueError, match="finite"):
+        PartialCrossEntropyLoss(logit_adjustment=torch.tensor([0.0, float("-inf")]))

@@ -108,3 +108,14 @@ def test_missing_local_file_and_bad_names(tmp_path: Path) -> None:
         build_deeplabv3(weights=tmp_path / "nothing.pth")
     with pytest.raises(ValueError, match="backbone must be"):
         build_deeplabv3(backbone="vgg16")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v3_large", "resnet50"])
+def test_batchnorm_momentum_is_set_on_every_layer(backbone: str) -> None:
+    """torchvision gives MobileNetV3 momentum 0.01: running statistics that lag the weights."""
+    layers = lambda m: [x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)]  # noqa: E731
+    model = build_deeplabv3(backbone=backbone)
+    assert layers(model) and {x.momentum for x in layers(model)} == {0.1}
+    kept = build_deeplabv3(backbone=backbone, bn_momentum=None)
+    # torchvision's own: 0.01 in MobileNetV3's backbone (the heads keep PyTorch's 0.1).
+    assert (0.01 in {x.momentum for x in layers(kept)}) == (backbone == "mobilenet_v3_large")

@@ -231,3 +231,22 @@ def test_sparse_dataset_refuses_missing_or_misfit_annotations(tmp_path: Path) ->
     dataset = SparseLandCoverDataset(pairs, {"0": PointAnnotation([45], [3], [1])})
     with pytest.raises(ValueError, match="annotation of image '0'.*outside the 40x40"):
         dataset[0]
+
+
+def test_unknown_class_gets_no_points_unless_asked(tmp_path: Path) -> None:
+    """Unknown (no-data) is never scored, so by default no point is spent on it, in any strategy."""
+    class_map = np.full((40, 40), 1, np.uint8)
+    class_map[:20] = 6  # half the image is unknown
+    class_map[30:, 30:] = 4
+    image = np.zeros((40, 40, 3), np.uint8)
+    Image.fromarray(image).save(tmp_path / "a_sat.jpg")
+    Image.fromarray(class_to_rgb(class_map)).save(tmp_path / "a_mask.png")
+    pairs = find_pairs(tmp_path)
+    for strategy in ("uniform", "stratified", "grid"):
+        skipped = ensure_annotations(tmp_path / f"{strategy}.csv", pairs, n_points=60, strategy=strategy)["a"]
+        assert 6 not in skipped.labels and set(skipped.labels) == {1, 4}
+        kept = ensure_annotations(tmp_path / f"{strategy}_all.csv", pairs, n_points=60, strategy=strategy,
+                                  label_unknown=True)["a"]
+        assert 6 in kept.labels
+    with pytest.raises(ValueError, match="label_unknown differ"):
+        ensure_annotations(tmp_path / "uniform.csv", pairs, n_points=60, label_unknown=True)

@@ -1,38 +1,89 @@
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.label_density import RESULTS, markdown_table
 from lc_utils.datasets import find_pairs
-from lc_utils.study import DENSE, StudySettings, run_density_study, sparse_to_dense_ratio
+from lc_utils.settings import PROJECT_ROOT
+from lc_utils.study import DENSE, PRIOR_CORRECTED, StudySettings, point_counts, run_density_study, summarize
 
 
 @pytest.mark.slow
-def test_density_study_runs_every_setting_with_the_same_steps(sample_root: Path, tmp_path: Path) -> None:
+def test_density_study_runs_every_setting_and_seed_with_the_same_steps(sample_root: Path,
+                                                                        tmp_path: Path) -> None:
     pairs = find_pairs(sample_root)
     settings = StudySettings(backbone="mobilenet_v3_large", weights=None, crop_size=48, batch_size=2,
                              epochs=1, tile_size=96)
-    results = run_density_study(pairs[:4], pairs[4:6], [5, 50], strategies=("uniform",),
-                                settings=settings, annotation_dir=tmp_path / "points",
-                                results_dir=tmp_path / "rows", progress=False)
-    assert list(results["strategy"]) == ["uniform", "uniform", DENSE]
+    kwargs = dict(strategies=("uniform", PRIOR_CORRECTED), seeds=(0, 1), settings=settings,
+                  annotation_dir=tmp_path / "points", results_file=tmp_path / "runs.json", progress=False)
+    results = run_density_study(pairs[:4], pairs[4:6], [5, 50], **kwargs)
+    assert len(results) == 2 * (2 * 2 + 1)
+    planned = [(s, n, seed) for s in ("uniform", PRIOR_CORRECTED) for n in (5, 50) for seed in (0, 1)]
+    keys = results[["strategy", "points_per_image", "seed"]].fillna(-1).values.tolist()
+    assert sorted(map(tuple, keys)) == sorted([*planned, (DENSE, -1, 0), (DENSE, -1, 1)])
     assert results["steps"].nunique() == 1 and results["steps"].iloc[0] == 2
-    fractions = results["labelled_fraction"].tolist()
-    assert fractions == pytest.approx([5 / 96**2, 50 / 96**2, 1.0])
+    sparse = results[results.strategy != DENSE]
+    assert np.allclose(sparse["labelled_fraction"], sparse["points_per_image"] / 96**2)
     assert results["val_mean_iou"].between(0, 1).all()
-    assert sorted(p.name for p in (tmp_path / "points").iterdir()) == ["points_uniform_n50_seed0.csv",
-                                                                       "points_uniform_n5_seed0.csv"]
-    # A second run reuses every finished row instead of training again.
-    (tmp_path / "rows" / "run_uniform_5.json").unlink()
-    again = run_density_study(pairs[:4], pairs[4:6], [5, 50], strategies=("uniform",), settings=settings,
-                              annotation_dir=tmp_path / "points", results_dir=tmp_path / "rows",
-                              progress=False)
-    pd.testing.assert_frame_equal(again.drop(columns="train_seconds"), results.drop(columns="train_seconds"))
+    assert set(results["val_iou"].iloc[0]) == {"urban", "agriculture", "rangeland", "forest", "water",
+                                                "barren", "unknown"}
+    # Seeds draw other points; the prior-corrected rows reuse the stratified annotation files.
+    made = sorted(p.name for p in (tmp_path / "points").iterdir())
+    assert made == sorted(f"points_{s}_n{n}_seed{seed}.csv"
+                          for s in ("uniform", "stratified") for n in (5, 50) for seed in (0, 1))
+    # Every finished run is in the results file at once; a second call trains only what is missing.
+    saved = json.loads((tmp_path / "runs.json").read_text())
+    assert len(saved["runs"]) == len(results)
+    saved["runs"] = saved["runs"][1:]
+    (tmp_path / "runs.json").write_text(json.dumps(saved))
+    again = run_density_study(pairs[:4], pairs[4:6], [5, 50], **kwargs)
+    columns = ["strategy", "points_per_image", "seed", "labelled_fraction", "val_mean_iou"]
+    pd.testing.assert_frame_equal(again[columns], results[columns])
     assert (again["train_seconds"].iloc[1:] == results["train_seconds"].iloc[1:]).all()
-    ratios = sparse_to_dense_ratio(results)
-    assert len(ratios) == 2 and "miou_vs_dense" in ratios
+    summary = summarize(results)
+    assert list(summary["strategy"]) == ["uniform", "uniform", PRIOR_CORRECTED, PRIOR_CORRECTED, DENSE]
+    assert (summary["runs"] == 2).all()
+    assert summary.loc[summary.strategy == DENSE, "miou_vs_dense"].iloc[0] == pytest.approx(1.0)
 
 
-def test_ratio_needs_a_dense_run() -> None:
-    with pytest.raises(ValueError, match="no dense run"):
-        sparse_to_dense_ratio(pd.DataFrame({"strategy": ["uniform"], "val_mean_iou": [0.2]}))
+def test_summary_mean_sd_and_ratio() -> None:
+    runs = pd.DataFrame({"strategy": ["uniform"] * 3 + [DENSE] * 3, "points_per_image": [10] * 3 + [None] * 3,
+                         "seed": [0, 1, 2] * 2, "labelled_fraction": [0.01] * 3 + [1.0] * 3,
+                         "val_mean_iou": [0.2, 0.3, 0.4, 0.5, 0.5, 0.5], "val_pixel_accuracy": [0.5] * 6})
+    summary = summarize(runs).set_index("strategy")
+    assert summary.loc["uniform", "miou_mean"] == pytest.approx(0.3)
+    assert summary.loc["uniform", "miou_sd"] == pytest.approx(0.1)  # sample sd over the 3 seeds
+    assert summary.loc["uniform", "miou_vs_dense"] == pytest.approx(0.6)
+    assert summary.loc[DENSE, "miou_sd"] == 0
+
+
+def test_point_counts() -> None:
+    from lc_utils.sparse import PointAnnotation
+
+    annotations = {"a": PointAnnotation(np.array([0, 1]), np.array([0, 1]), np.array([2, 2])),
+                   "b": PointAnnotation(np.array([3]), np.array([3]), np.array([6]))}
+    assert point_counts(annotations, 7).tolist() == [0, 0, 2, 0, 0, 0, 1]
+
+
+def test_committed_real_tile_study_is_complete_and_in_the_readme() -> None:
+    """The committed record holds every run (3 seeds per setting), its summary is what the runs
+    say, and the README's table is the one made from it."""
+    record = json.loads(RESULTS.read_text())
+    runs = pd.DataFrame(record["runs"])
+    assert set(record["seeds"]) == set(runs["seed"]) and len(record["seeds"]) >= 3
+    per_setting = runs.groupby(["strategy", runs["points_per_image"].fillna(-1)]).size()
+    assert (per_setting == len(record["seeds"])).all()
+    assert {"uniform", "stratified", PRIOR_CORRECTED, DENSE} <= set(runs["strategy"])
+    for column in ("strategy", "points_per_image", "seed", "val_mean_iou"):
+        assert runs[column].notna().any(), column
+    summary = summarize(runs)
+    recorded = pd.DataFrame(record["summary"])
+    np.testing.assert_allclose(recorded["miou_mean"], summary["miou_mean"])
+    np.testing.assert_allclose(recorded["miou_sd"], summary["miou_sd"])
+    for key in ("command", "date", "machine", "settings", "majority_baseline"):
+        assert record[key], key
+    assert markdown_table(record) in (PROJECT_ROOT / "README.md").read_text()
+    assert RESULTS.with_suffix(".png").is_file()

@@ -20,7 +20,9 @@ from lc_utils.training import (
     fit,
     load_checkpoint,
     load_trained_model,
+    lr_factor,
     make_loader,
+    reestimate_batchnorm,
     save_checkpoint,
 )
 
@@ -199,3 +201,62 @@ def test_default_run_name_keeps_data_and_modes_apart(tmp_path: Path, monkeypatch
     assert default_run_name(tmp_path / "tiles_512") == "sparse_tiles_512_fast"
     monkeypatch.setenv("LC_FAST", "0")
     assert default_run_name(tmp_path / "sample" / ".") == "sparse_sample_full"
+
+
+@pytest.mark.parametrize("schedule", ["poly", "cosine", None])
+def test_warmup_then_decay(schedule: str | None) -> None:
+    factors = [lr_factor(step, 100, schedule, warmup_steps=10) for step in range(100)]
+    assert factors[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])
+    assert factors[10] == pytest.approx(1.0)
+    after = np.array(factors[10:])
+    if schedule is None:
+        assert (after == 1).all()
+    else:
+        assert (np.diff(after) < 0).all() and after[-1] < 0.05
+    assert lr_factor(0, 100, schedule) == 1.0  # no warm-up: the full rate from the first step
+    with pytest.raises(ValueError, match="schedule must be"):
+        lr_factor(0, 10, "linear")
+
+
+def test_fit_follows_the_warmup_schedule() -> None:
+    sparse, _ = _colour_task(n=8)
+    history = fit(_tiny_model(), make_loader(sparse, 4, shuffle=True), epochs=4, lr=0.1, warmup_steps=4,
+                  schedule="cosine", num_classes=3, progress=False)
+    # The lr recorded after each epoch (2 steps): warm-up to 0.1 over 4 steps, then cosine down.
+    assert [round(r["lr"], 4) for r in history] == [round(0.1 * lr_factor(s, 8, "cosine", 4), 4)
+                                                    for s in (2, 4, 6, 8)]
+
+
+def test_samples_per_epoch_passes_over_every_image_in_turn() -> None:
+    dataset = TensorDataset(torch.arange(5))
+    torch.manual_seed(0)
+    loader = make_loader(dataset, 3, shuffle=True, samples_per_epoch=15)
+    seen = torch.cat([batch for (batch,) in loader])
+    assert len(loader) == 5 and len(seen) == 15
+    for k in range(3):  # three full passes, each a permutation of the five images
+        assert sorted(seen[5 * k:5 * k + 5].tolist()) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="shuffle"):
+        make_loader(dataset, 3, shuffle=False, samples_per_epoch=15)
+
+
+def test_reestimated_batchnorm_shows_lagging_running_statistics() -> None:
+    """With torchvision's MobileNetV3 momentum (0.01) the running statistics still describe the
+    random start after a short run: re-estimating them moves them much further than with 0.1.
+    The re-estimate is the plain mean of the layer's inputs over the batches it saw."""
+    sparse, _ = _colour_task(n=16)
+
+    def shift_after_training(momentum: float) -> float:
+        model = _tiny_model()
+        model[1].momentum = momentum
+        fit(model, make_loader(sparse, 4, shuffle=True), epochs=5, lr=0.05, num_classes=3, progress=False)
+        before = model[1].running_mean.clone()
+        inputs = []
+        hook = model[1].register_forward_hook(lambda _, args, __: inputs.append(args[0]))
+        reestimate_batchnorm(model, make_loader(sparse, 4, shuffle=False), batches=3)
+        hook.remove()
+        assert len(inputs) == 3 and model[1].momentum == momentum
+        expected = torch.stack([x.mean(dim=(0, 2, 3)) for x in inputs]).mean(0)
+        torch.testing.assert_close(model[1].running_mean, expected)
+        return float((model[1].running_mean - before).abs().max())
+
+    assert shift_after_training(0.01) > 2 * shift_after_training(0.1)

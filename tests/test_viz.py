@@ -122,10 +122,18 @@ def test_plot_history_and_shares_and_density() -> None:
     shares = pd.DataFrame({"pixels": [0.5, 0.5], "images": [1.0, 0.4]}, index=["urban", "water"])
     fig = plot_class_shares(shares)
     assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 2
-    results = pd.DataFrame({"strategy": ["uniform", "uniform", "dense"],
-                            "labelled_fraction": [0.001, 0.01, 1.0], "val_mean_iou": [0.2, 0.3, 0.4]})
-    fig = plot_density_curve(results)
-    assert [line.get_label() for line in fig.axes[0].lines] == ["uniform", "dense labels"]
+    summary = pd.DataFrame({"strategy": ["uniform", "uniform", "dense"],
+                            "labelled_fraction": [0.001, 0.01, 1.0], "miou_mean": [0.2, 0.3, 0.4],
+                            "miou_sd": [0.02, 0.01, 0.03], "runs": [3, 3, 3]})
+    fig = plot_density_curve(summary, baseline_miou=0.1, title="three seeds")
+    ax = fig.axes[0]
+    _, _, (bars,) = ax.containers[0]
+    assert ax.containers[0].get_label() == "uniform points"
+    whiskers = [segment[:, 1] for segment in bars.get_segments()]
+    np.testing.assert_allclose(whiskers, [[0.18, 0.22], [0.29, 0.31]])
+    assert [line.get_label() for line in ax.lines[-2:]] == ["dense labels", "majority class everywhere"]
+    assert ax.lines[-2].get_ydata()[0] == 0.4 and ax.lines[-1].get_ydata()[0] == 0.1
+    assert "3 seeds" in ax.texts[0].get_text() and ax.get_title(loc="left") == "three seeds"
     _render(fig)
 
 
