@@ -13,7 +13,7 @@ help:
 	@echo "make test     install into .venv and run the unit tests and the notebooks (nbval)"
 	@echo "make lab      open the notebooks in JupyterLab"
 	@echo "make bench    run the benchmarks in benchmarks/ (JSON + one-line summaries)"
-	@echo "make density  the label-density study on the real DeepGlobe tiles (about 30 min on a CPU)"
+	@echo "make density  the label-density study on the real DeepGlobe tiles (3 seeds per setting; resumable)"
 	@echo "make lint     ruff over the package, tests, benchmarks and notebooks"
 	@echo "make clean    remove the virtual environment, generated data, runs and build output"
 

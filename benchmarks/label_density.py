@@ -9,7 +9,7 @@ same command again skips the runs already in the record, so the study can be sto
 The code is notebook 06's (``lc_utils.study``).
 
     python -m benchmarks.label_density [--data DIR] [--seeds 0 1 2] [--points 26 262 2621] ...
-    python -m benchmarks.label_density --readme   # rewrite the README's table from the record
+    python -m benchmarks.label_density --readme [--out RECORD]   # rewrite the README's table from it
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ import pandas as pd
 import torch
 
 from lc_utils.datasets import find_pairs, split_items
-from lc_utils.settings import PROJECT_ROOT
+from lc_utils.settings import PROJECT_ROOT, dataset_tag, runs_dir
 from lc_utils.study import (
     DENSE,
     PRIOR_CORRECTED,
     StudySettings,
     majority_baseline,
-    read_results_file,
     run_density_study,
     summarize,
 )
@@ -45,7 +44,6 @@ from ._common import machine
 REAL_TILES = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "tiles_512"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "label_density_deepglobe.json"
 README = PROJECT_ROOT / "README.md"
-TABLE_START, TABLE_END = "<!-- label-density-table: start -->", "<!-- label-density-table: end -->"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -77,7 +75,7 @@ def markdown_table(record: dict[str, Any]) -> str:
              "|---|---|---|---|---|"]
     for row in summary.itertuples():
         labels = ("dense masks" if row.strategy == DENSE
-                  else f"{row.strategy}, {int(row.points_per_image):,} points per tile")
+                  else f"{row.strategy}, {int(row.points_per_image):,} points per image")
         lines.append(f"| {labels} | {row.labelled_fraction:.2%} | {row.miou_mean:.3f} ± {row.miou_sd:.3f} "
                      f"| {row.miou_vs_dense:.2f} | {row.pixel_accuracy_mean:.3f} |")
     baseline = record["majority_baseline"]
@@ -86,20 +84,26 @@ def markdown_table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(record: dict[str, Any], readme: Path = README) -> None:
-    """Replace the table between the README's markers with the one made from ``record``."""
+def table_markers(name: str) -> tuple[str, str]:
+    """The README comments around the table of the record called ``name`` (its file stem)."""
+    return f"<!-- {name}: start -->", f"<!-- {name}: end -->"
+
+
+def update_readme(record: dict[str, Any], name: str, readme: Path = README) -> None:
+    """Replace the table between the README's markers for ``name`` with the one made from ``record``."""
+    start, end = table_markers(name)
     text = readme.read_text()
-    if TABLE_START not in text or TABLE_END not in text:
-        raise SystemExit(f"{readme}: the markers {TABLE_START} ... {TABLE_END} are missing")
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    readme.write_text(f"{head}{TABLE_START}\n{markdown_table(record)}\n{TABLE_END}{tail}")
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme}: the markers {start} ... {end} are missing")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{markdown_table(record)}\n{end}{tail}")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.readme:
-        update_readme(json.loads(args.out.read_text()))
+        update_readme(json.loads(args.out.read_text()), args.out.stem)
         print(f"{README}: table rewritten from {args.out}")
         return
     if not args.data.is_dir():
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     baseline = majority_baseline(train_pairs, val_pairs)
     results = run_density_study(train_pairs, val_pairs, args.points, strategies=args.strategies,
                                 seeds=args.seeds, settings=settings,
-                                annotation_dir=PROJECT_ROOT / "runs" / "label_density" / "annotations",
+                                annotation_dir=runs_dir() / "label_density" / dataset_tag(args.data),
                                 results_file=args.out)
     summary = summarize(results)
     record = json.loads(args.out.read_text())
@@ -129,18 +133,13 @@ def main(argv: list[str] | None = None) -> None:
         "summary": json.loads(summary.to_json(orient="records")),
     })
     args.out.write_text(json.dumps(record, indent=1, default=float) + "\n")
-    title = (f"{len(train_pairs)} real DeepGlobe tiles, DeepLabV3-{settings.backbone}, "
+    title = (f"{args.data.name}: {len(train_pairs)} training images, DeepLabV3-{settings.backbone}, "
              f"{int(results['steps'].iloc[0])} steps per run")
     figure = plot_density_curve(summary, baseline["mean_iou"], title=title)
     figure.savefig(args.out.with_suffix(".png"), dpi=120)
     print(summary.round(3).to_string(index=False))
     print(f"[label_density] dense mIoU {summary.loc[summary.strategy == DENSE, 'miou_mean'].iloc[0]:.3f}, "
           f"majority baseline {baseline['mean_iou']:.3f}; {len(results)} runs -> {args.out}")
-
-
-def saved_runs(path: Path = RESULTS) -> list[dict[str, Any]]:
-    """Every finished run in the record (for notebooks and tests)."""
-    return read_results_file(path)
 
 
 if __name__ == "__main__":

@@ -95,8 +95,8 @@ def prior_correction(sampled_counts: torch.Tensor | np.ndarray, true_counts: tor
     over the classes present in both; any other class gets 0 (no point of it is ever in the loss,
     or its true share is unknown).
     """
-    sampled = torch.as_tensor(np.asarray(sampled_counts), dtype=torch.float64)
-    true = torch.as_tensor(np.asarray(true_counts), dtype=torch.float64)
+    sampled = torch.tensor(np.asarray(sampled_counts, dtype=np.float64))
+    true = torch.tensor(np.asarray(true_counts, dtype=np.float64))
     if sampled.shape != true.shape or sampled.ndim != 1:
         raise ValueError(f"need two (C,) count vectors, got {tuple(sampled.shape)} and {tuple(true.shape)}")
     if (sampled < 0).any() or (true < 0).any():

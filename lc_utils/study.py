@@ -9,6 +9,7 @@ whole images with the same tiled prediction as notebook 05.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -72,7 +73,9 @@ def train_once(train_pairs, val_pairs, settings: StudySettings, seed: int = 0, a
                logit_adjustment=None, schema: ClassSchema = DEEPGLOBE,
                progress: bool = False) -> dict[str, Any]:
     """Train one model (sparse when ``annotations`` are given, else dense) and score it on whole
-    validation images: mean IoU (unknown excluded), pixel accuracy, macro F1 and IoU per class."""
+    validation images: mean IoU (unknown excluded), pixel accuracy, macro F1 and IoU per class.
+    ``weights_used`` says what the model started from (None: random weights, e.g. where the
+    pretrained ones could not be downloaded)."""
     seed_everything(seed)
     transform = make_transforms(settings.crop_size)
     if annotations is None:
@@ -93,7 +96,7 @@ def train_once(train_pairs, val_pairs, settings: StudySettings, seed: int = 0, a
             "val_macro_f1": summary["macro_f1"],
             "val_iou": {name: None if np.isnan(v) else float(v) for name, v in per_class.items()},
             "final_train_loss": history[-1]["train_loss"], "steps": settings.epochs * len(loader),
-            "train_seconds": seconds}
+            "train_seconds": seconds, "weights_used": model.weights}
 
 
 def majority_baseline(train_pairs: Sequence[tuple[Path, Path]], val_pairs: Sequence[tuple[Path, Path]],
@@ -112,21 +115,32 @@ def _study_key(settings: StudySettings, train_pairs, val_pairs) -> dict[str, Any
             "val": [image_id_of(i) for i, _ in val_pairs]}
 
 
-def read_results_file(path: str | Path | None, key: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The finished runs saved in ``path`` (none if it is absent, or was made with another ``key``)."""
-    if path is None or not Path(path).is_file():
+def results_filename(settings: StudySettings) -> str:
+    """A results file name that keeps studies with other settings apart, e.g. ``runs_1a2b3c4d.json``."""
+    digest = hashlib.sha1(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()[:8]
+    return f"runs_{digest}.json"
+
+
+def read_results_file(path: str | Path, key: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The finished runs saved in ``path`` (none if it is absent). A file made for another study
+    (settings or images differ from ``key``) is an error rather than something to overwrite."""
+    path = Path(path)
+    if not path.is_file():
         return []
-    saved = json.loads(Path(path).read_text())
+    saved = json.loads(path.read_text())
     if key is not None and saved.get("key") != json.loads(json.dumps(key)):
-        return []
+        theirs, ours = saved.get("key", {}), json.loads(json.dumps(key))
+        changed = sorted(k for k in ours.get("settings", {})
+                         if theirs.get("settings", {}).get(k) != ours["settings"][k])
+        what = f"settings {', '.join(changed)}" if changed else "images"
+        raise ValueError(f"{path} holds a study with other {what}; choose another results file "
+                         "(e.g. study.results_filename(settings)) or delete it")
     return list(saved.get("runs", []))
 
 
 def _write_results_file(path: Path, key: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     """Rewrite the runs of ``path`` atomically, keeping any other field the file holds."""
     record = json.loads(path.read_text()) if path.is_file() else {}
-    if record.get("key") != json.loads(json.dumps(key)):
-        record = {}
     record.update(key=key, runs=runs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -157,13 +171,14 @@ def run_density_study(
     (of all training pixels), the validation scores (mean IoU with "unknown" excluded, pixel
     accuracy, macro F1, IoU per class), the final training loss, steps and seconds. Annotations
     are made once per setting under ``annotation_dir`` and reused. With ``results_file`` (JSON)
-    each finished run is saved there at once and reused when the study runs again with the same
-    settings and images, so an interrupted study loses at most the run under way.
+    each finished run is saved there at once and reused when the study runs again, so an
+    interrupted study loses at most the run under way; a file made with other settings or images
+    is refused (:func:`results_filename` names one per setting).
     """
     shapes = image_shapes(train_pairs)
     key = _study_key(settings, train_pairs, val_pairs)
     results_file = Path(results_file) if results_file is not None else None
-    done = read_results_file(results_file, key)
+    done = read_results_file(results_file, key) if results_file is not None else []
     true_counts = None
     plan: list[tuple[str, int | None, int]] = [(s, n, seed) for seed in seeds for s in strategies
                                                for n in points_per_image]

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .masks import OffPaletteWarning, class_to_rgb, rgb_to_class
@@ -307,15 +308,18 @@ def plot_density_curve(summary: pd.DataFrame, baseline_miou: float | None = None
     if baseline_miou is not None:
         ax.axhline(baseline_miou, color="0.5", linestyle=":", label="majority class everywhere")
     ax.set_xscale("log")
-    ax.set_xlabel("labelled pixels (%)")
+    percents = summary.loc[summary["strategy"] != dense, "labelled_fraction"] * 100
+    if len(percents):  # whole decades, labelled as percentages (0.01%, 0.1%, 1%)
+        ax.set_xlim(10 ** np.floor(np.log10(percents.min())), 10 ** np.ceil(np.log10(percents.max())))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("labelled pixels")
     ax.set_ylabel("validation mIoU (unknown excluded)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3, which="both")
     if title:
         ax.set_title(title, loc="left", fontsize=10)
     runs = int(summary["runs"].max())
-    if runs > 1:
-        ax.text(1, 1.01, f"mean ± sd over {runs} seeds", transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=8, color="0.35")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower right", title=f"mean ± sd over {runs} seeds" if runs > 1 else None,
+              title_fontsize=8)
     return fig

@@ -108,3 +108,20 @@ def test_full_2448_tile(real_full: Path) -> None:
     class_map = predict_tiled(model, image, tile_size=512, overlap=0.125)
     assert class_map.shape == truth.shape == (2448, 2448)
     assert class_map.max() < 7
+
+
+def test_prediction_runs_in_the_device_format_and_leaves_the_model_as_it_was() -> None:
+    from lc_utils.inference import inference_memory_format, memory_format
+
+    assert inference_memory_format(torch.device("cpu")) == torch.contiguous_format
+    assert inference_memory_format(torch.device("cuda")) == torch.channels_last
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 7, 3, padding=1)).to(memory_format=torch.channels_last)
+    seen = []
+    model.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous()))
+    with memory_format(model, torch.contiguous_format):
+        assert model[0].weight.is_contiguous()
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not model[0].weight.is_contiguous()
+    predict_tiled(model, torch.randn(3, 40, 40), tile_size=32, device="cpu")
+    assert seen and all(seen)  # every window went in contiguous on the CPU
+    assert not model[0].weight.is_contiguous()  # and the training format is back

@@ -1,14 +1,24 @@
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.label_density import RESULTS, markdown_table
+from benchmarks.label_density import RESULTS, markdown_table, table_markers, update_readme
 from lc_utils.datasets import find_pairs
 from lc_utils.settings import PROJECT_ROOT
-from lc_utils.study import DENSE, PRIOR_CORRECTED, StudySettings, point_counts, run_density_study, summarize
+from lc_utils.study import (
+    DENSE,
+    PRIOR_CORRECTED,
+    StudySettings,
+    point_counts,
+    read_results_file,
+    results_filename,
+    run_density_study,
+    summarize,
+)
 
 
 @pytest.mark.slow
@@ -28,6 +38,7 @@ def test_density_study_runs_every_setting_and_seed_with_the_same_steps(sample_ro
     sparse = results[results.strategy != DENSE]
     assert np.allclose(sparse["labelled_fraction"], sparse["points_per_image"] / 96**2)
     assert results["val_mean_iou"].between(0, 1).all()
+    assert results["weights_used"].isna().all()  # weights=None: every run started from random weights
     assert set(results["val_iou"].iloc[0]) == {"urban", "agriculture", "rangeland", "forest", "water",
                                                 "barren", "unknown"}
     # Seeds draw other points; the prior-corrected rows reuse the stratified annotation files.
@@ -68,22 +79,60 @@ def test_point_counts() -> None:
     assert point_counts(annotations, 7).tolist() == [0, 0, 2, 0, 0, 0, 1]
 
 
-def test_committed_real_tile_study_is_complete_and_in_the_readme() -> None:
-    """The committed record holds every run (3 seeds per setting), its summary is what the runs
-    say, and the README's table is the one made from it."""
-    record = json.loads(RESULTS.read_text())
+RECORDS = sorted(RESULTS.parent.glob("label_density_*.json"))
+
+
+@pytest.mark.parametrize("path", RECORDS, ids=[p.stem for p in RECORDS])
+def test_committed_study_records_are_complete_and_in_the_readme(path: Path) -> None:
+    """A committed record holds every run (each setting once per seed, three seeds or more), its
+    summary is what its runs say, and the README's table is the one made from it."""
+    record = json.loads(path.read_text())
     runs = pd.DataFrame(record["runs"])
     assert set(record["seeds"]) == set(runs["seed"]) and len(record["seeds"]) >= 3
     per_setting = runs.groupby(["strategy", runs["points_per_image"].fillna(-1)]).size()
     assert (per_setting == len(record["seeds"])).all()
-    assert {"uniform", "stratified", PRIOR_CORRECTED, DENSE} <= set(runs["strategy"])
-    for column in ("strategy", "points_per_image", "seed", "val_mean_iou"):
-        assert runs[column].notna().any(), column
+    assert runs[["strategy", "seed", "val_mean_iou", "steps"]].notna().all().all()
+    assert runs["steps"].nunique() == 1
     summary = summarize(runs)
     recorded = pd.DataFrame(record["summary"])
+    assert list(recorded["strategy"]) == list(summary["strategy"])
     np.testing.assert_allclose(recorded["miou_mean"], summary["miou_mean"])
     np.testing.assert_allclose(recorded["miou_sd"], summary["miou_sd"])
     for key in ("command", "date", "machine", "settings", "majority_baseline"):
         assert record[key], key
-    assert markdown_table(record) in (PROJECT_ROOT / "README.md").read_text()
-    assert RESULTS.with_suffix(".png").is_file()
+    start, end = table_markers(path.stem)
+    assert f"{start}\n{markdown_table(record)}\n{end}" in (PROJECT_ROOT / "README.md").read_text()
+    assert path.with_suffix(".png").is_file()
+
+
+def test_readme_table_is_rewritten_between_its_markers(tmp_path: Path) -> None:
+    runs = pd.DataFrame({"strategy": ["uniform"] * 3 + [DENSE] * 3,
+                         "points_per_image": [262] * 3 + [None] * 3, "seed": [0, 1, 2] * 2,
+                         "labelled_fraction": [0.001] * 3 + [1.0] * 3,
+                         "val_mean_iou": [0.3, 0.35, 0.4, 0.5, 0.52, 0.54], "val_pixel_accuracy": [0.7] * 6})
+    record = {"summary": json.loads(summarize(runs).to_json(orient="records")),
+              "majority_baseline": {"class": "agriculture", "mean_iou": 0.09, "pixel_accuracy": 0.6}}
+    start, end = table_markers("study")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{start}\nold table\n{end}\noutro\n")
+    update_readme(record, "study", readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old table" not in text
+    assert "| uniform, 262 points per image | 0.10% | 0.350 ± 0.050 | 0.67 | 0.700 |" in text
+    assert "| dense masks | 100.00% | 0.520 ± 0.020 | 1.00 | 0.700 |" in text
+    assert "| majority class (agriculture) everywhere | | 0.090 | | 0.600 |" in text
+    with pytest.raises(SystemExit, match="markers"):
+        update_readme(record, "another", readme)
+
+
+def test_a_results_file_of_another_study_is_refused_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "runs.json"
+    ours = {"settings": asdict(StudySettings(epochs=5)), "train": ["a"], "val": ["b"]}
+    path.write_text(json.dumps({"key": ours, "runs": [{"strategy": DENSE}]}))
+    assert read_results_file(path, ours) == [{"strategy": DENSE}]
+    with pytest.raises(ValueError, match="other settings epochs"):
+        read_results_file(path, {**ours, "settings": asdict(StudySettings(epochs=6))})
+    with pytest.raises(ValueError, match="other images"):
+        read_results_file(path, {**ours, "val": ["c"]})
+    assert results_filename(StudySettings(epochs=5)) != results_filename(StudySettings(epochs=6))
+    assert results_filename(StudySettings(epochs=5)) == results_filename(StudySettings(epochs=5))

@@ -133,7 +133,7 @@ def test_plot_history_and_shares_and_density() -> None:
     np.testing.assert_allclose(whiskers, [[0.18, 0.22], [0.29, 0.31]])
     assert [line.get_label() for line in ax.lines[-2:]] == ["dense labels", "majority class everywhere"]
     assert ax.lines[-2].get_ydata()[0] == 0.4 and ax.lines[-1].get_ydata()[0] == 0.1
-    assert "3 seeds" in ax.texts[0].get_text() and ax.get_title(loc="left") == "three seeds"
+    assert "3 seeds" in ax.get_legend().get_title().get_text() and ax.get_title(loc="left") == "three seeds"
     _render(fig)
 
 
