@@ -334,6 +334,13 @@ def load_annotations(
     return annotations
 
 
+def point_counts(annotations: Mapping[str, PointAnnotation], num_classes: int) -> np.ndarray:
+    """Labelled points per class over all images of an annotation."""
+    labels = [a.labels for a in annotations.values()]
+    flat = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+    return np.bincount(flat.astype(np.int64), minlength=num_classes)[:num_classes]
+
+
 def labelled_fraction(annotations: Mapping[str, PointAnnotation],
                       image_shapes: Mapping[str, tuple[int, int]]) -> float:
     """Share of all pixels that carry a label."""

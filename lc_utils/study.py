@@ -36,7 +36,7 @@ from .masks import read_mask
 from .metrics import ConfusionMatrix
 from .models import build_deeplabv3
 from .settings import seed_everything
-from .sparse import PointAnnotation, annotation_filename, ensure_annotations, labelled_fraction
+from .sparse import annotation_filename, ensure_annotations, labelled_fraction, point_counts
 from .training import fit, make_loader
 
 DENSE = "dense"
@@ -60,13 +60,6 @@ class StudySettings:
     warmup_steps: int = 0
     num_workers: int = 0
     tile_size: int = 512
-
-
-def point_counts(annotations: dict[str, PointAnnotation], num_classes: int) -> np.ndarray:
-    """Labelled points per class over all images of an annotation."""
-    labels = [a.labels for a in annotations.values()]
-    flat = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
-    return np.bincount(flat.astype(np.int64), minlength=num_classes)[:num_classes]
 
 
 def train_once(train_pairs, val_pairs, settings: StudySettings, seed: int = 0, annotations=None,

@@ -301,7 +301,10 @@ def fit(
         model.train()
         started = time.perf_counter()
         loss_sum, n_images = 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
+        # At most one redraw a second: every redraw of a notebook progress bar is a kernel message,
+        # and a long cell that floods them loses some (nbval then waits for one that never comes).
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress,
+                   mininterval=1.0)
         for step, (images, labels) in enumerate(bar):
             images = _to_device(images, device, channels_last)
             labels = labels.to(device, non_blocking=True)
@@ -326,7 +329,8 @@ def fit(
             scheduler.step()
             loss_sum += value * len(images)
             n_images += len(images)
-            bar.set_postfix(loss=f"{value:.3f}", img_s=f"{n_images / (time.perf_counter() - started):.1f}")
+            bar.set_postfix(loss=f"{value:.3f}", img_s=f"{n_images / (time.perf_counter() - started):.1f}",
+                            refresh=False)
         seconds = time.perf_counter() - started
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, n_images),
                   "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,

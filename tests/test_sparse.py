@@ -19,6 +19,7 @@ from lc_utils.sparse import (
     labelled_fraction,
     load_annotations,
     pixels_labelled_by_redrawing,
+    point_counts,
     points_to_label_map,
     sample_points,
     save_annotations,
@@ -250,3 +251,9 @@ def test_unknown_class_gets_no_points_unless_asked(tmp_path: Path) -> None:
         assert 6 in kept.labels
     with pytest.raises(ValueError, match="label_unknown differ"):
         ensure_annotations(tmp_path / "uniform.csv", pairs, n_points=60, label_unknown=True)
+
+
+def test_point_counts() -> None:
+    annotations = {"a": PointAnnotation(np.array([0, 1]), np.array([0, 1]), np.array([2, 2])),
+                   "b": PointAnnotation(np.array([3]), np.array([3]), np.array([6]))}
+    assert point_counts(annotations, 7).tolist() == [0, 0, 2, 0, 0, 0, 1]

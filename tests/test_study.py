@@ -13,7 +13,6 @@ from lc_utils.study import (
     DENSE,
     PRIOR_CORRECTED,
     StudySettings,
-    point_counts,
     read_results_file,
     results_filename,
     run_density_study,
@@ -69,14 +68,6 @@ def test_summary_mean_sd_and_ratio() -> None:
     assert summary.loc["uniform", "miou_sd"] == pytest.approx(0.1)  # sample sd over the 3 seeds
     assert summary.loc["uniform", "miou_vs_dense"] == pytest.approx(0.6)
     assert summary.loc[DENSE, "miou_sd"] == 0
-
-
-def test_point_counts() -> None:
-    from lc_utils.sparse import PointAnnotation
-
-    annotations = {"a": PointAnnotation(np.array([0, 1]), np.array([0, 1]), np.array([2, 2])),
-                   "b": PointAnnotation(np.array([3]), np.array([3]), np.array([6]))}
-    assert point_counts(annotations, 7).tolist() == [0, 0, 2, 0, 0, 0, 1]
 
 
 RECORDS = sorted(RESULTS.parent.glob("label_density_*.json"))
