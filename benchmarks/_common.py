@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torchvision
 
 
 def time_call(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> dict[str, float]:
@@ -26,8 +27,6 @@ def time_call(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> dict[s
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    import torchvision
-
     info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
                             "torchvision": torchvision.__version__, "cpu_threads": torch.get_num_threads(),
                             "processor": _cpu_model() or platform.processor() or platform.machine()}

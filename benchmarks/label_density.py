@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from lc_utils.datasets import find_pairs, split_items
 from lc_utils.settings import PROJECT_ROOT, dataset_tag, runs_dir
@@ -143,5 +142,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     main()

@@ -64,9 +64,14 @@ def _replace_heads(net: nn.Module, num_classes: int) -> None:
         head[-1] = nn.Conv2d(last.in_channels, num_classes, kernel_size=1)
 
 
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every batch-norm layer of ``model``, in module order."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def set_batchnorm_momentum(model: nn.Module, momentum: float) -> int:
     """Set ``momentum`` on every batch-norm layer of ``model``; return how many there are."""
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    layers = batchnorm_layers(model)
     for layer in layers:
         layer.momentum = momentum
     return len(layers)

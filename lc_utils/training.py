@@ -21,7 +21,7 @@ from .classes import IGNORE_INDEX
 from .inference import inference_memory_format, memory_format, predict_tiled
 from .losses import PartialCrossEntropyLoss
 from .metrics import ConfusionMatrix
-from .models import build_deeplabv3
+from .models import batchnorm_layers, build_deeplabv3
 from .settings import autocast, dataset_tag, resolve_device
 
 LAST, BEST = "last.pt", "best.pt"
@@ -191,7 +191,7 @@ def reestimate_batchnorm(model: nn.Module, loader: DataLoader, batches: int = 20
     validation score before and after this pass tells whether that happened.
     """
     device = resolve_device(device)
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    layers = batchnorm_layers(model)
     momenta = [layer.momentum for layer in layers]
     was_training = model.training
     for layer in layers:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lc_utils.models import PretrainedWeightsWarning, build_deeplabv3
+from lc_utils.models import PretrainedWeightsWarning, batchnorm_layers, build_deeplabv3
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_missing_local_file_and_bad_names(tmp_path: Path) -> None:
 @pytest.mark.parametrize("backbone", ["mobilenet_v3_large", "resnet50"])
 def test_batchnorm_momentum_is_set_on_every_layer(backbone: str) -> None:
     """torchvision gives MobileNetV3 momentum 0.01: running statistics that lag the weights."""
-    layers = lambda m: [x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)]  # noqa: E731
+    layers = batchnorm_layers
     model = build_deeplabv3(backbone=backbone)
     assert layers(model) and {x.momentum for x in layers(model)} == {0.1}
     kept = build_deeplabv3(backbone=backbone, bn_momentum=None)
