@@ -37,6 +37,13 @@ def run_notebook(path: Path, out_dir: Path, timeout: int = 1800) -> float:
     return seconds
 
 
+def pin_data_dir() -> None:
+    """Make a relative ``$DATA_DIR`` absolute: it was given from where the command ran, and the
+    notebooks run with ``notebooks/`` as their working directory."""
+    if os.environ.get("DATA_DIR"):
+        os.environ["DATA_DIR"] = str(Path(os.environ["DATA_DIR"]).expanduser().resolve())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="notebooks to run (default: all, in order)")
@@ -49,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
               "Set LC_FAST=0 to run at full size anyway.")
     # Executed copies and HTML pages cannot run widgets: explorers show their static figures.
     os.environ.setdefault("LC_HEADLESS", "1")
+    pin_data_dir()
     mode = "fast" if fast_mode() else "full"
     print(f"Data ({mode} mode): {prepare_data()}")
 

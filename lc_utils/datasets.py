@@ -14,7 +14,9 @@ inference only; a folder in which some images have masks and others do not is an
 from __future__ import annotations
 
 import csv
+import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,15 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
-from .files import IMAGE_SUFFIX, MASK_EXTENSION, MASK_SUFFIX, image_id_of, image_id_or_none, read_rgb
+from .files import (
+    IMAGE_SUFFIX,
+    MASK_EXTENSION,
+    MASK_SUFFIX,
+    image_id_of,
+    image_id_or_none,
+    read_rgb,
+    source_id,
+)
 from .masks import OnInvalid, read_mask
 from .settings import fast_mode, sample_dir
 from .sparse import PointAnnotation, points_to_label_map
@@ -146,7 +156,8 @@ def prepare_data(data_dir: str | Path | None = None) -> Path:
     if chosen:
         root = Path(chosen).expanduser()
         if not root.is_dir():
-            raise FileNotFoundError(f"{root}: DATA_DIR is not a folder")
+            raise FileNotFoundError(f"{root}: DATA_DIR is not a folder (a relative path is read from "
+                                    f"{Path.cwd()})")
         return root
     return ensure_sample_dataset(sample_dir(), **SAMPLE_SIZES["fast" if fast_mode() else "full"])
 
@@ -177,8 +188,21 @@ def image_shapes(pairs: Sequence[tuple[Path, Path]]) -> dict[str, tuple[int, int
 
 def split_pairs(pairs: Sequence[tuple[Path, Path]], seed: int = 0,
                 fractions: Sequence[float] = SPLIT_FRACTIONS) -> dict[str, list[tuple[Path, Path]]]:
-    """``{"train", "val", "test"}`` lists of pairs: the seeded split all the notebooks share."""
-    return dict(zip(("train", "val", "test"), split_items(list(pairs), fractions, seed)))
+    """``{"train", "val", "test"}`` lists of pairs: the seeded split all the notebooks share.
+
+    Tiles cut from one image (:mod:`lc_utils.tiles`) stay together in one part: neighbouring
+    tiles look alike, and a test tile whose neighbour was trained on would flatter the model.
+    """
+    groups: dict[str, list[tuple[Path, Path]]] = {}
+    for pair in pairs:
+        groups.setdefault(source_id(image_id_of(pair[0])), []).append(pair)
+    if len(groups) < len(fractions) <= len(pairs):
+        warnings.warn(f"the {len(pairs)} tiles come from {len(groups)} image(s), too few to keep each "
+                      "image's tiles in one part: tiles of one image are split apart", stacklevel=2)
+        groups = {str(i): [pair] for i, pair in enumerate(pairs)}
+    parts = split_items(list(groups), fractions, seed)
+    return {name: [pair for group in part for pair in groups[group]]
+            for name, part in zip(("train", "val", "test"), parts)}
 
 
 def class_statistics(pairs: Sequence[tuple[Path, Path]], schema: ClassSchema = DEEPGLOBE,
@@ -282,26 +306,121 @@ class RandomRotate90(v2.Transform):
     _transform = transform
 
 
+def labelled_window(labels: torch.Tensor, size: tuple[int, int], ignore_index: int = IGNORE_INDEX,
+                    tries: int = 32) -> tuple[int, int]:
+    """Top-left corner of a ``size`` window inside ``labels`` (an (H, W) label map at least as
+    large as ``size``, ``ignore_index`` where unlabelled), drawn uniformly among the windows that
+    hold at least one labelled pixel; uniformly among all windows when no pixel is labelled.
+
+    Uniform windows are tried first (conditioned on holding a label, they are already uniform over
+    the right set; each try looks at one window only). If ``tries`` all miss, as they do with a
+    few points on a large image, a window is drawn exactly from the same distribution: pick a
+    labelled pixel with probability proportional to the number of windows that contain it, a
+    window uniformly among those, and keep it with probability 1 / (labelled pixels in the
+    window), which cancels the extra chances of windows holding several points. Draws use torch's
+    global generator (seeded per epoch by :func:`lc_utils.training.fit` and per worker by the
+    ``DataLoader``).
+    """
+    crop_h, crop_w = size
+    n_tops, n_lefts = labels.shape[0] - crop_h + 1, labels.shape[1] - crop_w + 1
+    if n_tops < 1 or n_lefts < 1:
+        raise ValueError(f"a {crop_w}x{crop_h} window does not fit in a "
+                         f"{labels.shape[1]}x{labels.shape[0]} label map")
+
+    def uniform() -> tuple[int, int]:
+        return int(torch.randint(n_tops, ())), int(torch.randint(n_lefts, ()))
+
+    for _ in range(tries):
+        top, left = uniform()
+        if (labels[top:top + crop_h, left:left + crop_w] != ignore_index).any():
+            return top, left
+    labelled = labels != ignore_index
+    rows, cols = torch.nonzero(labelled, as_tuple=True)
+    if len(rows) == 0:
+        return uniform()
+    first_top, last_top = (rows - crop_h + 1).clamp(min=0), rows.clamp(max=n_tops - 1)
+    first_left, last_left = (cols - crop_w + 1).clamp(min=0), cols.clamp(max=n_lefts - 1)
+    tops, lefts = last_top - first_top + 1, last_left - first_left + 1
+    windows_per_pixel = (tops * lefts).double()
+    while True:
+        i = int(torch.multinomial(windows_per_pixel, 1))
+        top = int(first_top[i] + torch.randint(int(tops[i]), ()))
+        left = int(first_left[i] + torch.randint(int(lefts[i]), ()))
+        in_window = int(labelled[top:top + crop_h, left:left + crop_w].sum())
+        if float(torch.rand(())) * in_window < 1:
+            return top, left
+
+
+class LabelledRandomCrop(v2.Transform):
+    """A random crop that always holds a labelled pixel of the sample's mask when it has one.
+
+    The window is uniform over all windows that hold at least one label (:func:`labelled_window`):
+    plain random cropping with the label-free windows, which teach nothing to a partial loss,
+    left out. With dense labels every window qualifies and it is plain random cropping. Images
+    smaller than the crop are padded at the bottom and right (image 0, labels 255), as
+    ``RandomCrop(pad_if_needed=True)`` would.
+    """
+
+    def __init__(self, size: int | tuple[int, int], ignore_index: int = IGNORE_INDEX) -> None:
+        super().__init__()
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.ignore_index = ignore_index
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        masks = [x for x in flat_inputs if isinstance(x, tv_tensors.Mask)]
+        height, width = v2.functional.get_size(masks[0] if masks else
+                                               next(x for x in flat_inputs if isinstance(x, torch.Tensor)))
+        pad = (max(0, self.size[0] - height), max(0, self.size[1] - width))
+        labels = torch.full((height + pad[0], width + pad[1]), self.ignore_index, dtype=torch.uint8)
+        if masks and any(pad):
+            labels[:height, :width] = masks[0]
+        elif masks:
+            labels = masks[0].as_subclass(torch.Tensor)
+        top, left = labelled_window(labels, self.size, self.ignore_index)
+        return {"pad": pad, "top": top, "left": left}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        pad_h, pad_w = params["pad"]
+        out = inpt
+        if pad_h or pad_w:
+            fill = self.ignore_index if isinstance(inpt, tv_tensors.Mask) else 0
+            out = torch.nn.functional.pad(inpt.as_subclass(torch.Tensor), (0, pad_w, 0, pad_h), value=fill)
+        top, left = params["top"], params["left"]
+        out = out[..., top:top + self.size[0], left:left + self.size[1]]
+        return tv_tensors.wrap(out.as_subclass(torch.Tensor), like=inpt)
+
+    _get_params = make_params
+    _transform = transform
+
+
 def make_transforms(
     crop_size: int | None = None,
     *,
     train: bool = True,
+    labelled_crops: bool = True,
     flips: bool = True,
     rotate90: bool = True,
     color_jitter: float = 0.0,
 ) -> v2.Transform:
     """Paired transforms for a (``tv_tensors.Image``, ``tv_tensors.Mask``) sample.
 
-    Training: random crop (padding with label 255 where the image is smaller), horizontal and
-    vertical flips, 90-degree rotations, optional colour jitter on the image only. Evaluation
-    (``train=False``): a centre crop, or nothing without ``crop_size``. Geometric transforms only
-    move pixels, so a sparse label map keeps every labelled point.
+    Training: a random crop (padding with label 255 where the image is smaller), horizontal and
+    vertical flips, 90-degree rotations, optional colour jitter on the image only. With
+    ``labelled_crops`` (the default) the crop is a :class:`LabelledRandomCrop`: it always holds a
+    labelled pixel, so that a few points on a large image still reach every batch; otherwise a
+    plain ``RandomCrop``. Evaluation (``train=False``): a centre crop, or nothing without
+    ``crop_size``. Geometric transforms only move pixels, so a sparse label map keeps every
+    labelled point.
     """
     steps: list[v2.Transform] = []
     fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
     if crop_size is not None:
-        steps.append(v2.RandomCrop(crop_size, pad_if_needed=True, fill=fill) if train
-                     else v2.CenterCrop(crop_size))
+        if not train:
+            steps.append(v2.CenterCrop(crop_size))
+        elif labelled_crops:
+            steps.append(LabelledRandomCrop(crop_size))
+        else:
+            steps.append(v2.RandomCrop(crop_size, pad_if_needed=True, fill=fill))
     if train and flips:
         steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     if train and rotate90:
@@ -332,6 +451,11 @@ class SegmentationDataset(Dataset):
 
     Subclasses provide :meth:`label_map` (an (H, W) uint8 array for item ``index``); images are
     read and checked here, and the same ``transform`` moves image and labels together.
+
+    ``cache_mb``: decoded images and label maps are kept in memory up to this many megabytes
+    (the first ones read; each ``DataLoader`` worker keeps its own). Every random crop of a
+    2448 x 2448 original otherwise decodes the whole 18 MB image again, which on a CPU takes as
+    long as a training step.
     """
 
     def __init__(
@@ -340,6 +464,7 @@ class SegmentationDataset(Dataset):
         schema: ClassSchema = DEEPGLOBE,
         transform: Callable | None = None,
         on_invalid: OnInvalid = "unknown",
+        cache_mb: float = 0,
     ) -> None:
         if not pairs:
             raise ValueError("a dataset needs at least one (image, mask) pair")
@@ -348,6 +473,9 @@ class SegmentationDataset(Dataset):
         self.schema = schema
         self.transform = transform
         self.on_invalid = on_invalid
+        self.cache_mb = cache_mb
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -360,13 +488,24 @@ class SegmentationDataset(Dataset):
         """The (H, W) uint8 labels of item ``index`` whose image has ``shape``."""
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def read_item(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item ``index`` as read from disk: the (H, W, 3) uint8 image and its (H, W) labels."""
+        if index in self._cache:
+            return self._cache[index]
         image_path, mask_path = self.pairs[index]
         image = read_rgb(image_path, what="image")
         labels = self.label_map(index, image.shape[:2])
         if image.shape[:2] != labels.shape:
             raise ValueError(f"{mask_path}: labels are {labels.shape[1]}x{labels.shape[0]} but "
                              f"image {image_path.name} is {image.shape[1]}x{image.shape[0]}")
+        size = image.nbytes + labels.nbytes
+        if self._cached_bytes + size <= self.cache_mb * 2**20:
+            self._cache[index] = (image, labels)
+            self._cached_bytes += size
+        return image, labels
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, labels = self.read_item(index)
         image_tv = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
         labels_tv = tv_tensors.Mask(torch.from_numpy(labels))
         if self.transform is not None:
@@ -397,8 +536,9 @@ class SparseLandCoverDataset(SegmentationDataset):
         annotations: dict[str, PointAnnotation],
         schema: ClassSchema = DEEPGLOBE,
         transform: Callable | None = None,
+        cache_mb: float = 0,
     ) -> None:
-        super().__init__(pairs, schema, transform)
+        super().__init__(pairs, schema, transform, cache_mb=cache_mb)
         if len(set(self.image_ids)) != len(self.image_ids):
             raise ValueError("image ids repeat across the pairs; annotations are keyed by id")
         missing = [i for i in self.image_ids if i not in annotations]
@@ -410,3 +550,71 @@ class SparseLandCoverDataset(SegmentationDataset):
     def label_map(self, index: int, shape: tuple[int, int]) -> np.ndarray:
         image_id = self.image_ids[index]
         return points_to_label_map(self.annotations[image_id], shape, f"annotation of image {image_id!r}")
+
+
+def window_grid(shape: tuple[int, int], size: int) -> list[tuple[int, int]]:
+    """Top-left corners of ``size`` windows that cover an image of ``shape`` with as little overlap
+    as possible (evenly spaced, the last one flush with the edge); one corner (0, 0) per axis where
+    the image is no larger than ``size``."""
+    def starts(length: int) -> list[int]:
+        if length <= size:
+            return [0]
+        return np.linspace(0, length - size, math.ceil(length / size)).round().astype(int).tolist()
+    return [(top, left) for top in starts(shape[0]) for left in starts(shape[1])]
+
+
+class WindowDataset(Dataset):
+    """Fixed windows of a dataset's images: the same pixels scored every epoch, at a set cost.
+
+    Every image is covered by a grid of ``size`` windows (:func:`window_grid`); ``count`` of all
+    the images' windows are chosen at random with ``seed`` (all of them with ``count=None``), so
+    that every pixel of the set has the same chance to be scored, whatever the image sizes.
+    Validating a 2448 x 2448 tile whole every epoch costs more than an epoch of training on a
+    CPU; a few fixed windows are enough to rank epochs, and whole-image scores stay for the end
+    (:func:`lc_utils.training.evaluate` on the full images, notebook 05). Images no larger than
+    ``size`` are one window each, so a set of small images is scored whole. The windows are read
+    once and kept in memory (``cache``): about 1 MB per 512 x 512 window.
+    """
+
+    def __init__(self, dataset: SegmentationDataset, size: int = 512, count: int | None = None,
+                 seed: int = 0, cache: bool = True) -> None:
+        if dataset.transform is not None:
+            raise ValueError("WindowDataset cuts fixed windows: give it a dataset without transform")
+        if count is not None and count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        self.dataset, self.size, self.cache = dataset, size, cache
+        self._shapes = image_shapes(dataset.pairs)
+        windows = [(index, top, left) for index, image_id in enumerate(dataset.image_ids)
+                   for top, left in window_grid(self._shapes[image_id], size)]
+        if count is not None and count < len(windows):
+            chosen = np.random.default_rng(seed).choice(len(windows), size=count, replace=False)
+            windows = [windows[i] for i in sorted(chosen)]
+        self.windows = windows
+        self._cached: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def _cut(self, image: torch.Tensor, labels: torch.Tensor, top: int, left: int
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, cols = slice(top, top + self.size), slice(left, left + self.size)
+        return image[:, rows, cols].clone(), labels[rows, cols].clone()
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if i in self._cached:
+            return self._cached[i]
+        index, top, left = self.windows[i]
+        image, labels = self.dataset[index]
+        if not self.cache:
+            return self._cut(image, labels, top, left)
+        # Read each image once for all of its windows.
+        for j, (other, other_top, other_left) in enumerate(self.windows):
+            if other == index:
+                self._cached[j] = self._cut(image, labels, other_top, other_left)
+        return self._cached[i]
+
+    @property
+    def pixels(self) -> int:
+        """Pixels in all the windows together."""
+        return sum(min(self.size, h - top) * min(self.size, w - left) for index, top, left in self.windows
+                   for h, w in [self._shapes[self.dataset.image_ids[index]]])

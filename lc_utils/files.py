@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ IMAGE_SUFFIX = "_sat"
 MASK_SUFFIX = "_mask"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 MASK_EXTENSION = ".png"
+_TILE_ID = re.compile(r"^(?P<source>.+)-r\d+-c\d+$")
 
 
 def image_id_or_none(path: Path) -> str | None:
@@ -25,6 +27,17 @@ def image_id_of(path: str | Path) -> str:
     """``"123"`` for ``.../123_sat.jpg`` (the file's stem for other names)."""
     path = Path(path)
     return image_id_or_none(path) or path.stem
+
+
+def tile_id(image_id: str, row: int, col: int) -> str:
+    """The id of tile (``row``, ``col``) cut from image ``image_id``: ``"123-r0-c4"``."""
+    return f"{image_id}-r{row}-c{col}"
+
+
+def source_id(image_id: str) -> str:
+    """The id of the image a tile was cut from (:func:`tile_id`); any other id unchanged."""
+    match = _TILE_ID.match(image_id)
+    return match["source"] if match else image_id
 
 
 def read_rgb(path: str | Path, what: str = "image") -> np.ndarray:

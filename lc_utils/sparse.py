@@ -62,9 +62,21 @@ class PointAnnotation:
                              f"image, e.g. row {self.rows[i]}, col {self.cols[i]}")
 
 
-def _check_amount(n_points: int | None, fraction: float | None, available: int) -> int:
-    if (n_points is None) == (fraction is None):
-        raise ValueError("give exactly one of n_points and fraction")
+def points_for_density(points_per_mp: float, shape: tuple[int, int]) -> int:
+    """Points for an image of ``shape`` at ``points_per_mp`` labelled points per megapixel (at
+    least one). A density means the same on a 256 x 256 sample image (1,500 per megapixel: 98
+    points) and on a 2448 x 2448 DeepGlobe tile (8,989 points); a count per image does not."""
+    if points_per_mp <= 0:
+        raise ValueError(f"points_per_mp must be positive, got {points_per_mp}")
+    return max(1, round(points_per_mp * shape[0] * shape[1] / 1e6))
+
+
+def _check_amount(n_points: int | None, fraction: float | None, available: int,
+                  points_per_mp: float | None = None, shape: tuple[int, int] = (0, 0)) -> int:
+    if sum(amount is not None for amount in (n_points, fraction, points_per_mp)) != 1:
+        raise ValueError("give exactly one of n_points, fraction and points_per_mp")
+    if points_per_mp is not None:
+        n_points = points_for_density(points_per_mp, shape)
     if fraction is not None:
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
@@ -121,11 +133,14 @@ def sample_points(
     *,
     n_points: int | None = None,
     fraction: float | None = None,
+    points_per_mp: float | None = None,
     strategy: Strategy = "uniform",
     seed: int | Sequence[int] = 0,
     grid_jitter: float = 0.8,
 ) -> PointAnnotation:
-    """Pick labelled points from a dense (H, W) class map: exactly one of ``n_points``/``fraction``.
+    """Pick labelled points from a dense (H, W) class map: exactly one of ``n_points`` (per
+    image), ``fraction`` (of the labelled pixels) and ``points_per_mp`` (per megapixel of image,
+    :func:`points_for_density`).
 
     - ``uniform``: pixels drawn at random without replacement;
     - ``stratified``: an equal share of the points for every class present (rare classes get
@@ -144,7 +159,7 @@ def sample_points(
     flat_map = class_map.ravel()
     valid = flat_map != IGNORE_INDEX
     eligible = np.flatnonzero(valid)
-    n = _check_amount(n_points, fraction, len(eligible))
+    n = _check_amount(n_points, fraction, len(eligible), points_per_mp, class_map.shape)
     rng = np.random.default_rng(seed)
     if strategy == "uniform":
         chosen = _uniform(rng, eligible, n)
@@ -178,6 +193,7 @@ def annotate(
     *,
     n_points: int | None = None,
     fraction: float | None = None,
+    points_per_mp: float | None = None,
     strategy: Strategy = "uniform",
     seed: int = 0,
 ) -> dict[str, PointAnnotation]:
@@ -186,7 +202,8 @@ def annotate(
     ``class_maps`` may be a generator, so that large images are read one at a time.
     """
     return {image_id: sample_points(class_map, n_points=n_points, fraction=fraction,
-                                    strategy=strategy, seed=image_seed(seed, image_id))
+                                    points_per_mp=points_per_mp, strategy=strategy,
+                                    seed=image_seed(seed, image_id))
             for image_id, class_map in class_maps}
 
 
@@ -196,6 +213,7 @@ def ensure_annotations(
     *,
     n_points: int | None = None,
     fraction: float | None = None,
+    points_per_mp: float | None = None,
     strategy: Strategy = "uniform",
     seed: int = 0,
     schema: ClassSchema = DEEPGLOBE,
@@ -213,10 +231,12 @@ def ensure_annotations(
     path, e.g. with :func:`annotation_filename`.
     """
     path = Path(path)
-    info = {"strategy": strategy, "n_points": n_points, "fraction": fraction, "seed": seed,
-            "label_unknown": label_unknown, "images": sorted(image_id_of(image) for image, _ in pairs)}
+    info = {"strategy": strategy, "n_points": n_points, "fraction": fraction, "points_per_mp": points_per_mp,
+            "seed": seed, "label_unknown": label_unknown,
+            "images": sorted(image_id_of(image) for image, _ in pairs)}
     if path.is_file():
         saved = read_annotation_info(path)
+        saved = {k: saved.get(k) for k in info}  # a key added since the file was made reads as None
         if saved != info:
             changed = sorted(k for k in info if saved.get(k) != info[k])
             raise ValueError(f"{path} was made with other settings ({', '.join(changed)} differ); "
@@ -225,8 +245,8 @@ def ensure_annotations(
     class_maps = ((image_id_of(image),
                    annotatable(read_mask(mask, schema, on_invalid=on_invalid), schema, label_unknown))
                   for image, mask in pairs)
-    annotations = annotate(class_maps, n_points=n_points, fraction=fraction, strategy=strategy,
-                           seed=seed)
+    annotations = annotate(class_maps, n_points=n_points, fraction=fraction, points_per_mp=points_per_mp,
+                           strategy=strategy, seed=seed)
     save_annotations(annotations, path, schema, info)
     return annotations
 
@@ -241,9 +261,15 @@ def annotatable(class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE, label_un
 
 
 def annotation_filename(strategy: str, n_points: int | None = None, fraction: float | None = None,
-                        seed: int = 0) -> str:
-    """A file name that tells the settings apart, e.g. ``points_uniform_n100_seed0.csv``."""
-    amount = f"n{n_points}" if n_points is not None else f"f{fraction:g}"
+                        seed: int = 0, points_per_mp: float | None = None) -> str:
+    """A file name that tells the settings apart, e.g. ``points_uniform_n100_seed0.csv`` or
+    ``points_uniform_1500permp_seed0.csv``."""
+    if n_points is not None:
+        amount = f"n{n_points}"
+    elif points_per_mp is not None:
+        amount = f"{points_per_mp:g}permp"
+    else:
+        amount = f"f{fraction:g}"
     return f"points_{strategy}_{amount}_seed{seed}.csv"
 
 
@@ -348,17 +374,24 @@ def labelled_fraction(annotations: Mapping[str, PointAnnotation],
     return sum(len(a) for a in annotations.values()) / total if total else 0.0
 
 
-def pixels_labelled_by_redrawing(shape: tuple[int, int], n_points: int, n_draws: int,
-                                 seed: int = 0) -> np.ndarray:
-    """Share of distinct pixels labelled after each of ``n_draws`` fresh uniform draws.
+def pixels_labelled_by_redrawing(shape: tuple[int, int], n_points: int, n_draws: int, seed: int = 0,
+                                 until: float = 1.0) -> np.ndarray:
+    """Share of distinct pixels labelled after each of ``n_draws`` fresh uniform draws of
+    ``n_points`` (stopping early once the share reaches ``until``).
 
-    What a scheme that draws new points every batch effectively labels: it grows towards 1,
-    which is why annotations here are drawn once and kept.
+    What a scheme that draws new points every batch effectively labels: it grows towards 1 (in
+    expectation ``1 - (1 - f) ** draws`` for a labelled fraction ``f`` per draw), which is why
+    annotations here are drawn once and kept.
     """
     rng = np.random.default_rng(seed)
     seen = np.zeros(shape[0] * shape[1], dtype=bool)
-    shares = np.empty(n_draws)
-    for draw in range(n_draws):
-        seen[rng.choice(seen.size, size=n_points, replace=False)] = True
-        shares[draw] = seen.mean()
-    return shares
+    shares = []
+    labelled = 0
+    for _ in range(n_draws):
+        chosen = rng.choice(seen.size, size=n_points, replace=False)
+        labelled += int(np.count_nonzero(~seen[chosen]))
+        seen[chosen] = True
+        shares.append(labelled / seen.size)
+        if shares[-1] >= until:
+            break
+    return np.array(shares)

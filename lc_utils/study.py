@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from torch.utils.data import Dataset
 
 from .classes import DEEPGLOBE, ClassSchema
 from .datasets import (
@@ -43,6 +44,9 @@ DENSE = "dense"
 PRIOR_CORRECTED = "stratified+prior"
 """Stratified points with the loss's prior correction (:func:`lc_utils.losses.prior_correction`)."""
 
+CACHE_MB = 2048
+"""Decoded training images each run keeps in memory (a speed-up only: results are the same)."""
+
 _ORDER = ("uniform", "stratified", PRIOR_CORRECTED, "grid", DENSE)
 
 
@@ -60,6 +64,9 @@ class StudySettings:
     warmup_steps: int = 0
     num_workers: int = 0
     tile_size: int = 512
+    samples_per_epoch: int | None = None
+    """Crops per epoch (None: every training image once): with it, the number of steps no longer
+    depends on how many training images there are (3 originals or 45 sample images alike)."""
 
 
 def train_once(train_pairs, val_pairs, settings: StudySettings, seed: int = 0, annotations=None,
@@ -72,10 +79,11 @@ def train_once(train_pairs, val_pairs, settings: StudySettings, seed: int = 0, a
     seed_everything(seed)
     transform = make_transforms(settings.crop_size)
     if annotations is None:
-        dataset = DenseLandCoverDataset(train_pairs, schema, transform)
+        dataset = DenseLandCoverDataset(train_pairs, schema, transform, cache_mb=CACHE_MB)
     else:
-        dataset = SparseLandCoverDataset(train_pairs, annotations, schema, transform)
-    loader = make_loader(dataset, settings.batch_size, shuffle=True, num_workers=settings.num_workers)
+        dataset = SparseLandCoverDataset(train_pairs, annotations, schema, transform, cache_mb=CACHE_MB)
+    loader = make_loader(dataset, settings.batch_size, shuffle=True, num_workers=settings.num_workers,
+                         samples_per_epoch=settings.samples_per_epoch)
     model = build_deeplabv3(schema.num_classes, settings.backbone, settings.weights)
     started = time.perf_counter()
     history = fit(model, loader, epochs=settings.epochs, lr=settings.lr, schedule=settings.schedule,
@@ -92,13 +100,20 @@ def train_once(train_pairs, val_pairs, settings: StudySettings, seed: int = 0, a
             "train_seconds": seconds, "weights_used": model.weights}
 
 
-def majority_baseline(train_pairs: Sequence[tuple[Path, Path]], val_pairs: Sequence[tuple[Path, Path]],
+def majority_baseline(train_pairs: Sequence[tuple[Path, Path]],
+                      val: Sequence[tuple[Path, Path]] | Dataset,
                       schema: ClassSchema = DEEPGLOBE) -> dict[str, float]:
-    """Scores of predicting the training set's most frequent class everywhere: the bar to beat."""
+    """Scores of predicting the training set's most frequent class everywhere: the bar to beat.
+
+    ``val`` is a list of (image, mask) pairs, scored whole, or a dataset of (image, labels), e.g.
+    the fixed validation windows (:class:`lc_utils.datasets.WindowDataset`) that training scores."""
     majority = int(class_statistics(train_pairs, schema)["pixels"].to_numpy().argmax())
     confusion = ConfusionMatrix(schema.num_classes, schema=schema)
-    for _, mask in val_pairs:
-        truth = read_mask(mask, schema)
+    if isinstance(val, Dataset):
+        truths = (np.asarray(val[i][1]) for i in range(len(val)))  # type: ignore[arg-type]
+    else:
+        truths = (read_mask(mask, schema) for _, mask in val)
+    for truth in truths:
         confusion.update(np.full_like(truth, majority), truth)
     return {"class": schema.names[majority], **confusion.summary()}
 
@@ -121,8 +136,11 @@ def read_results_file(path: str | Path, key: dict[str, Any] | None = None) -> li
     if not path.is_file():
         return []
     saved = json.loads(path.read_text())
-    if key is not None and saved.get("key") != json.loads(json.dumps(key)):
-        theirs, ours = saved.get("key", {}), json.loads(json.dumps(key))
+    theirs = saved.get("key", {})
+    if "settings" in theirs:  # a setting added since the file was made: it ran with the default
+        theirs["settings"] = {**asdict(StudySettings()), **theirs["settings"]}
+    if key is not None and theirs != json.loads(json.dumps(key)):
+        ours = json.loads(json.dumps(key))
         changed = sorted(k for k in ours.get("settings", {})
                          if theirs.get("settings", {}).get(k) != ours["settings"][k])
         what = f"settings {', '.join(changed)}" if changed else "images"
@@ -144,8 +162,9 @@ def _write_results_file(path: Path, key: dict[str, Any], runs: list[dict[str, An
 def run_density_study(
     train_pairs: Sequence[tuple[Path, Path]],
     val_pairs: Sequence[tuple[Path, Path]],
-    points_per_image: Sequence[int],
+    points_per_image: Sequence[int] = (),
     *,
+    points_per_mp: Sequence[float] = (),
     strategies: Sequence[str] = ("uniform", "stratified", PRIOR_CORRECTED),
     include_dense: bool = True,
     seeds: Sequence[int] = (0,),
@@ -155,33 +174,42 @@ def run_density_study(
     schema: ClassSchema = DEEPGLOBE,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """One row per run: every (strategy, points per image) and dense labels, for every seed.
+    """One row per run: every (strategy, label budget) and dense labels, for every seed.
 
-    Strategies are those of :func:`lc_utils.sparse.sample_points`, plus :data:`PRIOR_CORRECTED`:
-    the stratified points trained with the loss's logit adjustment for the true class prior
-    (pixel shares of the training masks). A seed draws the points, the starting weights and the
-    crops; the images stay the same. Columns: strategy, points_per_image, seed, labelled_fraction
-    (of all training pixels), the validation scores (mean IoU with "unknown" excluded, pixel
-    accuracy, macro F1, IoU per class), the final training loss, steps and seconds. Annotations
-    are made once per setting under ``annotation_dir`` and reused. With ``results_file`` (JSON)
-    each finished run is saved there at once and reused when the study runs again, so an
-    interrupted study loses at most the run under way; a file made with other settings or images
-    is refused (:func:`results_filename` names one per setting).
+    A budget is a number of points per image (``points_per_image``) or a density in points per
+    megapixel (``points_per_mp``, :func:`lc_utils.sparse.points_for_density`: the same share of
+    the pixels whatever the image size). Strategies are those of
+    :func:`lc_utils.sparse.sample_points`, plus :data:`PRIOR_CORRECTED`: the stratified points
+    trained with the loss's logit adjustment for the true class prior (pixel shares of the
+    training masks). A seed draws the points, the starting weights and the crops; the images stay
+    the same. Columns: strategy, points_per_image (the mean over the images for a density),
+    points_per_mp (None for a count per image), seed, labelled_fraction (of all training pixels),
+    the validation scores (mean IoU with "unknown" excluded, pixel accuracy, macro F1, IoU per
+    class), the final training loss, steps and seconds. Annotations are made once per setting
+    under ``annotation_dir`` and reused. With ``results_file`` (JSON) each finished run is saved
+    there at once and reused when the study runs again, so an interrupted study loses at most
+    the run under way; a file made with other settings or images is refused
+    (:func:`results_filename` names one per setting).
     """
     shapes = image_shapes(train_pairs)
     key = _study_key(settings, train_pairs, val_pairs)
     results_file = Path(results_file) if results_file is not None else None
     done = read_results_file(results_file, key) if results_file is not None else []
     true_counts = None
-    plan: list[tuple[str, int | None, int]] = [(s, n, seed) for seed in seeds for s in strategies
-                                               for n in points_per_image]
+    budgets: list[tuple[int | None, float | None]] = ([(n, None) for n in points_per_image]
+                                                      + [(None, d) for d in points_per_mp])
+    plan = [(s, n, d, seed) for seed in seeds for s in strategies for n, d in budgets]
     if include_dense:
-        plan += [(DENSE, None, seed) for seed in seeds]
+        plan += [(DENSE, None, None, seed) for seed in seeds]
     rows = []
-    for strategy, n_points, seed in plan:
-        amount = "dense labels" if n_points is None else f"{n_points} points per image"
-        saved = next((r for r in done if (r["strategy"], r["points_per_image"], r["seed"])
-                      == (strategy, n_points, seed)), None)
+    for strategy, n_points, density, seed in plan:
+        if strategy == DENSE:
+            amount = "dense labels"
+        else:
+            amount = f"{n_points} points per image" if density is None else f"{density:,g} points per MP"
+        saved = next((r for r in done if r["strategy"] == strategy and r["seed"] == seed
+                      and r.get("points_per_mp") == density
+                      and (density is not None or r["points_per_image"] == n_points)), None)
         if saved is not None:
             rows.append(saved)
             if progress:
@@ -191,10 +219,12 @@ def run_density_study(
         annotations, adjustment, labelled = None, None, 1.0
         if strategy != DENSE:
             sampling = "stratified" if strategy == PRIOR_CORRECTED else strategy
-            path = Path(annotation_dir) / annotation_filename(sampling, n_points=n_points, seed=seed)
-            annotations = ensure_annotations(path, train_pairs, n_points=n_points, strategy=sampling,
-                                             seed=seed, schema=schema)
+            path = Path(annotation_dir) / annotation_filename(sampling, n_points=n_points, seed=seed,
+                                                              points_per_mp=density)
+            annotations = ensure_annotations(path, train_pairs, n_points=n_points, points_per_mp=density,
+                                             strategy=sampling, seed=seed, schema=schema)
             labelled = labelled_fraction(annotations, shapes)
+            n_points = round(float(np.mean([len(a) for a in annotations.values()])))
         if strategy == PRIOR_CORRECTED:
             if true_counts is None:
                 true_counts = class_statistics(train_pairs, schema)["pixels"].to_numpy()
@@ -202,8 +232,8 @@ def run_density_study(
         if progress:
             print(f"{strategy:>16}, {amount} ({labelled:.4%} of pixels), seed {seed} ...", flush=True)
         scores = train_once(train_pairs, val_pairs, settings, seed, annotations, adjustment, schema)
-        rows.append({"strategy": strategy, "points_per_image": n_points, "seed": seed,
-                     "labelled_fraction": labelled, **scores})
+        rows.append({"strategy": strategy, "points_per_image": n_points, "points_per_mp": density,
+                     "seed": seed, "labelled_fraction": labelled, **scores})
         if results_file is not None:
             done.append(rows[-1])
             _write_results_file(results_file, key, done)
@@ -219,13 +249,17 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds for every (strategy, points per image), with the
     ratio of each mean to the dense-label mean (when there is a dense run).
 
-    Columns: strategy, points_per_image, labelled_fraction, runs, miou_mean, miou_sd,
-    pixel_accuracy_mean, miou_vs_dense. The standard deviation is the sample one (ddof=1).
+    Columns: strategy, points_per_image, points_per_mp (NaN for budgets per image),
+    labelled_fraction, runs, miou_mean, miou_sd, pixel_accuracy_mean, miou_vs_dense. The
+    standard deviation is the sample one (ddof=1).
     """
     frame = results.copy()
     frame["points_per_image"] = frame["points_per_image"].astype("Int64")
+    if "points_per_mp" not in frame:
+        frame["points_per_mp"] = np.nan
     grouped = frame.groupby(["strategy", "points_per_image"], dropna=False, sort=False)
-    summary = grouped.agg(labelled_fraction=("labelled_fraction", "mean"), runs=("val_mean_iou", "size"),
+    summary = grouped.agg(points_per_mp=("points_per_mp", "first"),
+                          labelled_fraction=("labelled_fraction", "mean"), runs=("val_mean_iou", "size"),
                           miou_mean=("val_mean_iou", "mean"), miou_sd=("val_mean_iou", "std"),
                           pixel_accuracy_mean=("val_pixel_accuracy", "mean")).reset_index()
     dense = summary.loc[summary["strategy"] == DENSE, "miou_mean"]

@@ -6,6 +6,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from .models import batchnorm_layers, build_deeplabv3
 from .settings import autocast, dataset_tag, resolve_device
 
 LAST, BEST = "last.pt", "best.pt"
-_BEST_KEYS = ("model", "epoch", "config", "model_config", "history", "best")
 SCHEDULES: tuple[str | None, ...] = ("poly", "cosine", None)
+UNLABELLED_BATCHES_WARNING = 0.1
+"""Share of an epoch's batches without a single labelled pixel above which :func:`fit` warns."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -229,6 +231,7 @@ def fit(
     aux_weight: float = 0.4,
     num_classes: int | None = None,
     config: Mapping[str, Any] | None = None,
+    checkpoint_every: int = 1,
     progress: bool = True,
 ) -> list[dict[str, float]]:
     """Train ``model`` for ``epochs`` and return the history, one dict per epoch.
@@ -243,22 +246,30 @@ def fit(
       here); validation runs in the format :func:`lc_utils.inference.inference_memory_format`
       picks (contiguous on a CPU, where channels-last slows inference down).
     - ``val_loader`` (dense labels): validation mean IoU (unknown class excluded) every epoch.
-    - ``run_dir``: ``last.pt`` after every epoch, written atomically, with model, optimiser,
-      scheduler, epoch, config, history and RNG state; ``best.pt`` (model weights, epoch, config
-      and history) at the best validation mIoU, or lowest training loss without validation; and
-      ``history.csv``. ``resume=True``
-      continues from ``last.pt`` exactly as if the run had not stopped (a Colab disconnect costs
-      at most the epoch under way). Every epoch reseeds all generators from (``seed``, epoch).
+    - ``run_dir``: ``best.pt`` (model weights, epoch, config and history) at the best validation
+      mIoU, or lowest training loss without validation; ``last.pt`` every ``checkpoint_every``
+      epochs with the optimiser, scheduler and RNG state besides, for ``resume=True`` to continue
+      exactly as if the run had not stopped (a Colab disconnect costs at most
+      ``checkpoint_every`` epochs); at the end ``last.pt`` keeps the final weights only (AdamW's
+      state is twice the weights, and a finished run has nothing to resume); ``history.csv``.
+      Every file is written atomically. Every epoch reseeds all generators from (``seed``, epoch).
+    - The history records the training loss, learning rate, seconds (training and validation
+      apart), labelled pixels per batch and batches without any label; ``fit`` warns once when
+      more than :data:`UNLABELLED_BATCHES_WARNING` of an epoch's batches held no label.
     - A NaN or infinite loss stops training with :class:`NonFiniteLossError`; checkpoints keep
       the last good epoch.
 
     ``pd.DataFrame(history)`` turns the result into a table.
     """
     device = resolve_device(device)
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
     num_classes = num_classes or getattr(model, "num_classes", None)
     if val_loader is not None and num_classes is None:
         raise ValueError("pass num_classes= for validation (the model does not say)")
     loss_fn = loss_fn or PartialCrossEntropyLoss()
+    if isinstance(loss_fn, nn.Module):  # class weights and a logit adjustment are buffers to move
+        loss_fn.to(device)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -286,21 +297,23 @@ def fit(
             raise ValueError(f"{run_dir / LAST} was trained with other settings ({', '.join(changed)}); "
                              "resume with the same settings or start a new run_dir")
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if "optimizer" in state:  # a finished run's last.pt keeps the weights only
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"])
         history, best, start_epoch = list(state["history"]), state["best"], state["epoch"] + 1
-        _set_rng_state(state["rng"])
         if progress and start_epoch >= epochs:
             print(f"{run_dir / LAST} has finished all {epochs} epochs; nothing left to train")
         elif progress:
             print(f"Resuming from {run_dir / LAST}: epoch {start_epoch + 1} of {epochs}")
 
+    warned = False
     for epoch in range(start_epoch, epochs):
         _seed_epoch(seed, epoch)
         model.train()
         started = time.perf_counter()
-        loss_sum, n_images = 0.0, 0
+        loss_sum, n_images, labelled_pixels, unlabelled_batches = 0.0, 0, 0, 0
         # At most one redraw a second: every redraw of a notebook progress bar is a kernel message,
         # and a long cell that floods them loses some (nbval then waits for one that never comes).
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress,
@@ -308,6 +321,9 @@ def fit(
         for step, (images, labels) in enumerate(bar):
             images = _to_device(images, device, channels_last)
             labels = labels.to(device, non_blocking=True)
+            in_batch = int((labels != IGNORE_INDEX).sum())
+            labelled_pixels += in_batch
+            unlabelled_batches += in_batch == 0
             with autocast(device, amp):
                 output = model(images)
                 if isinstance(output, dict):
@@ -334,10 +350,20 @@ def fit(
         seconds = time.perf_counter() - started
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, n_images),
                   "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
-                  "images_per_s": n_images / seconds}
+                  "images_per_s": n_images / seconds,
+                  "labelled_px_per_batch": labelled_pixels / steps_per_epoch,
+                  "batches_without_labels": unlabelled_batches}
+        if unlabelled_batches > steps_per_epoch * UNLABELLED_BATCHES_WARNING and not warned:
+            warned = True
+            warnings.warn(
+                f"epoch {epoch + 1}: {unlabelled_batches} of {steps_per_epoch} batches held no labelled "
+                "pixel and taught the model nothing. Crop with make_transforms(labelled_crops=True), "
+                "use larger crops or more points per image.", stacklevel=2)
         if val_loader is not None:
+            started = time.perf_counter()
             summary = evaluate(model, val_loader, num_classes, device=device, amp=amp).summary()
-            record.update(val_mean_iou=summary["mean_iou"], val_pixel_accuracy=summary["pixel_accuracy"])
+            record.update(val_mean_iou=summary["mean_iou"], val_pixel_accuracy=summary["pixel_accuracy"],
+                          val_seconds=time.perf_counter() - started)
         history.append(record)
         score = record.get("val_mean_iou", -record["train_loss"])
         improved = score > best
@@ -346,13 +372,17 @@ def fit(
             shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr"))
             print(f"epoch {epoch + 1}/{epochs}: {shown}{' (best)' if improved else ''}")
         if run_dir is not None:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                     "epoch": epoch, "config": run_config, "model_config": model_config,
-                     "history": history, "best": best, "rng": _rng_state()}
-            save_checkpoint(state, run_dir / LAST)
+            state = {"model": model.state_dict(), "epoch": epoch, "config": run_config,
+                     "model_config": model_config, "history": history, "best": best}
             if improved:  # the weights alone: a third of the size, and all that testing needs
-                save_checkpoint({k: state[k] for k in _BEST_KEYS}, run_dir / BEST)
+                save_checkpoint(state, run_dir / BEST)
+            finished = epoch == epochs - 1
+            if finished:  # nothing left to resume: the optimiser's state would only weigh
+                save_checkpoint(state, run_dir / LAST)
+            elif (epoch + 1) % checkpoint_every == 0:
+                resume_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                "scaler": scaler.state_dict(), "rng": _rng_state()}
+                save_checkpoint({**state, **resume_state}, run_dir / LAST)
             pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
     return history
 

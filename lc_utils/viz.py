@@ -148,9 +148,16 @@ def compare_prediction(image: np.ndarray, truth: np.ndarray, prediction: np.ndar
     return fig
 
 
+def point_marker_size(n_points: int) -> float:
+    """Marker area (points squared) for ``n_points`` on one panel: 18 up to 200 points, smaller
+    beyond, so that thousands of points on a large image do not hide it."""
+    return float(np.clip(18 * np.sqrt(200 / max(1, n_points)), 1.0, 18.0))
+
+
 def plot_points(image: np.ndarray, annotation: PointAnnotation, schema: ClassSchema = DEEPGLOBE,
-                title: str | None = None, ax: Axes | None = None, marker_size: float = 18) -> Figure:
-    """The image with each labelled point drawn in its class colour (dark edge for contrast)."""
+                title: str | None = None, ax: Axes | None = None, marker_size: float | None = None) -> Figure:
+    """The image with each labelled point drawn in its class colour (dark edge for contrast, left
+    off when the markers are small); ``marker_size`` defaults to :func:`point_marker_size`."""
     own_figure = ax is None
     if ax is None:
         fig, axes = _axes_grid(1, 1, cell=5)
@@ -159,8 +166,9 @@ def plot_points(image: np.ndarray, annotation: PointAnnotation, schema: ClassSch
         fig = ax.figure
     _show(ax, image, title)
     colours = schema.palette[annotation.labels] / 255 if len(annotation) else np.zeros((0, 3))
-    ax.scatter(annotation.cols, annotation.rows, c=colours, s=marker_size, edgecolors="black",
-               linewidths=0.6)
+    size = point_marker_size(len(annotation)) if marker_size is None else marker_size
+    ax.scatter(annotation.cols, annotation.rows, c=colours, s=size, edgecolors="black",
+               linewidths=0.6 if size >= 8 else 0.0)
     ax.set_xlim(-0.5, image.shape[1] - 0.5)
     ax.set_ylim(image.shape[0] - 0.5, -0.5)
     if own_figure:
@@ -176,7 +184,7 @@ def plot_annotation_summary(image: np.ndarray, class_map: np.ndarray, annotation
     ax_image.set_axis_off()
     share = len(annotation) / class_map.size
     plot_points(image, annotation, schema, ax=ax_image,
-                title=f"{title + ': ' if title else ''}{len(annotation)} points ({share:.3%} of pixels)")
+                title=f"{title + ': ' if title else ''}{len(annotation):,} points ({share:.3%} of pixels)")
     n = schema.num_classes
     pixel_share = np.bincount(class_map.ravel(), minlength=256)[:n] / max(1, class_map.size)
     point_share = np.bincount(annotation.labels, minlength=n)[:n] / max(1, len(annotation))
@@ -202,23 +210,37 @@ def compare_strategies(image: np.ndarray, class_map: np.ndarray, n_points: int,
     for ax, strategy in zip(axes[0, 1:], strategies):
         points = sample_points(annotatable(class_map, schema), n_points=n_points, strategy=strategy,
                                seed=seed)
-        plot_points(image, points, schema, ax=ax, title=f"{strategy}: {len(points)} points")
+        plot_points(image, points, schema, ax=ax, title=f"{strategy}: {len(points):,} points")
     add_legend(fig, schema)
     return fig
 
 
-def plot_redraw_growth(shares: np.ndarray, n_points: int, steps_per_epoch: int = 1) -> Figure:
-    """Share of distinct pixels labelled after each redraw, against epochs."""
-    fig = Figure(figsize=(6, 3.5), layout="constrained")
+def plot_redraw_growth(curves: Mapping[str, np.ndarray], mark: float = 0.9) -> Figure:
+    """Share of distinct pixels labelled against the number of redraws (one per epoch), for each
+    named curve of :func:`lc_utils.sparse.pixels_labelled_by_redrawing`, on a log axis so that a
+    slow density and a fast one both reach their saturation; each curve's first share (one fixed
+    annotation) is a dashed line, and the epoch where it passes ``mark`` is marked."""
+    fig = Figure(figsize=(7, 4.4), layout="constrained")
     ax = fig.subplots()
-    epochs = np.arange(1, len(shares) + 1) / steps_per_epoch
-    ax.plot(epochs, shares * 100, label="new points every batch")
-    ax.axhline(shares[0] * 100, color="black", linestyle="--", label="fixed annotation")
-    ax.set_xlabel("epochs" if steps_per_epoch > 1 else "redraws")
+    for (name, shares), colour in zip(curves.items(), ("tab:blue", "tab:red", "tab:green", "tab:purple")):
+        epochs = np.arange(1, len(shares) + 1)
+        ax.plot(epochs, shares * 100, color=colour, label=f"{name}, redrawn every epoch")
+        ax.axhline(shares[0] * 100, color=colour, linestyle="--", linewidth=1,
+                   label=f"{name}, fixed: {shares[0]:.2%}")
+        passed = np.flatnonzero(shares >= mark)
+        if len(passed):
+            at = int(passed[0])
+            ax.plot(epochs[at], shares[at] * 100, "o", color=colour)
+            ax.annotate(f"{shares[at]:.0%} after {at + 1:,} epochs", (epochs[at], shares[at] * 100),
+                        textcoords="offset points", xytext=(6, -14), color=colour, fontsize=9)
+    ax.set_xscale("log")
+    ax.set_xlim(0.8, 4 * max(len(shares) for shares in curves.values()))  # room for the labels
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("epochs (one redraw per epoch, log scale)")
     ax.set_ylabel("pixels that got a label (%)")
-    ax.set_title(f"{n_points} points per image, redrawn vs fixed")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax.set_title("Redrawing the points: the labels seen grow towards every pixel")
+    ax.grid(alpha=0.3, which="both")
+    fig.legend(fontsize=8, loc="outside lower center", ncols=2)
     return fig
 
 

@@ -10,6 +10,7 @@ from torchvision import tv_tensors
 from lc_utils.classes import DEEPGLOBE, IGNORE_INDEX
 from lc_utils.datasets import (
     DenseLandCoverDataset,
+    WindowDataset,
     denormalize_image,
     find_pairs,
     find_unlabelled_images,
@@ -18,6 +19,7 @@ from lc_utils.datasets import (
     read_pair,
     scan_dataset,
     split_items,
+    window_grid,
 )
 from lc_utils.masks import class_to_rgb
 
@@ -265,3 +267,60 @@ def test_class_and_channel_statistics(sample_root: Path) -> None:
     assert channels.loc["all pixels"].notna().all()
     forest, barren = channels.loc["forest"], channels.loc["barren"]
     assert forest[["mean R", "mean G", "mean B"]].sum() < barren[["mean R", "mean G", "mean B"]].sum()
+
+
+@pytest.mark.parametrize(("shape", "size"),
+                         [((2448, 2448), 512), ((96, 130), 64), ((40, 40), 64), ((512, 512), 512)])
+def test_window_grid_covers_the_image(shape: tuple[int, int], size: int) -> None:
+    corners = window_grid(shape, size)
+    covered = np.zeros(shape, dtype=int)
+    for top, left in corners:
+        assert top + min(size, shape[0]) <= shape[0] and left + min(size, shape[1]) <= shape[1]
+        covered[top:top + size, left:left + size] += 1
+    assert covered.min() == 1  # every pixel, and no window that a smaller grid could spare
+    per_axis = [max(1, -(-n // size)) for n in shape]
+    assert len(corners) == per_axis[0] * per_axis[1]
+
+
+def test_window_dataset_is_seeded_and_cuts_the_images(sample_root: Path) -> None:
+    dense = DenseLandCoverDataset(find_pairs(sample_root)[:3])
+    everything = WindowDataset(dense, size=64)
+    assert len(everything) == 3 * 4  # 96 x 96 images: a 2 x 2 grid of 64-pixel windows
+    some = WindowDataset(dense, size=64, count=5, seed=1)
+    assert len(some) == 5 and some.windows == WindowDataset(dense, size=64, count=5, seed=1).windows
+    assert some.windows != WindowDataset(dense, size=64, count=5, seed=2).windows
+    assert set(some.windows) <= set(everything.windows)
+    assert some.pixels == 5 * 64 * 64
+    for i, (index, top, left) in enumerate(some.windows):
+        image, labels = dense[index]
+        window_image, window_labels = some[i]
+        assert torch.equal(window_image, image[:, top:top + 64, left:left + 64])
+        assert torch.equal(window_labels, labels[top:top + 64, left:left + 64])
+    assert some[0][0] is some[0][0]  # read once, then kept
+
+
+def test_window_dataset_scores_small_images_whole(sample_root: Path) -> None:
+    dense = DenseLandCoverDataset(find_pairs(sample_root)[:2])
+    whole = WindowDataset(dense, size=512, count=10)
+    assert len(whole) == 2 and whole.pixels == 2 * 96 * 96
+    assert torch.equal(whole[1][1], dense[1][1])
+    with pytest.raises(ValueError, match="without transform"):
+        WindowDataset(DenseLandCoverDataset(find_pairs(sample_root), transform=make_transforms(32)))
+
+
+def test_decoded_images_are_cached_up_to_the_budget(sample_root: Path, tmp_path: Path) -> None:
+    for path in find_pairs(sample_root)[0] + find_pairs(sample_root)[1]:
+        shutil.copy(path, tmp_path / path.name)
+    pairs = find_pairs(tmp_path)
+    one_item_mb = (96 * 96 * 4) / 2**20  # image and label map of a 96 x 96 pair
+    cached = DenseLandCoverDataset(pairs, cache_mb=1.5 * one_item_mb)
+    uncached = DenseLandCoverDataset(pairs)
+    first = [cached[0], cached[1]]
+    for image, _ in pairs:
+        image.unlink()
+    again = cached[0]  # kept: the file is gone, the decoded pixels are not
+    assert torch.equal(again[0], first[0][0]) and torch.equal(again[1], first[0][1])
+    with pytest.raises(FileNotFoundError):
+        cached[1]  # over the budget: read from disk each time
+    with pytest.raises(FileNotFoundError):
+        uncached[0]

@@ -17,6 +17,7 @@ from PIL import Image
 
 from lc_utils.classes import IGNORE_INDEX
 from lc_utils.datasets import DenseLandCoverDataset, SparseLandCoverDataset, find_pairs
+from lc_utils.losses import PartialCrossEntropyLoss
 from lc_utils.masks import class_to_rgb
 from lc_utils.sparse import PointAnnotation
 from lc_utils.training import fit, make_loader
@@ -60,6 +61,38 @@ def test_training_through_batches_without_a_single_label(tmp_path: Path) -> None
     unlabelled = torch.utils.data.TensorDataset(images[None].repeat(4, 1, 1, 1),
                                                 torch.full((4, 8, 8), IGNORE_INDEX))
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 7, 1))
-    history = fit(model, make_loader(unlabelled, 2, shuffle=True), epochs=2, num_classes=7, progress=False)
+    with pytest.warns(UserWarning, match="2 of 2 batches held no labelled pixel") as caught:
+        history = fit(model, make_loader(unlabelled, 2, shuffle=True), epochs=2, num_classes=7,
+                      progress=False)
+    assert len([w for w in caught if "no labelled pixel" in str(w.message)]) == 1  # once, not per epoch
     assert [r["train_loss"] for r in history] == [0.0, 0.0]
+    assert [r["batches_without_labels"] for r in history] == [2, 2]
+    assert [r["labelled_px_per_batch"] for r in history] == [0.0, 0.0]
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_history_counts_the_labelled_pixels_of_every_batch() -> None:
+    images = torch.zeros(4, 3, 8, 8)
+    labels = torch.full((4, 8, 8), IGNORE_INDEX)
+    labels[0, 1, 1] = labels[0, 2, 2] = labels[1, 3, 3] = labels[3, 0, 0] = 2
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=2)
+    history = fit(torch.nn.Conv2d(3, 7, 1), loader, epochs=1, num_classes=7, progress=False)
+    assert history[0]["labelled_px_per_batch"] == 2.0  # (3 + 1) labelled pixels over 2 batches
+    assert history[0]["batches_without_labels"] == 0
+
+
+def test_fit_moves_the_loss_buffers_to_the_training_device() -> None:
+    """Class weights or a logit adjustment live in the loss: on a GPU they must follow the model."""
+    moved_to = []
+
+    class RecordingLoss(PartialCrossEntropyLoss):
+        def to(self, *args, **kwargs):
+            moved_to.append(torch.device(args[0]) if args else kwargs.get("device"))
+            return super().to(*args, **kwargs)
+
+    images, labels = torch.zeros(2, 3, 4, 4), torch.full((2, 4, 4), IGNORE_INDEX)
+    labels[:, 0, 0] = 1
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=2)
+    fit(torch.nn.Conv2d(3, 7, 1), loader, epochs=1, num_classes=7, device="cpu", progress=False,
+        loss_fn=RecordingLoss(weight=torch.ones(7)))
+    assert moved_to == [torch.device("cpu")]

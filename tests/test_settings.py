@@ -1,8 +1,11 @@
 from pathlib import Path
 
+import pytest
 import torch
 
 from lc_utils import settings
+from lc_utils.course import pin_data_dir
+from lc_utils.datasets import prepare_data
 
 
 def test_fast_mode_and_pick(monkeypatch) -> None:
@@ -38,3 +41,15 @@ def test_dataset_tag(tmp_path: Path, monkeypatch) -> None:
     assert settings.dataset_tag(tmp_path / "tiles_512") == "tiles_512_fast"
     monkeypatch.setenv("LC_FAST", "0")
     assert settings.dataset_tag(tmp_path / "sample" / ".") == "sample_full"
+
+
+def test_the_course_pins_a_relative_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATA_DIR", "data")
+    pin_data_dir()
+    monkeypatch.chdir(tmp_path / "data")  # the notebooks' working directory is another one
+    assert prepare_data() == tmp_path / "data"
+    monkeypatch.setenv("DATA_DIR", "nowhere")
+    with pytest.raises(FileNotFoundError, match="relative path is read from"):
+        prepare_data()

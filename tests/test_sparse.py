@@ -20,7 +20,9 @@ from lc_utils.sparse import (
     load_annotations,
     pixels_labelled_by_redrawing,
     point_counts,
+    points_for_density,
     points_to_label_map,
+    read_annotation_info,
     sample_points,
     save_annotations,
 )
@@ -79,6 +81,8 @@ def test_fraction_and_unlabelled_pixels() -> None:
     [
         ({}, "exactly one"),
         ({"n_points": 3, "fraction": 0.1}, "exactly one"),
+        ({"n_points": 3, "points_per_mp": 100}, "exactly one"),
+        ({"points_per_mp": -5}, "must be positive"),
         ({"n_points": 0}, "at least 1"),
         ({"fraction": 0.0}, r"\(0, 1\]"),
         ({"n_points": 64 * 64 + 1}, "only 4096 labelled pixels"),
@@ -166,11 +170,47 @@ def test_ensure_annotations_makes_once_and_keeps_hand_edits(sample_root: Path, t
         ensure_annotations(path, pairs, n_points=20, seed=0)
 
 
+def test_a_density_means_the_same_on_small_and_large_images() -> None:
+    assert points_for_density(1500, (256, 256)) == 98
+    assert points_for_density(1500, (2448, 2448)) == 8989
+    assert points_for_density(0.01, (64, 64)) == 1  # never an image without a point
+    small = sample_points(np.ones((256, 256), np.uint8), points_per_mp=1500, seed=0)
+    large = sample_points(np.ones((2448, 2448), np.uint8), points_per_mp=1500, seed=0)
+    assert len(small) / 256**2 == pytest.approx(len(large) / 2448**2, rel=0.01)
+
+
+def test_ensure_annotations_by_density(sample_root: Path, tmp_path: Path) -> None:
+    pairs = find_pairs(sample_root)[:2]  # 96 x 96 images: 0.0092 megapixels
+    path = tmp_path / annotation_filename("uniform", points_per_mp=2000, seed=0)
+    assert path.name == "points_uniform_2000permp_seed0.csv"
+    made = ensure_annotations(path, pairs, points_per_mp=2000)
+    assert [len(a) for a in made.values()] == [18, 18]
+    assert read_annotation_info(path)["points_per_mp"] == 2000
+    with pytest.raises(ValueError, match="points_per_mp differ"):
+        ensure_annotations(path, pairs, points_per_mp=1000)
+
+
+def test_annotation_files_from_before_the_density_option_still_load(sample_root: Path,
+                                                                   tmp_path: Path) -> None:
+    pairs = find_pairs(sample_root)[:2]
+    path = tmp_path / "points.csv"
+    made = ensure_annotations(path, pairs, n_points=5)
+    lines = path.read_text().splitlines()
+    assert '"points_per_mp": null' in lines[0]
+    path.write_text("\n".join([lines[0].replace('"points_per_mp": null, ', ""), *lines[1:]]) + "\n")
+    assert ensure_annotations(path, pairs, n_points=5) == made
+
+
 def test_redrawing_points_every_batch_labels_almost_everything() -> None:
     shares = pixels_labelled_by_redrawing((64, 64), n_points=41, n_draws=300, seed=0)
     assert shares[0] == pytest.approx(41 / 4096)
     assert shares[-1] > 0.95  # 1% per draw, yet almost every pixel seen after 300 draws
     assert np.all(np.diff(shares) >= 0)
+    # It follows the expectation 1 - (1 - f) ** draws, and stops where asked.
+    expected = 1 - (1 - 41 / 4096) ** np.arange(1, 301)
+    assert np.abs(shares - expected).max() < 0.03
+    early = pixels_labelled_by_redrawing((64, 64), n_points=41, n_draws=300, seed=0, until=0.5)
+    assert early[-1] >= 0.5 > early[-2] and np.array_equal(early, shares[:len(early)])
 
 
 def test_labelled_fraction() -> None:

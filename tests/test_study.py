@@ -7,12 +7,15 @@ import pandas as pd
 import pytest
 
 from benchmarks.label_density import RESULTS, markdown_table, table_markers, update_readme
-from lc_utils.datasets import find_pairs
+from lc_utils import study
+from lc_utils.classes import DEEPGLOBE
+from lc_utils.datasets import DenseLandCoverDataset, WindowDataset, find_pairs, read_pair
 from lc_utils.settings import PROJECT_ROOT
 from lc_utils.study import (
     DENSE,
     PRIOR_CORRECTED,
     StudySettings,
+    majority_baseline,
     read_results_file,
     results_filename,
     run_density_study,
@@ -57,6 +60,28 @@ def test_density_study_runs_every_setting_and_seed_with_the_same_steps(sample_ro
     assert list(summary["strategy"]) == ["uniform", "uniform", PRIOR_CORRECTED, PRIOR_CORRECTED, DENSE]
     assert (summary["runs"] == 2).all()
     assert summary.loc[summary.strategy == DENSE, "miou_vs_dense"].iloc[0] == pytest.approx(1.0)
+
+
+def test_density_budgets_follow_the_image_area(sample_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """Budgets in points per megapixel: per-image counts from the area, rows and resume keyed by density."""
+    trained = []
+
+    def fake_train_once(train_pairs, val_pairs, settings, seed, annotations, adjustment, schema):
+        trained.append((seed, None if annotations is None else sum(map(len, annotations.values()))))
+        return {"val_mean_iou": 0.5, "val_pixel_accuracy": 0.5, "steps": 1, "train_seconds": 0.0}
+
+    monkeypatch.setattr(study, "train_once", fake_train_once)
+    pairs = find_pairs(sample_root)  # 96 x 96 images: 0.009216 megapixels
+    kwargs = dict(points_per_mp=[1000, 5000], strategies=("uniform",), seeds=(0,), annotation_dir=tmp_path,
+                  results_file=tmp_path / "runs.json", progress=False)
+    results = run_density_study(pairs[:4], pairs[4:6], **kwargs)
+    assert results["points_per_mp"].tolist()[:2] == [1000, 5000]
+    assert results["points_per_image"].tolist()[:2] == [9, 46]
+    assert np.allclose(results["labelled_fraction"].iloc[:2], [9 / 96**2, 46 / 96**2])
+    assert trained == [(0, 36), (0, 184), (0, None)]
+    assert (tmp_path / "points_uniform_1000permp_seed0.csv").is_file()
+    assert len(run_density_study(pairs[:4], pairs[4:6], **kwargs)) == 3 and len(trained) == 3  # all saved
+    assert list(summarize(results)["points_per_image"].astype(float).fillna(-1)) == [9, 46, -1]
 
 
 def test_summary_mean_sd_and_ratio() -> None:
@@ -125,5 +150,25 @@ def test_a_results_file_of_another_study_is_refused_not_overwritten(tmp_path: Pa
         read_results_file(path, {**ours, "settings": asdict(StudySettings(epochs=6))})
     with pytest.raises(ValueError, match="other images"):
         read_results_file(path, {**ours, "val": ["c"]})
+    older = {**ours, "settings": {k: v for k, v in ours["settings"].items() if k != "samples_per_epoch"}}
+    path.write_text(json.dumps({"key": older, "runs": [{"strategy": DENSE}]}))
+    assert read_results_file(path, ours) == [{"strategy": DENSE}]  # made before that setting existed
     assert results_filename(StudySettings(epochs=5)) != results_filename(StudySettings(epochs=6))
     assert results_filename(StudySettings(epochs=5)) == results_filename(StudySettings(epochs=5))
+
+
+def test_majority_baseline_on_pairs_and_on_windows(sample_root: Path) -> None:
+    pairs = find_pairs(sample_root)
+    train, val = pairs[:6], pairs[6:]
+    whole = majority_baseline(train, val)
+    maps = [read_pair(*pair)[1] for pair in val]
+    majority_index = DEEPGLOBE.names.index(whole["class"])
+    share = sum((m == majority_index).sum() for m in maps) / sum(m.size for m in maps)
+    assert whole["pixel_accuracy"] == pytest.approx(share)
+    dense = DenseLandCoverDataset(val)
+    assert majority_baseline(train, WindowDataset(dense, size=96)) == whole  # windows of whole images
+    corner = WindowDataset(dense, size=40, count=1, seed=0)
+    index, top, left = corner.windows[0]
+    window = maps[index][top:top + 40, left:left + 40]
+    expected = (window == majority_index).mean()
+    assert majority_baseline(train, corner)["pixel_accuracy"] == pytest.approx(expected)

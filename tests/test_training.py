@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from lc_utils import training
 from lc_utils.classes import IGNORE_INDEX
 from lc_utils.datasets import SparseLandCoverDataset, find_pairs, make_transforms
 from lc_utils.metrics import ConfusionMatrix
@@ -51,7 +52,8 @@ def test_loss_falls_and_validation_improves_from_sparse_labels() -> None:
                   val_loader=make_loader(dense, 8, shuffle=False), progress=False)
     frame = pd.DataFrame(history)
     assert list(frame.columns) == ["epoch", "train_loss", "lr", "seconds", "images_per_s",
-                                   "val_mean_iou", "val_pixel_accuracy"]
+                                   "labelled_px_per_batch", "batches_without_labels",
+                                   "val_mean_iou", "val_pixel_accuracy", "val_seconds"]
     assert frame.train_loss.iloc[-1] < 0.5 * frame.train_loss.iloc[0]
     assert frame.val_pixel_accuracy.iloc[-1] > 0.95 > before
     assert frame.lr.iloc[-1] < frame.lr.iloc[0]  # poly schedule
@@ -115,16 +117,41 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
         fit(_tiny_model(), loader, epochs=3, num_classes=3, run_dir=tmp_path, resume=True, progress=False)
 
 
-def test_checkpoint_contents(tmp_path: Path) -> None:
+WEIGHTS_ONLY = {"model", "epoch", "config", "model_config", "history", "best"}
+RESUME_STATE = WEIGHTS_ONLY | {"optimizer", "scheduler", "scaler", "rng"}
+
+
+@pytest.mark.parametrize(("every", "resume_points"), [(1, [0, 1, 2]), (2, [1])])
+def test_checkpoint_contents(tmp_path: Path, monkeypatch, every: int, resume_points: list[int]) -> None:
+    written = []
+
+    def recording_save(state, path):
+        written.append((Path(path).name, state["epoch"], set(state)))
+        return save_checkpoint(state, path)
+
+    monkeypatch.setattr(training, "save_checkpoint", recording_save)
     sparse, dense = _colour_task()
-    fit(_tiny_model(), make_loader(sparse, 4, shuffle=True), epochs=2, num_classes=3, run_dir=tmp_path,
-        val_loader=make_loader(dense, 8, shuffle=False), config={"note": "test"}, progress=False)
+    fit(_tiny_model(), make_loader(sparse, 4, shuffle=True), epochs=4, num_classes=3, run_dir=tmp_path,
+        val_loader=make_loader(dense, 8, shuffle=False), config={"note": "test"}, checkpoint_every=every,
+        progress=False)
+    last = [(epoch, keys) for name, epoch, keys in written if name == LAST]
+    # The resume state while there is something left to resume; the final weights alone at the end.
+    assert last == [(e, RESUME_STATE) for e in resume_points] + [(3, WEIGHTS_ONLY)]
+    assert all(keys == WEIGHTS_ONLY for name, _, keys in written if name == BEST)
     state = load_checkpoint(tmp_path / LAST)
-    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "config", "history", "rng"} <= set(state)
-    assert state["epoch"] == 1 and state["config"]["note"] == "test"
-    best = load_checkpoint(tmp_path / BEST)
-    assert set(best) == {"model", "epoch", "config", "model_config", "history", "best"}
-    assert len(pd.read_csv(tmp_path / "history.csv")) == 2
+    assert state["epoch"] == 3 and state["config"]["note"] == "test"
+    assert len(pd.read_csv(tmp_path / "history.csv")) == 4
+
+
+def test_a_finished_run_resumes_to_nothing(tmp_path: Path, capsys) -> None:
+    sparse, _ = _colour_task()
+    loader = make_loader(sparse, 4, shuffle=True)
+    model = _tiny_model()
+    history = fit(model, loader, epochs=2, num_classes=3, run_dir=tmp_path, progress=False)
+    again = _tiny_model()
+    assert fit(again, loader, epochs=2, num_classes=3, run_dir=tmp_path, resume=True) == history
+    assert "nothing left to train" in capsys.readouterr().out
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_checkpoints(tmp_path: Path) -> None:

@@ -145,7 +145,13 @@ def test_strategy_comparison_and_redraw_growth(pair) -> None:
     fig = compare_strategies(image, class_map, n_points=30)
     assert [ax.get_title() for ax in fig.axes[1:4]] == ["uniform: 30 points", "stratified: 30 points",
                                                          "grid: 30 points"]
-    shares = pixels_labelled_by_redrawing((32, 32), 10, 50)
-    fig = plot_redraw_growth(shares, 10)
-    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), shares * 100)
+    slow = pixels_labelled_by_redrawing((32, 32), 2, 3000, until=0.99)
+    fast = pixels_labelled_by_redrawing((32, 32), 200, 3000, until=0.99)
+    fig = plot_redraw_growth({"2 points": slow, "200 points": fast})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), slow * 100)
+    assert ax.lines[1].get_ydata()[0] == pytest.approx(2 / 1024 * 100)  # the fixed annotation
+    first_90 = int(np.argmax(fast >= 0.9)) + 1
+    assert f"after {first_90} epochs" in [t.get_text() for t in ax.texts][1]
     _render(fig)
