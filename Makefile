@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install course test test-unit test-notebooks lint lab bench density clean
+.PHONY: help install notebook-filter course test test-unit test-notebooks lint lab bench density clean
 
 help:
 	@echo "make course   run every notebook on the generated sample (executed copies + HTML in build/)"
 	@echo "make test     install into .venv and run the unit tests and the notebooks (nbval)"
-	@echo "make lab      open the notebooks in JupyterLab"
+	@echo "make lab      open the notebooks in JupyterLab (fast mode where there is no GPU)"
 	@echo "make bench    run the benchmarks in benchmarks/ (JSON + one-line summaries)"
 	@echo "make density  the label-density study on the real DeepGlobe tiles (3 seeds per setting; resumable)"
 	@echo "make lint     ruff over the package, tests, benchmarks and notebooks"
@@ -22,9 +22,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lc_utils)" >/dev/null
+	$(BIN)/python -m lc_utils.nbclean --install-hook >/dev/null
 	touch $(STAMP)
 
-install: $(STAMP)
+# git sees notebooks through lc_utils.nbclean (.gitattributes): what JupyterLab saves into them
+# (outputs, execution counts, the exact Python version) leaves `git status` clean.
+notebook-filter:
+	@git rev-parse --git-dir >/dev/null 2>&1 && \
+		git config filter.lc-notebook.clean "$(BIN)/python -m lc_utils.nbclean" || true
+
+install: $(STAMP) notebook-filter
 
 course: $(STAMP)
 	$(BIN)/python -m lc_utils.course
@@ -42,8 +49,8 @@ test-notebooks: $(STAMP)
 		LC_FAST=1 LC_HEADLESS=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks; \
 	else echo "no notebooks yet"; fi
 
-lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks
+lab: $(STAMP) notebook-filter
+	$(BIN)/python -m lc_utils.lab
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

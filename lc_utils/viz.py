@@ -69,7 +69,14 @@ def _axes_grid(n_rows: int, n_cols: int, cell: float = 3.2, legend_space: float 
 
 
 def _show(ax: Axes, picture: np.ndarray, title: str | None = None) -> None:
+    """``picture`` on ``ax`` in a thin grey frame, so that white areas (barren land) keep an edge."""
+    ax.set_axis_on()
     ax.imshow(picture, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_edgecolor("0.55")
+        spine.set_linewidth(0.8)
     if title:
         ax.set_title(title, fontsize=9)
 
@@ -134,17 +141,19 @@ def plot_mask_decoding(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, title:
 def compare_prediction(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray,
                        schema: ClassSchema = DEEPGLOBE, title: str | None = None,
                        alpha: float = 0.45) -> Figure:
-    """Image, ground truth, prediction, prediction over the image, and the error map, side by side."""
-    fig, axes = _axes_grid(1, 5)
+    """Image, ground truth and prediction above; prediction over the image, the error map and the
+    class legend below: two rows of three, so that each panel stays legible at a notebook's width."""
+    fig, axes = _axes_grid(2, 3, cell=3.0, legend_space=0.3)
     panels = [(image, "image"), (class_to_rgb(truth, schema), "ground truth"),
               (class_to_rgb(prediction, schema), "prediction"),
               (overlay(image, prediction, schema, alpha), "prediction over image"),
               (error_map(truth, prediction), "errors (green right, red wrong)")]
-    for ax, (picture, name) in zip(axes[0], panels):
+    for ax, (picture, name) in zip(axes.ravel(), panels):
         _show(ax, picture, name)
+    axes[1, 2].legend(handles=legend_handles(schema), loc="center", frameon=False, fontsize=10,
+                      title="classes", title_fontsize=10)
     if title:
-        fig.suptitle(title, fontsize=10)
-    add_legend(fig, schema)
+        fig.suptitle(title, fontsize=11)
     return fig
 
 

@@ -7,6 +7,8 @@ for its starting values instead, so executed notebooks and their HTML still show
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,13 +44,30 @@ def _display(obj: Any) -> None:
     display(obj)
 
 
+def _display_bundle(bundle: dict[str, Any]) -> None:
+    from IPython.display import display
+
+    display(bundle, raw=True)
+
+
+def figure_png(fig: Figure) -> bytes:
+    """``fig`` as PNG bytes, at the resolution notebooks show inline figures."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
 def explore(render: Callable[..., Figure], make_controls: Callable[[], dict[str, Any]],
-            start: dict[str, Any]) -> Figure | None:
+            start: dict[str, Any], describe: Callable[..., str] | None = None) -> Figure | None:
     """Redraw ``render(**values)`` whenever a control changes; statically when headless.
 
     ``make_controls()`` returns ipywidgets keyed by ``render``'s argument names; it is only called
-    where a front end will draw them. ``start`` holds the starting values. Headless, returns the
-    static figure (a notebook shows it).
+    where a front end will draw them, and the controls wrap onto further rows on a narrow screen
+    rather than squeezing each other. ``describe(**values)``, when given, is a line of text shown
+    beside the controls (e.g. the labelled fraction a slider position means). ``start`` holds the
+    starting values. Headless, returns the static figure (a notebook shows it). Live, the cell's
+    output carries the starting figure as a PNG beside the widget: JupyterLab shows the widget,
+    while an HTML export or a viewer without the widget's state (GitHub) shows the figure.
     """
     if not interactive_frontend():
         return render(**start)
@@ -56,16 +75,26 @@ def explore(render: Callable[..., Figure], make_controls: Callable[[], dict[str,
 
     made = make_controls()
     output = widgets.Output()
+    caption = widgets.HTML()
 
-    def update(_change: object = None) -> None:
+    def update(_change: object = None, figure: Figure | None = None) -> None:
+        values = {name: w.value for name, w in made.items()}
+        if describe is not None:
+            caption.value = describe(**values)
         with output:
             output.clear_output(wait=True)
-            _display(render(**{name: w.value for name, w in made.items()}))
+            _display(figure if figure is not None else render(**values))
 
     for control in made.values():
         control.observe(update, names="value")
-    update()
-    _display(widgets.VBox([widgets.HBox(list(made.values())), output]))
+    first = render(**{name: w.value for name, w in made.items()})
+    update(figure=first)
+    controls = widgets.Box([*made.values(), caption],
+                           layout=widgets.Layout(display="flex", flex_flow="row wrap", align_items="center"))
+    view = widgets.VBox([controls, output])
+    bundle = view._repr_mimebundle_()
+    bundle["image/png"] = base64.b64encode(figure_png(first)).decode("ascii")
+    _display_bundle(bundle)
     return None
 
 
@@ -73,38 +102,60 @@ def _image_dropdown(ids: Sequence[str]) -> Any:
     import ipywidgets as widgets
 
     return widgets.Dropdown(options=[(image_id, k) for k, image_id in enumerate(ids)], value=0,
-                            description="image")
+                            description="image", layout=widgets.Layout(width="220px"))
+
+
+def density_steps(largest: int, include: int | None = None) -> list[int]:
+    """1, 2, 5, 10, 20, 50, ... up to ``largest`` (and ``include``, if it is not a step): the
+    positions of a logarithmic slider, where 1 to 10 points get as much room as 1,000 to 10,000."""
+    steps = sorted({m * 10**e for e in range(len(str(largest))) for m in (1, 2, 5) if m * 10**e <= largest})
+    if include is not None and include not in steps:
+        steps = sorted([*steps, include])
+    return steps
 
 
 def label_density_explorer(pairs: Sequence[tuple[Path, Path]], schema: ClassSchema = DEEPGLOBE,
                            n_points: int = 100, strategy: str = "uniform", seed: int = 0,
                            max_points: int = 10_000) -> Figure | None:
     """Slider for points per image (log scale), dropdowns for strategy and image: redraws the
-    points over the image and the labelled share per class."""
+    points over the image and the labelled share per class; beside the slider, the share of the
+    pixels and the points per megapixel that the chosen number means for that image."""
     ids = [image_id_of(image) for image, _ in pairs]
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def render(n_points: int, strategy: str, image_index: int) -> Figure:
+    def read(image_index: int) -> tuple[np.ndarray, np.ndarray]:
         if image_index not in cache:
             cache[image_index] = read_pair(*pairs[image_index], schema)
-        image, class_map = cache[image_index]
+        return cache[image_index]
+
+    def render(n_points: int, strategy: str, image_index: int) -> Figure:
+        image, class_map = read(image_index)
         eligible = annotatable(class_map, schema)
         n = min(int(n_points), int((eligible != IGNORE_INDEX).sum()))
         points = sample_points(eligible, n_points=n, strategy=strategy, seed=seed)
         return plot_annotation_summary(image, class_map, points, schema,
                                        title=f"image {ids[image_index]}: {strategy}")
 
+    def describe(n_points: int, strategy: str, image_index: int) -> str:
+        size = read(image_index)[1].size
+        return (f"<b>{n_points:,}</b> points = {n_points / size:.3%} of the pixels, "
+                f"{n_points / size * 1e6:,.0f} per megapixel")
+
     def controls() -> dict[str, Any]:
         import ipywidgets as widgets
 
         return {
-            "n_points": widgets.IntSlider(value=n_points, min=1, max=max_points, step=1,
-                                          description="points", continuous_update=False),
-            "strategy": widgets.Dropdown(options=list(STRATEGIES), value=strategy, description="strategy"),
+            "n_points": widgets.SelectionSlider(
+                options=[(f"{n:,}", n) for n in density_steps(max_points, n_points)], value=n_points,
+                description="points", continuous_update=False,
+                layout=widgets.Layout(width="440px", min_width="360px")),
+            "strategy": widgets.Dropdown(options=list(STRATEGIES), value=strategy, description="strategy",
+                                         layout=widgets.Layout(width="220px")),
             "image_index": _image_dropdown(ids),
         }
 
-    return explore(render, controls, {"n_points": n_points, "strategy": strategy, "image_index": 0})
+    return explore(render, controls, {"n_points": n_points, "strategy": strategy, "image_index": 0},
+                   describe=describe)
 
 
 def prediction_browser(model, pairs: Sequence[tuple[Path, Path]], schema: ClassSchema = DEEPGLOBE,

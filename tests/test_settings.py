@@ -53,3 +53,19 @@ def test_the_course_pins_a_relative_data_dir(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("DATA_DIR", "nowhere")
     with pytest.raises(FileNotFoundError, match="relative path is read from"):
         prepare_data()
+
+
+def test_lab_and_course_choose_fast_mode_without_a_gpu(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from lc_utils import course
+    from lc_utils.lab import lab_command
+
+    monkeypatch.setattr(course.torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("LC_FAST", raising=False)
+    course.fast_mode_without_gpu()
+    assert settings.fast_mode() and "No GPU found" in capsys.readouterr().out
+    monkeypatch.setenv("LC_FAST", "0")  # a choice the user made stays
+    course.fast_mode_without_gpu()
+    assert not settings.fast_mode() and capsys.readouterr().out == ""
+    command = lab_command(["--port", "8890"])
+    assert command[1:4] == ["-m", "jupyterlab", str(settings.PROJECT_ROOT / "notebooks")]
+    assert command[-2:] == ["--port", "8890"]

@@ -80,10 +80,14 @@ def test_compare_prediction(pair) -> None:
     image, truth = pair
     prediction = np.roll(truth, 5, axis=1)
     fig = compare_prediction(image, truth, prediction, title="tile")
-    assert len(fig.axes) == 5
+    assert len(fig.axes) == 6  # five panels and the legend's
     assert [ax.get_title() for ax in fig.axes][:3] == ["image", "ground truth", "prediction"]
     errors = fig.axes[4].images[0].get_array()
     assert errors.shape == image.shape
+    assert [t.get_text() for t in fig.axes[5].get_legend().get_texts()] == list(DEEPGLOBE.names)
+    assert fig.axes[0].spines["top"].get_visible()  # framed: white barren keeps an edge
+    width, _ = fig.get_size_inches() * 100
+    assert width <= 950  # fits a notebook column at 100 dpi without shrinking
     _render(fig)
 
 

@@ -1,10 +1,13 @@
+import base64
 from pathlib import Path
 
 import pytest
 import torch
+from matplotlib.figure import Figure
 
+from lc_utils import widgets
 from lc_utils.datasets import find_pairs
-from lc_utils.widgets import interactive_frontend, label_density_explorer, prediction_browser
+from lc_utils.widgets import density_steps, interactive_frontend, label_density_explorer, prediction_browser
 
 
 @pytest.fixture(autouse=True)
@@ -30,4 +33,41 @@ def test_prediction_browser_falls_back_to_a_figure(sample_root: Path) -> None:
     torch.manual_seed(0)
     model = torch.nn.Conv2d(3, 7, 1)
     fig = prediction_browser(model, find_pairs(sample_root)[:2], tile_size=64)
-    assert len(fig.axes) == 5 and "pixel accuracy" in fig._suptitle.get_text()
+    assert len(fig.axes) == 6 and "pixel accuracy" in fig._suptitle.get_text()
+
+
+def test_density_steps_are_logarithmic() -> None:
+    assert density_steps(10_000) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000]
+    assert density_steps(300, include=98) == [1, 2, 5, 10, 20, 50, 98, 100, 200]
+
+
+@pytest.mark.filterwarnings("ignore:Widget.widgets is deprecated")
+def test_live_explorer_redraws_and_leaves_a_static_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live path, without a browser: controls drive the figure, and the cell's output holds a
+    PNG of the starting figure beside the widget view (what an HTML export shows)."""
+    import ipywidgets
+
+    monkeypatch.setattr(widgets, "interactive_frontend", lambda: True)
+    shown, bundles, calls = [], [], []
+    monkeypatch.setattr(widgets, "_display", shown.append)
+    monkeypatch.setattr(widgets, "_display_bundle", bundles.append)
+
+    def render(n: int) -> Figure:
+        calls.append(n)
+        fig = Figure()
+        fig.subplots().set_title(f"{n} points")
+        return fig
+
+    slider = ipywidgets.SelectionSlider(options=[1, 2, 5], value=2)
+    assert widgets.explore(render, lambda: {"n": slider}, {"n": 2}, describe=lambda n: f"{n} chosen") is None
+    (bundle,) = bundles
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    assert calls == [2] and shown[-1].axes[0].get_title() == "2 points"  # rendered once at the start
+    slider.value = 5
+    assert calls == [2, 5] and shown[-1].axes[0].get_title() == "5 points"
+    view_id = bundle["application/vnd.jupyter.widget-view+json"]["model_id"]
+    view = ipywidgets.Widget.widgets[view_id]
+    caption = view.children[0].children[-1]
+    assert caption.value == "5 chosen"
+    assert view.children[0].layout.flex_flow == "row wrap"  # controls wrap instead of squeezing

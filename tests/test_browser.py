@@ -1,0 +1,219 @@
+"""The notebooks in a real browser: JupyterLab on 127.0.0.1, driven through headless Chromium.
+
+Each test copies the notebooks into a temporary folder (JupyterLab saves what it opens), starts
+JupyterLab there, runs cells as a learner would and checks what the page shows. Skips with the
+reason where Chromium or the ``playwright`` package is missing (``.ci/run`` installs both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lc_utils.settings import PROJECT_ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+TOKEN = "lc-browser-test"
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Copies of the notebooks, next to a copy of the committed results they read."""
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copytree(PROJECT_ROOT / "notebooks", root / "notebooks",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(PROJECT_ROOT / "benchmarks" / "results", root / "benchmarks" / "results")
+    return root
+
+
+@pytest.fixture(scope="module")
+def lab(workspace: Path) -> Iterator[str]:
+    """A JupyterLab server on a free local port, in fast mode, with live widgets."""
+    port = _free_port()
+    settings = workspace / ".lab-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True, exist_ok=True)  # no "Jupyter news?" prompt over the notebook
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    env = {**os.environ, "LC_FAST": "1", "JUPYTER_CONFIG_DIR": str(workspace / ".jupyter"),
+           "JUPYTERLAB_SETTINGS_DIR": str(workspace / ".lab-settings")}
+    env.pop("LC_HEADLESS", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+         f"--port={port}",
+         f"--ServerApp.root_dir={workspace / 'notebooks'}", f"--IdentityProvider.token={TOKEN}",
+         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("JupyterLab did not start within 60 s")
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+class Notebook:
+    """One notebook open in JupyterLab, with the page's console errors collected."""
+
+    def __init__(self, browser, lab: str, name: str, width: int = 1440) -> None:
+        self.page = browser.new_page(viewport={"width": width, "height": 900})
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(f"{lab}/lab/tree/{name}?token={TOKEN}&reset")
+        self.page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                                    " && window.jupyterapp.shell.currentWidget.sessionContext",
+                                    timeout=60_000)
+        self.wait_idle(120)
+
+    def command(self, name: str) -> None:
+        self.page.evaluate(f"window.jupyterapp.commands.execute({json.dumps(name)})")
+
+    def wait_idle(self, seconds: float) -> None:
+        self.page.wait_for_function(
+            "(() => { const s = window.jupyterapp.shell.currentWidget.sessionContext;"
+            " return s.session && s.session.kernel && s.kernelDisplayStatus === 'idle'; })()",
+            timeout=seconds * 1000)
+
+    @property
+    def dirty(self) -> bool:
+        return self.page.evaluate("window.jupyterapp.shell.currentWidget.context.model.dirty")
+
+    def run_all(self, seconds: float = 300) -> None:
+        self.command("notebook:run-all-cells")
+        self.page.wait_for_timeout(1000)
+        self.page.wait_for_function(
+            "(() => { const s = window.jupyterapp.shell.currentWidget.sessionContext;"
+            " return s.kernelDisplayStatus === 'idle'; })()", timeout=seconds * 1000)
+
+    def close(self) -> None:
+        self.page.close()
+
+
+def _prepare_checkpoint(workspace: Path) -> None:
+    """A tiny run for notebook 05 to load: a few steps are enough for a browser to show."""
+    from lc_utils import datasets, models, sparse, training
+
+    root = datasets.prepare_data()
+    split = datasets.split_pairs(datasets.find_pairs(root), seed=0)
+    annotations = sparse.ensure_annotations(workspace / "points.csv", split["train"][:4], n_points=50)
+    train_set = datasets.SparseLandCoverDataset(split["train"][:4], annotations,
+                                                transform=datasets.make_transforms(64))
+    model = models.build_deeplabv3(7, "mobilenet_v3_large", None)
+    training.fit(model, training.make_loader(train_set, 2, shuffle=True), epochs=1, num_classes=7,
+                 run_dir=workspace / "runs" / "tiny", progress=False)
+    path = workspace / "notebooks" / "05_testing_metrics.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    parameters.source += f'\nRUNS_DIR = "{workspace / "runs"}"\nRUN_NAME = "tiny"'
+    nbformat.write(notebook, path)
+
+
+def _widget_image(page) -> str:
+    return page.locator(".widget-output img").last.get_attribute("src") or ""
+
+
+SHOTS = Path(os.environ.get("LC_BROWSER_SHOTS", PROJECT_ROOT / "build" / "browser"))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (PROJECT_ROOT / "notebooks").glob("[0-9]*.ipynb")))
+def test_opening_a_notebook_changes_nothing(browser, lab: str, workspace: Path, name: str) -> None:
+    """Open, let the kernel start, save (as autosave would), close: the file is as committed. The
+    kernel is the one ``make install`` registers, and the Python version JupyterLab writes into
+    the metadata is taken out again on save (``lc_utils.nbclean.pre_save_hook``)."""
+    path = workspace / "notebooks" / name
+    committed = path.read_bytes()
+    notebook = Notebook(browser, lab, name)
+    notebook.page.wait_for_timeout(1500)  # metadata updates land after the kernel's first reply
+    kernel = notebook.page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.kernelDisplayName")
+    assert kernel == "Python 3 (lc_utils)"
+    notebook.command("docmanager:save")
+    notebook.page.wait_for_function("!window.jupyterapp.shell.currentWidget.context.model.dirty")
+    notebook.close()
+    assert path.read_bytes() == committed
+    assert notebook.errors == []
+
+
+def test_density_slider_redraws_the_figure(browser, lab: str) -> None:
+    notebook = Notebook(browser, lab, "03_sparse_labeling.ipynb", width=1024)
+    notebook.run_all()
+    page = notebook.page
+    slider = page.locator(".widget-hslider").first
+    slider.scroll_into_view_if_needed()
+    caption = page.locator(".widget-html-content", has_text="per megapixel").first
+    before_text, before_image = caption.inner_text(), _widget_image(page)
+    assert before_text.startswith("98 points") and before_image.startswith("data:image/png")
+    track = slider.locator(".noUi-base, .slider").first.bounding_box()
+    assert track["width"] >= 240  # about 20 px per step, even at 1024 px
+    handle = slider.locator(".noUi-handle").first.bounding_box()
+    page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(track["x"] + track["width"] * 0.9, handle["y"] + handle["height"] / 2, steps=8)
+    page.mouse.up()
+    page.wait_for_function(f"!document.body.innerText.includes({json.dumps(before_text)})", timeout=30_000)
+    page.wait_for_timeout(500)
+    notebook.wait_idle(60)
+    after_text, after_image = caption.inner_text(), _widget_image(page)
+    assert after_text != before_text and after_image != before_image
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".jp-OutputArea-output", has=slider).screenshot(path=str(SHOTS / "density_slider_1024.png"))
+    assert notebook.errors == []
+    notebook.close()
+
+
+def test_prediction_browser_switches_images(browser, lab: str, workspace: Path) -> None:
+    _prepare_checkpoint(workspace)
+    notebook = Notebook(browser, lab, "05_testing_metrics.ipynb", width=1440)
+    notebook.run_all()
+    page = notebook.page
+    dropdown = page.locator(".widget-dropdown select").last
+    dropdown.scroll_into_view_if_needed()
+    before = _widget_image(page)
+    dropdown.select_option(index=1)
+    page.wait_for_function(
+        "src => { const imgs = document.querySelectorAll('.widget-output img');"
+        " return imgs.length && imgs[imgs.length - 1].src !== src; }", arg=before, timeout=60_000)
+    assert _widget_image(page) != before
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SHOTS / "prediction_browser_1440.png"
+    page.locator(".jp-OutputArea-output", has=dropdown).screenshot(path=str(shot))
+    assert notebook.errors == []
+    notebook.close()
