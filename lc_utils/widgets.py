@@ -44,10 +44,10 @@ def _display(obj: Any) -> None:
     display(obj)
 
 
-def _display_bundle(bundle: dict[str, Any]) -> None:
+def _display_bundle(bundle: dict[str, Any], display_id: bool = False) -> Any:
     from IPython.display import display
 
-    display(bundle, raw=True)
+    return display(bundle, raw=True, display_id=display_id)
 
 
 def figure_png(fig: Figure) -> bytes:
@@ -67,7 +67,8 @@ def explore(render: Callable[..., Figure], make_controls: Callable[[], dict[str,
     beside the controls (e.g. the labelled fraction a slider position means). ``start`` holds the
     starting values. Headless, returns the static figure (a notebook shows it). Live, the cell's
     output carries the starting figure as a PNG beside the widget: JupyterLab shows the widget,
-    while an HTML export or a viewer without the widget's state (GitHub) shows the figure.
+    while an HTML export or a viewer without the widget's state (GitHub) shows the figure; and a
+    second, stand-alone copy of the figure stays wherever no front end draws the widget.
     """
     if not interactive_frontend():
         return render(**start)
@@ -92,9 +93,21 @@ def explore(render: Callable[..., Figure], make_controls: Callable[[], dict[str,
     controls = widgets.Box([*made.values(), caption],
                            layout=widgets.Layout(display="flex", flex_flow="row wrap", align_items="center"))
     view = widgets.VBox([controls, output])
-    bundle = view._repr_mimebundle_()
-    bundle["image/png"] = base64.b64encode(figure_png(first)).decode("ascii")
-    _display_bundle(bundle)
+    view._view_count = 0  # the front end counts the views it draws: see below
+    png = base64.b64encode(figure_png(first)).decode("ascii")
+    _display_bundle({**view._repr_mimebundle_(), "image/png": png})
+    # An executed copy that kept the widget's state (``jupyter nbconvert --execute``) shows the
+    # widget in its HTML, which needs scripts from the web; there the figure also stands on its
+    # own. A front end that draws the widget reports a view, and that copy is emptied.
+    standalone = _display_bundle({"image/png": png, "text/plain": "(the figure above, without widgets)"},
+                                 display_id=True)
+
+    def drawn(change: dict[str, Any]) -> None:
+        if change["new"]:
+            standalone.update({"text/plain": ""}, raw=True)
+            view.unobserve(drawn, names="_view_count")
+
+    view.observe(drawn, names="_view_count")
     return None
 
 

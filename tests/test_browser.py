@@ -179,6 +179,12 @@ def test_density_slider_redraws_the_figure(browser, lab: str) -> None:
     slider = page.locator(".widget-hslider").first
     slider.scroll_into_view_if_needed()
     caption = page.locator(".widget-html-content", has_text="per megapixel").first
+    # The stand-alone copy of the figure (for readers without widgets) is gone once the widget is drawn.
+    cell_images = page.locator(".jp-Cell", has=slider).locator("img")
+    deadline = time.monotonic() + 30
+    while cell_images.count() != 1 and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    assert cell_images.count() == 1
     before_text, before_image = caption.inner_text(), _widget_image(page)
     assert before_text.startswith("98 points") and before_image.startswith("data:image/png")
     track = slider.locator(".noUi-base, .slider").first.bounding_box()

@@ -50,7 +50,17 @@ def test_live_explorer_redraws_and_leaves_a_static_figure(monkeypatch: pytest.Mo
     monkeypatch.setattr(widgets, "interactive_frontend", lambda: True)
     shown, bundles, calls = [], [], []
     monkeypatch.setattr(widgets, "_display", shown.append)
-    monkeypatch.setattr(widgets, "_display_bundle", bundles.append)
+    updates = []
+
+    class Handle:
+        def update(self, bundle: dict, raw: bool) -> None:
+            updates.append(bundle)
+
+    def display_bundle(bundle: dict, display_id: bool = False) -> Handle:
+        bundles.append(bundle)
+        return Handle()
+
+    monkeypatch.setattr(widgets, "_display_bundle", display_bundle)
 
     def render(n: int) -> Figure:
         calls.append(n)
@@ -60,9 +70,10 @@ def test_live_explorer_redraws_and_leaves_a_static_figure(monkeypatch: pytest.Mo
 
     slider = ipywidgets.SelectionSlider(options=[1, 2, 5], value=2)
     assert widgets.explore(render, lambda: {"n": slider}, {"n": 2}, describe=lambda n: f"{n} chosen") is None
-    (bundle,) = bundles
+    bundle, standalone = bundles
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    assert standalone["image/png"] == bundle["image/png"] and not updates
     assert calls == [2] and shown[-1].axes[0].get_title() == "2 points"  # rendered once at the start
     slider.value = 5
     assert calls == [2, 5] and shown[-1].axes[0].get_title() == "5 points"
@@ -71,3 +82,5 @@ def test_live_explorer_redraws_and_leaves_a_static_figure(monkeypatch: pytest.Mo
     caption = view.children[0].children[-1]
     assert caption.value == "5 chosen"
     assert view.children[0].layout.flex_flow == "row wrap"  # controls wrap instead of squeezing
+    view._view_count = 1  # a front end drew the widget: the stand-alone copy goes
+    assert updates == [{"text/plain": ""}]
