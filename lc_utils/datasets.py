@@ -371,11 +371,12 @@ class LabelledRandomCrop(v2.Transform):
         height, width = v2.functional.get_size(masks[0] if masks else
                                                next(x for x in flat_inputs if isinstance(x, torch.Tensor)))
         pad = (max(0, self.size[0] - height), max(0, self.size[1] - width))
-        labels = torch.full((height + pad[0], width + pad[1]), self.ignore_index, dtype=torch.uint8)
-        if masks and any(pad):
-            labels[:height, :width] = masks[0]
-        elif masks:
+        if masks and not any(pad):
             labels = masks[0].as_subclass(torch.Tensor)
+        else:  # padding is unlabelled; without a mask every window is as good
+            labels = torch.full((height + pad[0], width + pad[1]), self.ignore_index, dtype=torch.uint8)
+            if masks:
+                labels[:height, :width] = masks[0]
         top, left = labelled_window(labels, self.size, self.ignore_index)
         return {"pad": pad, "top": top, "left": left}
 
