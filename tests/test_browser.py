@@ -113,10 +113,6 @@ class Notebook:
             " return s.session && s.session.kernel && s.kernelDisplayStatus === 'idle'; })()",
             timeout=seconds * 1000)
 
-    @property
-    def dirty(self) -> bool:
-        return self.page.evaluate("window.jupyterapp.shell.currentWidget.context.model.dirty")
-
     def run_all(self, seconds: float = 300) -> None:
         self.command("notebook:run-all-cells")
         self.page.wait_for_timeout(1000)
