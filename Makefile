@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install notebook-filter course test test-unit test-notebooks lint lab bench density clean
+.PHONY: help install notebook-filter course test test-unit test-notebooks test-smoke lint lab bench density clean
 
 help:
 	@echo "make course   run every notebook on the generated sample (executed copies + HTML in build/)"
@@ -36,7 +36,7 @@ install: $(STAMP) notebook-filter
 course: $(STAMP)
 	$(BIN)/python -m lc_utils.course
 
-test: $(STAMP) lint test-unit test-notebooks
+test: $(STAMP) lint test-unit test-notebooks test-smoke
 
 lint: $(STAMP)
 	$(BIN)/ruff check lc_utils tests benchmarks notebooks
@@ -48,6 +48,13 @@ test-notebooks: $(STAMP)
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 		LC_FAST=1 LC_HEADLESS=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks; \
 	else echo "no notebooks yet"; fi
+
+# Full mode as a Colab GPU runs it (ResNet-50, full crops, batches and image size, the pretrained
+# weights' offline fallback), capped to a few steps and images so that every full-mode line runs here.
+test-smoke: $(STAMP)
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+		LC_FAST=0 LC_SMOKE=1 LC_HEADLESS=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks; \
+	fi
 
 lab: $(STAMP) notebook-filter
 	$(BIN)/python -m lc_utils.lab

@@ -41,9 +41,9 @@ from .files import (
     source_id,
 )
 from .masks import OnInvalid, read_mask
-from .settings import fast_mode, sample_dir
+from .settings import fast_mode, sample_dir, smoke_mode
 from .sparse import PointAnnotation, points_to_label_map
-from .synthetic import SAMPLE_SIZES, ensure_sample_dataset
+from .synthetic import SAMPLE_SIZES, SMOKE_IMAGES, ensure_sample_dataset
 
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 """Train / validation / test shares of :func:`split_pairs`, shared by every notebook."""
@@ -150,7 +150,8 @@ def prepare_data(data_dir: str | Path | None = None) -> Path:
     """The dataset folder to use: ``data_dir``, else ``$DATA_DIR``, else the generated sample.
 
     The sample (``data/sample/``) is generated on first use, sized for the current mode
-    (:data:`lc_utils.synthetic.SAMPLE_SIZES`), and reused afterwards.
+    (:data:`lc_utils.synthetic.SAMPLE_SIZES`; :data:`~lc_utils.synthetic.SMOKE_IMAGES` of them in
+    smoke mode), and reused afterwards.
     """
     chosen = data_dir or os.environ.get("DATA_DIR")
     if chosen:
@@ -159,7 +160,10 @@ def prepare_data(data_dir: str | Path | None = None) -> Path:
             raise FileNotFoundError(f"{root}: DATA_DIR is not a folder (a relative path is read from "
                                     f"{Path.cwd()})")
         return root
-    return ensure_sample_dataset(sample_dir(), **SAMPLE_SIZES["fast" if fast_mode() else "full"])
+    size = dict(SAMPLE_SIZES["fast" if fast_mode() else "full"])
+    if smoke_mode():
+        size["n_images"] = min(size["n_images"], SMOKE_IMAGES)
+    return ensure_sample_dataset(sample_dir(), **size)
 
 
 def dataset_summary(samples: Sequence[Sample]) -> pd.DataFrame:
@@ -553,15 +557,24 @@ class SparseLandCoverDataset(SegmentationDataset):
         return points_to_label_map(self.annotations[image_id], shape, f"annotation of image {image_id!r}")
 
 
+def window_starts(length: int, size: int, min_overlap: int = 0) -> list[int]:
+    """Start offsets of the fewest ``size`` windows that cover ``0..length`` with neighbours
+    overlapping by at least ``min_overlap`` pixels: evenly spaced, the first at 0 and the last
+    flush with the edge (so the overlap is spread over every seam, never piled on the last one).
+    One window at 0 where ``length`` is no larger than ``size``."""
+    if not 0 <= min_overlap < size:
+        raise ValueError(f"min_overlap must be in [0, {size}), got {min_overlap}")
+    if length <= size:
+        return [0]
+    count = math.ceil((length - size) / (size - min_overlap)) + 1
+    return np.linspace(0, length - size, count).round().astype(int).tolist()
+
+
 def window_grid(shape: tuple[int, int], size: int) -> list[tuple[int, int]]:
     """Top-left corners of ``size`` windows that cover an image of ``shape`` with as little overlap
-    as possible (evenly spaced, the last one flush with the edge); one corner (0, 0) per axis where
-    the image is no larger than ``size``."""
-    def starts(length: int) -> list[int]:
-        if length <= size:
-            return [0]
-        return np.linspace(0, length - size, math.ceil(length / size)).round().astype(int).tolist()
-    return [(top, left) for top in starts(shape[0]) for left in starts(shape[1])]
+    as possible (:func:`window_starts`); one corner (0, 0) per axis where the image is no larger
+    than ``size``."""
+    return [(top, left) for top in window_starts(shape[0], size) for left in window_starts(shape[1], size)]
 
 
 class WindowDataset(Dataset):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -53,6 +54,41 @@ class SegmentationNet(nn.Module):
         if self.training and "aux" in output:
             return dict(output)
         return output["out"]
+
+
+def segmentation_logits(output: object, input_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """The (N, C, H, W) logits in what a segmentation model returned.
+
+    Accepts a tensor of logits (this course's :class:`SegmentationNet`, most hand-written models)
+    and torchvision's dict ``{"out", "aux"}`` (``deeplabv3_*``, ``fcn_*``, ``lraspp_*``), whose
+    ``"out"`` holds the logits. Anything else, or logits that are not at ``input_size`` (H, W),
+    is a ``TypeError`` / ``ValueError`` saying what came back.
+    """
+    if isinstance(output, torch.Tensor):
+        logits = output
+    elif isinstance(output, Mapping) and isinstance(output.get("out"), torch.Tensor):
+        logits = output["out"]
+    else:
+        got = (f"a {type(output).__name__} with keys {list(output)}" if isinstance(output, Mapping)
+               else f"a {type(output).__name__}")
+        raise TypeError(f"the model returned {got}; expected a tensor of logits (N, C, H, W) or a dict "
+                        "with the logits under 'out' (torchvision's segmentation models). Wrap the model "
+                        "in a module whose forward returns the logits.")
+    if logits.ndim != 4:
+        raise ValueError(f"the model returned logits of shape {tuple(logits.shape)}; expected (N, C, H, W)")
+    if input_size is not None and tuple(logits.shape[-2:]) != tuple(input_size):
+        raise ValueError(f"the model returned logits of {tuple(logits.shape[-2:])} for an input of "
+                         f"{tuple(input_size)}; upsample them to the input's size inside the model "
+                         "(torchvision's segmentation models do)")
+    return logits
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device ``model``'s parameters (or buffers) live on; the CPU for a model with neither."""
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def _replace_heads(net: nn.Module, num_classes: int) -> None:

@@ -36,6 +36,24 @@ def pick(full: T, fast: T) -> T:
     return fast if fast_mode() else full
 
 
+def smoke_mode() -> bool:
+    """True when ``LC_SMOKE`` is set to 1/true/yes: the notebooks keep their mode's shapes and model
+    (full mode: ResNet-50, 256 x 256 crops in batches of 8, 512 x 512 images) but run a few steps
+    on a few images, so that CI executes every full-mode line on a CPU in minutes."""
+    return os.environ.get("LC_SMOKE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def capped(value: T, smoke: T) -> T:
+    """``value``, or ``smoke`` in smoke mode (:func:`smoke_mode`): how a parameters cell caps its
+    epochs and seeds for CI without changing what they feed."""
+    return smoke if smoke_mode() else value
+
+
+def mode_name() -> str:
+    """``"fast"`` or ``"full"``, with ``"_smoke"`` appended in smoke mode."""
+    return ("fast" if fast_mode() else "full") + ("_smoke" if smoke_mode() else "")
+
+
 def default_device() -> torch.device:
     """CUDA when available, then Apple's MPS, then the CPU."""
     if torch.cuda.is_available():
@@ -95,9 +113,10 @@ def runs_dir(folder: str | Path | None = None) -> Path:
 
 
 def dataset_tag(data_root: str | Path) -> str:
-    """The data folder's name and the mode, e.g. ``tiles_512_fast``: run and annotation folders
-    carry it, so switching ``DATA_DIR`` or the mode never collides with earlier files."""
-    return f"{Path(data_root).resolve().name}_{'fast' if fast_mode() else 'full'}"
+    """The data folder's name and the mode (:func:`mode_name`), e.g. ``tiles_512_fast``: run and
+    annotation folders carry it, so switching ``DATA_DIR`` or the mode never collides with earlier
+    files (nor does a smoke run resume a real one)."""
+    return f"{Path(data_root).resolve().name}_{mode_name()}"
 
 
 def describe_device() -> str:

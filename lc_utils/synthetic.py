@@ -41,6 +41,9 @@ first size) sparse training had 17 images x 100 points to learn from and 4 valid
 be ranked on: too few for a model to beat the majority class clearly, or for a study's rows to
 differ for a reason rather than by chance."""
 
+SMOKE_IMAGES = 12
+"""Images of the sample in smoke mode (``LC_SMOKE=1``): the mode's image size, a few images."""
+
 SAMPLE_SPLIT = "train"
 _PARAMS_FILE = "sample.json"
 _GENERATOR_VERSION = 1

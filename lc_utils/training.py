@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from .classes import IGNORE_INDEX
-from .inference import inference_memory_format, memory_format, predict_tiled
+from .inference import device_of, inference_memory_format, memory_format, predict_tiled
 from .losses import PartialCrossEntropyLoss
 from .metrics import ConfusionMatrix
-from .models import batchnorm_layers, build_deeplabv3
+from .models import batchnorm_layers, build_deeplabv3, segmentation_logits
 from .settings import autocast, dataset_tag, resolve_device
 
 LAST, BEST = "last.pt", "best.pt"
@@ -153,7 +153,7 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, *,
+def evaluate(model: nn.Module, loader: DataLoader, num_classes: int | None = None, *,
              device: str | torch.device | None = None, amp: bool = True,
              ignore_index: int = IGNORE_INDEX, tile_size: int = 512) -> ConfusionMatrix:
     """Predict every batch of ``loader`` and accumulate one confusion matrix.
@@ -161,24 +161,34 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, *,
     Batches of images up to ``tile_size`` go through the model whole; larger images (a
     2448 x 2448 DeepGlobe tile) are predicted window by window with
     :func:`lc_utils.inference.predict_tiled`, so memory stays bounded. Either way in the memory
-    format :func:`lc_utils.inference.inference_memory_format` picks for the device.
+    format :func:`lc_utils.inference.inference_memory_format` picks for the device, on the device
+    the model is on. ``num_classes`` defaults to the model's ``num_classes``, else to the
+    number of channels its logits have.
     """
-    device = resolve_device(device)
+    device = device_of(model, device)
     fmt = inference_memory_format(device)
     was_training = model.training
     model.eval()
-    confusion = ConfusionMatrix(num_classes, ignore_index)
+    num_classes = num_classes or getattr(model, "num_classes", None)
+    confusion = ConfusionMatrix(num_classes, ignore_index) if num_classes else None
     with memory_format(model, fmt):
         for images, labels in loader:
             if max(images.shape[-2:]) > tile_size:
                 for image, label in zip(images, labels):
-                    prediction = predict_tiled(model, image, tile_size=tile_size, device=device, amp=amp)
+                    prediction, probs = predict_tiled(model, image, tile_size=tile_size, amp=amp,
+                                                      return_probs=True)
+                    confusion = confusion or ConfusionMatrix(probs.shape[0], ignore_index)
                     confusion.update(torch.from_numpy(prediction), label)
                 continue
             with autocast(device, amp):
-                logits = model(images.to(device, non_blocking=True).contiguous(memory_format=fmt))
+                logits = segmentation_logits(
+                    model(images.to(device, non_blocking=True).contiguous(memory_format=fmt)),
+                    tuple(images.shape[-2:]))
+            confusion = confusion or ConfusionMatrix(logits.shape[1], ignore_index)
             confusion.update(logits.argmax(1), labels.to(device))
     model.train(was_training)
+    if confusion is None:
+        raise ValueError("the loader yielded no batch: nothing to evaluate")
     return confusion
 
 
@@ -192,7 +202,7 @@ def reestimate_batchnorm(model: nn.Module, loader: DataLoader, batches: int = 20
     a small momentum) the eval-mode model scores far below the one that trained; comparing the
     validation score before and after this pass tells whether that happened.
     """
-    device = resolve_device(device)
+    device = device_of(model, device)
     layers = batchnorm_layers(model)
     momenta = [layer.momentum for layer in layers]
     was_training = model.training
@@ -236,15 +246,18 @@ def fit(
 ) -> list[dict[str, float]]:
     """Train ``model`` for ``epochs`` and return the history, one dict per epoch.
 
+    - ``model``: any module returning logits at its input's size, or torchvision's segmentation
+      models as they come (:func:`lc_utils.models.segmentation_logits`); it is moved to ``device``.
     - ``loss_fn`` defaults to :class:`PartialCrossEntropyLoss` (labels 255 are unlabelled);
       a model that returns ``{"out", "aux"}`` adds ``aux_weight`` times the aux head's loss.
+    - ``num_classes`` (for validation) defaults to the model's, else to its logits' channels.
     - Optimiser AdamW(``lr``, ``weight_decay``) unless one is given; ``schedule`` "poly",
       "cosine" or None after ``warmup_steps`` of linear warm-up (:func:`lr_factor`), stepped
       every batch.
     - Device: CUDA, then MPS, then CPU. ``amp`` (bf16 or fp16 autocast) applies on CUDA only;
       ``channels_last`` memory format for training on every device (1.3-1.4x faster on a CPU
       here); validation runs in the format :func:`lc_utils.inference.inference_memory_format`
-      picks (contiguous on a CPU, where channels-last slows inference down).
+      picks (channels-last on a CPU and on CUDA).
     - ``val_loader`` (dense labels): validation mean IoU (unknown class excluded) every epoch.
     - ``run_dir``: ``best.pt`` (model weights, epoch, config and history) at the best validation
       mIoU, or lowest training loss without validation; ``last.pt`` every ``checkpoint_every``
@@ -265,8 +278,6 @@ def fit(
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
     num_classes = num_classes or getattr(model, "num_classes", None)
-    if val_loader is not None and num_classes is None:
-        raise ValueError("pass num_classes= for validation (the model does not say)")
     loss_fn = loss_fn or PartialCrossEntropyLoss()
     if isinstance(loss_fn, nn.Module):  # class weights and a logit adjustment are buffers to move
         loss_fn.to(device)
@@ -326,12 +337,9 @@ def fit(
             unlabelled_batches += in_batch == 0
             with autocast(device, amp):
                 output = model(images)
-                if isinstance(output, dict):
-                    loss = loss_fn(output["out"].float(), labels)
-                    if "aux" in output:
-                        loss = loss + aux_weight * loss_fn(output["aux"].float(), labels)
-                else:
-                    loss = loss_fn(output.float(), labels)
+                loss = loss_fn(segmentation_logits(output, tuple(images.shape[-2:])).float(), labels)
+                if isinstance(output, Mapping) and isinstance(output.get("aux"), torch.Tensor):
+                    loss = loss + aux_weight * loss_fn(output["aux"].float(), labels)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise NonFiniteLossError(

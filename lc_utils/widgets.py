@@ -95,7 +95,10 @@ def explore(render: Callable[..., Figure], make_controls: Callable[[], dict[str,
     view = widgets.VBox([controls, output])
     view._view_count = 0  # the front end counts the views it draws: see below
     png = base64.b64encode(figure_png(first)).decode("ascii")
-    _display_bundle({**view._repr_mimebundle_(), "image/png": png})
+    if hasattr(view, "_repr_mimebundle_"):
+        _display_bundle({**view._repr_mimebundle_(), "image/png": png})
+    else:  # ipywidgets 7 (Colab's) displays itself; the stand-alone copy below carries the figure
+        _display(view)
     # An executed copy that kept the widget's state (``jupyter nbconvert --execute``) shows the
     # widget in its HTML, which needs scripts from the web; there the figure also stands on its
     # own. A front end that draws the widget reports a view, and that copy is emptied.

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from lc_utils.datasets import find_pairs, normalize_image, read_pair
-from lc_utils.inference import blend_window, evaluate_tiled, predict_tiled, window_starts
+from lc_utils.datasets import find_pairs, normalize_image, read_pair, window_starts
+from lc_utils.inference import DEFAULT_OVERLAP, blend_window, evaluate_tiled, predict_tiled, tile_starts
 from lc_utils.models import build_deeplabv3
 
 
@@ -33,9 +33,30 @@ def _single_pass(model: nn.Module, image: np.ndarray) -> torch.Tensor:
 
 
 def test_window_starts_cover_the_edges() -> None:
-    assert window_starts(100, 128, 96) == [0]
-    assert window_starts(300, 128, 96) == [0, 96, 172]
-    assert window_starts(256, 128, 128) == [0, 128]
+    assert window_starts(100, 128, 32) == [0]
+    assert window_starts(300, 128, 32) == [0, 86, 172]  # 3 windows, 42 px overlap on both seams
+    assert window_starts(256, 128) == [0, 128]
+    assert window_starts(256, 128, 1) == [0, 64, 128]
+    with pytest.raises(ValueError, match="min_overlap"):
+        window_starts(300, 128, 128)
+
+
+@pytest.mark.parametrize("length", [129, 300, 511, 2448, 5000])
+@pytest.mark.parametrize(("size", "min_overlap"), [(128, 0), (128, 32), (512, 26), (512, 128)])
+def test_window_starts_are_the_fewest_that_keep_the_overlap(length: int, size: int, min_overlap: int) -> None:
+    starts = window_starts(length, size, min_overlap)
+    assert starts[0] == 0 and starts[-1] == max(0, length - size)
+    gaps = np.diff(starts)
+    assert (size - gaps >= min_overlap).all() and (len(gaps) == 0 or np.ptp(gaps) <= 1)  # evenly spread
+    if len(starts) > 2:  # one window fewer would leave a seam narrower than min_overlap
+        assert size - (length - size) / (len(starts) - 2) < min_overlap
+
+
+def test_a_deepglobe_tile_takes_five_by_five_windows_by_default() -> None:
+    tops, lefts = tile_starts(2448, 2448, 512, DEFAULT_OVERLAP)
+    assert tops == lefts == [0, 484, 968, 1452, 1936]  # 28 px overlap on every seam
+    assert [len(s) for s in tile_starts(2448, 2448, 512, 0.25)] == [7, 7]
+    assert tile_starts(300, 2448, 512) == ([0], [0, 484, 968, 1452, 1936])
 
 
 def test_blend_window_is_smooth_and_positive() -> None:
@@ -113,15 +134,17 @@ def test_full_2448_tile(real_full: Path) -> None:
 def test_prediction_runs_in_the_device_format_and_leaves_the_model_as_it_was() -> None:
     from lc_utils.inference import inference_memory_format, memory_format
 
-    assert inference_memory_format(torch.device("cpu")) == torch.contiguous_format
+    assert inference_memory_format(torch.device("cpu")) == torch.channels_last
     assert inference_memory_format(torch.device("cuda")) == torch.channels_last
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 7, 3, padding=1)).to(memory_format=torch.channels_last)
+    assert inference_memory_format(torch.device("mps")) == torch.contiguous_format
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 7, 3, padding=1))  # contiguous, as built
     seen = []
-    model.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous()))
-    with memory_format(model, torch.contiguous_format):
-        assert model[0].weight.is_contiguous()
-    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert not model[0].weight.is_contiguous()
+    model.register_forward_pre_hook(
+        lambda module, args: seen.append((args[0].is_contiguous(memory_format=torch.channels_last),
+                                          module[0].weight.is_contiguous(memory_format=torch.channels_last))))
+    with memory_format(model, torch.channels_last):
+        assert not model[0].weight.is_contiguous()
+    assert model[0].weight.is_contiguous()
     predict_tiled(model, torch.randn(3, 40, 40), tile_size=32, device="cpu")
-    assert seen and all(seen)  # every window went in contiguous on the CPU
-    assert not model[0].weight.is_contiguous()  # and the training format is back
+    assert seen and all(all(pair) for pair in seen)  # windows and weights channels-last on the CPU
+    assert model[0].weight.is_contiguous()  # and the model's own format is back

@@ -69,3 +69,25 @@ def test_lab_and_course_choose_fast_mode_without_a_gpu(monkeypatch: pytest.Monke
     command = lab_command(["--port", "8890"])
     assert command[1:4] == ["-m", "jupyterlab", str(settings.PROJECT_ROOT / "notebooks")]
     assert command[-2:] == ["--port", "8890"]
+
+
+def test_smoke_mode_caps_steps_and_data_but_keeps_the_shapes(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import lc_utils.datasets as datasets_module
+    from lc_utils.datasets import find_pairs, read_pair
+
+    monkeypatch.setenv("LC_FAST", "0")
+    monkeypatch.delenv("LC_SMOKE", raising=False)
+    assert not settings.smoke_mode() and settings.capped(20, smoke=2) == 20
+    monkeypatch.setenv("LC_SMOKE", "1")
+    assert settings.smoke_mode() and settings.capped(20, smoke=2) == 2
+    assert settings.pick(256, 128) == 256 and settings.mode_name() == "full_smoke"
+    # A smoke run never resumes (nor overwrites) a real full-mode run: its folders have their own tag.
+    assert settings.dataset_tag(tmp_path / "sample") == "sample_full_smoke"
+    monkeypatch.setattr(datasets_module, "SAMPLE_SIZES", {"fast": {"n_images": 20, "size": 32},
+                                                          "full": {"n_images": 30, "size": 48}})
+    monkeypatch.setattr(datasets_module, "sample_dir", lambda: tmp_path / "sample")
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    pairs = find_pairs(prepare_data())
+    assert len(pairs) == datasets_module.SMOKE_IMAGES  # a few images ...
+    assert read_pair(*pairs[0])[0].shape == (48, 48, 3)  # ... of the mode's size
