@@ -50,6 +50,17 @@ class ConfusionMatrix:
     def reset(self) -> None:
         self._counts = None
 
+    @classmethod
+    def from_counts(cls, counts: torch.Tensor | np.ndarray, ignore_index: int = IGNORE_INDEX,
+                    schema: ClassSchema | None | object = _DEFAULT) -> ConfusionMatrix:
+        """A confusion matrix holding ``counts`` (C, C), rows = truth, columns = prediction."""
+        counts = torch.as_tensor(np.asarray(counts), dtype=torch.int64)
+        if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+            raise ValueError(f"counts must be a square (C, C) matrix, got {tuple(counts.shape)}")
+        confusion = cls(counts.shape[0], ignore_index, schema)
+        confusion._counts = counts.clone()
+        return confusion
+
     def update(self, prediction: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
         """Add a batch: class maps of the same shape (any number of dimensions)."""
         prediction = torch.as_tensor(prediction)

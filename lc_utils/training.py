@@ -18,7 +18,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
+from . import distributed
 from .classes import IGNORE_INDEX
+from .distributed import EpochSampler
 from .inference import device_of, inference_memory_format, memory_format, predict_tiled
 from .losses import PartialCrossEntropyLoss
 from .metrics import ConfusionMatrix
@@ -36,7 +38,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers: int = 0,
-                drop_last: bool | None = None, samples_per_epoch: int | None = None) -> DataLoader:
+                drop_last: bool | None = None, samples_per_epoch: int | None = None,
+                seed: int = 0) -> DataLoader:
     """A DataLoader with sensible defaults for segmentation.
 
     ``drop_last`` defaults to ``shuffle`` (when there is more than one batch): a last batch of a
@@ -44,14 +47,25 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers
     ``samples_per_epoch`` (with ``shuffle``) makes an epoch that many random crops: every image
     once per pass, in a new order each pass. On a small dataset (the sample's 45 training images
     make 5 batches) an epoch of a few passes keeps validation and checkpoints from dominating.
+
+    Under ``torchrun`` (several processes, :mod:`lc_utils.distributed`) a training loader's
+    ``batch_size`` is the global batch: each process loads ``batch_size / processes`` (an error
+    if that does not divide) of an epoch shared out by
+    :class:`~lc_utils.distributed.EpochSampler` (``seed`` orders it), so a step holds the same
+    images whatever the number of processes. Without ``shuffle`` (validation) each process takes
+    every n-th item, none twice, in batches of ``batch_size``; :func:`evaluate` sums the
+    processes' confusion matrices.
     """
     size = samples_per_epoch or len(dataset)  # type: ignore[arg-type]
+    if samples_per_epoch is not None and not shuffle:
+        raise ValueError("samples_per_epoch needs shuffle=True")
     if drop_last is None:
         drop_last = shuffle and size > batch_size
     sampler = None
-    if samples_per_epoch is not None:
-        if not shuffle:
-            raise ValueError("samples_per_epoch needs shuffle=True")
+    if distributed.active():
+        batch_size = distributed.per_rank_batch(batch_size) if shuffle else batch_size
+        sampler, shuffle = EpochSampler(len(dataset), samples_per_epoch, shuffle=shuffle, seed=seed), False
+    elif samples_per_epoch is not None:
         sampler, shuffle = RandomSampler(dataset, num_samples=samples_per_epoch), False
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
                       num_workers=num_workers, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
@@ -112,9 +126,11 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def _seed_epoch(seed: int, epoch: int) -> None:
-    """Reseed every generator from (seed, epoch): an epoch's shuffling, augmentation and dropout
-    are then the same whether the run went straight through or was resumed."""
-    value = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    """Reseed every generator from (seed, epoch, and the process's rank under ``torchrun``): an
+    epoch's shuffling, augmentation and dropout are then the same whether the run went straight
+    through or was resumed, and differ between processes."""
+    entropy = [seed, epoch] + ([distributed.rank()] if distributed.rank() else [])
+    value = int(np.random.SeedSequence(entropy).generate_state(1)[0])
     random.seed(value)
     np.random.seed(value)  # noqa: NPY002 - data pipelines still draw from the legacy global RNG
     torch.manual_seed(value)
@@ -187,8 +203,13 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int | None = Non
             confusion = confusion or ConfusionMatrix(logits.shape[1], ignore_index)
             confusion.update(logits.argmax(1), labels.to(device))
     model.train(was_training)
+    if confusion is None and distributed.active() and num_classes:
+        confusion = ConfusionMatrix(num_classes, ignore_index)  # this process's share was empty
     if confusion is None:
         raise ValueError("the loader yielded no batch: nothing to evaluate")
+    if distributed.active():  # the counts of every process's images, summed (not averaged means)
+        summed = distributed.all_reduce_sum(torch.as_tensor(confusion.matrix))
+        confusion = ConfusionMatrix.from_counts(summed, ignore_index, confusion.schema)
     return confusion
 
 
@@ -272,9 +293,17 @@ def fit(
     - A NaN or infinite loss stops training with :class:`NonFiniteLossError`; checkpoints keep
       the last good epoch.
 
+    Under ``torchrun`` (a process group of :mod:`lc_utils.distributed`, joined before calling
+    ``fit``) the model trains as DistributedDataParallel: the loss of each step is the mean over the
+    labelled pixels of the whole global batch, as in one process; validation sums every process's
+    confusion matrix; only rank 0 prints and writes files; loaders from :func:`make_loader` share
+    each epoch out (their sampler's ``set_epoch`` is called). A run resumes with another number
+    of processes as long as the global batch stays the same.
+
     ``pd.DataFrame(history)`` turns the result into a table.
     """
     device = resolve_device(device)
+    progress = progress and distributed.is_main()
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
     num_classes = num_classes or getattr(model, "num_classes", None)
@@ -284,6 +313,10 @@ def fit(
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    trained = model  # what the steps run: the model itself, or its DistributedDataParallel wrapper
+    if distributed.active():
+        device_ids = [device.index] if device.type == "cuda" else None
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
@@ -322,7 +355,9 @@ def fit(
     warned = False
     for epoch in range(start_epoch, epochs):
         _seed_epoch(seed, epoch)
-        model.train()
+        if hasattr(train_loader.sampler, "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
+        trained.train()
         started = time.perf_counter()
         loss_sum, n_images, labelled_pixels, unlabelled_batches = 0.0, 0, 0, 0
         # At most one redraw a second: every redraw of a notebook progress bar is a kernel message,
@@ -336,11 +371,14 @@ def fit(
             labelled_pixels += in_batch
             unlabelled_batches += in_batch == 0
             with autocast(device, amp):
-                output = model(images)
+                output = trained(images)
                 loss = loss_fn(segmentation_logits(output, tuple(images.shape[-2:])).float(), labels)
                 if isinstance(output, Mapping) and isinstance(output.get("aux"), torch.Tensor):
                     loss = loss + aux_weight * loss_fn(output["aux"].float(), labels)
-            value = float(loss.detach())
+            if distributed.active():
+                loss, value = _global_batch_loss(loss, in_batch)
+            else:
+                value = float(loss.detach())
             if not math.isfinite(value):
                 raise NonFiniteLossError(
                     f"loss became {value} at epoch {epoch + 1}, step {step + 1} "
@@ -356,6 +394,11 @@ def fit(
             bar.set_postfix(loss=f"{value:.3f}", img_s=f"{n_images / (time.perf_counter() - started):.1f}",
                             refresh=False)
         seconds = time.perf_counter() - started
+        if distributed.active():  # the epoch of every process together
+            totals = distributed.all_reduce_sum(torch.tensor(
+                [loss_sum, n_images, labelled_pixels, unlabelled_batches], dtype=torch.float64))
+            loss_sum, n_images, labelled_pixels, unlabelled_batches = totals.tolist()
+            unlabelled_batches = int(unlabelled_batches)
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, n_images),
                   "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
                   "images_per_s": n_images / seconds,
@@ -379,7 +422,7 @@ def fit(
         if progress:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr"))
             print(f"epoch {epoch + 1}/{epochs}: {shown}{' (best)' if improved else ''}")
-        if run_dir is not None:
+        if run_dir is not None and distributed.is_main():
             state = {"model": model.state_dict(), "epoch": epoch, "config": run_config,
                      "model_config": model_config, "history": history, "best": best}
             if improved:  # the weights alone: a third of the size, and all that testing needs
@@ -393,6 +436,22 @@ def fit(
                 save_checkpoint({**state, **resume_state}, run_dir / LAST)
             pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
     return history
+
+
+def _global_batch_loss(loss: torch.Tensor, labelled: int) -> tuple[torch.Tensor, float]:
+    """This process's share of the global batch's loss, and that loss's value.
+
+    ``loss`` averages over this process's ``labelled`` pixels. DistributedDataParallel averages
+    the gradients of the processes, so the loss is scaled to ``processes x labelled / all labelled``:
+    the gradient is then the one of the mean over every labelled pixel of the global batch, as in a
+    single process, however the labels fall between the processes. (Exact for an unweighted loss;
+    with class weights the mean is over each process's weights.)
+    """
+    totals = distributed.all_reduce_sum(torch.tensor([float(labelled), float(loss.detach()) * labelled],
+                                                     dtype=torch.float64))
+    all_labelled = max(float(totals[0]), 1.0)
+    value = float(totals[1]) / all_labelled if totals[0] > 0 else float(loss.detach())
+    return loss * (distributed.world_size() * labelled / all_labelled), value
 
 
 def default_run_name(data_root: str | Path, prefix: str = "sparse") -> str:
