@@ -167,6 +167,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+def broadcast_buffers(model: nn.Module) -> None:
+    """Give every process rank 0's buffers (batch-norm running statistics): DistributedDataParallel
+    copies them at the start of each step, so after the last step they lag by one on the others."""
+    if active():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` summed over all processes (in place, and returned); itself in one process."""
     if active():

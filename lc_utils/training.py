@@ -404,7 +404,8 @@ def fit(
                   "images_per_s": n_images / seconds,
                   "labelled_px_per_batch": labelled_pixels / steps_per_epoch,
                   "batches_without_labels": unlabelled_batches}
-        if unlabelled_batches > steps_per_epoch * UNLABELLED_BATCHES_WARNING and not warned:
+        too_many = unlabelled_batches > steps_per_epoch * UNLABELLED_BATCHES_WARNING
+        if too_many and not warned and distributed.is_main():
             warned = True
             warnings.warn(
                 f"epoch {epoch + 1}: {unlabelled_batches} of {steps_per_epoch} batches held no labelled "
@@ -412,6 +413,7 @@ def fit(
                 "use larger crops or more points per image.", stacklevel=2)
         if val_loader is not None:
             started = time.perf_counter()
+            distributed.broadcast_buffers(model)  # every process scores rank 0's batch-norm statistics
             summary = evaluate(model, val_loader, num_classes, device=device, amp=amp).summary()
             record.update(val_mean_iou=summary["mean_iou"], val_pixel_accuracy=summary["pixel_accuracy"],
                           val_seconds=time.perf_counter() - started)
