@@ -202,19 +202,20 @@ def train(args: argparse.Namespace) -> Path:
     run_dir = runs / (args.run_name or training.default_run_name(root))
     say(f"run folder {run_dir}")
     # The keys notebook 04 records, so that either can resume a run of the other.
-    config = {"backbone": args.backbone, "weights": str(args.weights if weights is not None else None),
+    config = {"backbone": args.backbone, "weights": str(weights),
               "points_per_mp": args.points_per_mp if args.annotations is None else str(args.annotations),
               "strategy": args.strategy, "crop": args.crop, "batch_size": args.batch_size,
               "samples_per_epoch": args.samples_per_epoch, "val_windows": args.val_windows}
-    for option in ("loss_weights", "prior_correction", "label_smoothing", "weight_decay"):
-        if getattr(args, option) != build_parser().get_default(option):
+    defaults = build_parser()
+    for option in ("loss_weights", "prior_correction", "label_smoothing"):
+        if getattr(args, option) != defaults.get_default(option):  # notebook 04 does not record these
             config[option] = getattr(args, option)
-    history = training.fit(model, train_loader, epochs=args.epochs, val_loader=val_loader, lr=args.lr,
-                 weight_decay=args.weight_decay, schedule=None if args.schedule == "none" else args.schedule,
-                 warmup_steps=args.warmup_steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
-                 checkpoint_every=args.checkpoint_every, device=device,
-                 loss_fn=_loss(args, annotations, split["train"], schema), config=config,
-                 progress=True)
+    history = training.fit(
+        model, train_loader, epochs=args.epochs, val_loader=val_loader, lr=args.lr,
+        weight_decay=args.weight_decay, schedule=None if args.schedule == "none" else args.schedule,
+        warmup_steps=args.warmup_steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
+        checkpoint_every=args.checkpoint_every, device=device,
+        loss_fn=_loss(args, annotations, split["train"], schema), config=config, progress=True)
     if history and "val_mean_iou" in history[-1]:
         say(f"best validation mIoU {max(r['val_mean_iou'] for r in history):.3f}; "
             f"weights in {run_dir / training.BEST}")
