@@ -17,6 +17,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
+from .settings import default_device
+
 
 def active() -> bool:
     """True inside a process group of more than one process."""
@@ -42,8 +44,6 @@ def init_from_env() -> torch.device:
     """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1) and return this process's
     device: ``cuda:LOCAL_RANK`` with NCCL where there are GPUs, the CPU with gloo otherwise. In a
     single process nothing is joined and the usual device is returned."""
-    from .settings import default_device
-
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return default_device()
     if torch.cuda.is_available():
@@ -108,13 +108,13 @@ class _SumOverProcesses(torch.autograd.Function):
     process's loss depends on every process's input through the sum."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
         summed = tensor.clone()
         dist.all_reduce(summed, op=dist.ReduceOp.SUM)
         return summed
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         return grad
@@ -160,11 +160,6 @@ def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
         else:
             sync_batchnorm(child, device)
     return model
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a ``DistributedDataParallel`` wrapper (or ``model`` itself)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def broadcast_buffers(model: nn.Module) -> None:

@@ -174,11 +174,12 @@ def train(args: argparse.Namespace) -> Path:
         name = sparse.annotation_filename(args.strategy, points_per_mp=args.points_per_mp, seed=args.seed)
         path = runs / "annotations" / settings.dataset_tag(root) / name
         if distributed.is_main():  # one process writes the file, the others read it
-            sparse.ensure_annotations(path, split["train"], points_per_mp=args.points_per_mp,
-                                      strategy=args.strategy, seed=args.seed, schema=schema)
+            annotations = sparse.ensure_annotations(path, split["train"], points_per_mp=args.points_per_mp,
+                                                    strategy=args.strategy, seed=args.seed, schema=schema)
         if distributed.active():
             torch.distributed.barrier()
-        annotations = sparse.load_annotations(path, schema, shapes)
+        if not distributed.is_main():
+            annotations = sparse.load_annotations(path, schema, shapes)
     train_set = datasets.SparseLandCoverDataset(split["train"], annotations, schema,
                                                 datasets.make_transforms(args.crop), cache_mb=args.cache_mb)
     val_set = datasets.WindowDataset(datasets.DenseLandCoverDataset(split["val"], schema), args.val_window,

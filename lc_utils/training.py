@@ -191,9 +191,12 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int | None = Non
         for images, labels in loader:
             if max(images.shape[-2:]) > tile_size:
                 for image, label in zip(images, labels):
-                    prediction, probs = predict_tiled(model, image, tile_size=tile_size, amp=amp,
-                                                      return_probs=True)
-                    confusion = confusion or ConfusionMatrix(probs.shape[0], ignore_index)
+                    if confusion is None:  # the class count from the probabilities, once
+                        prediction, probs = predict_tiled(model, image, tile_size=tile_size, amp=amp,
+                                                          return_probs=True)
+                        confusion = ConfusionMatrix(probs.shape[0], ignore_index)
+                    else:
+                        prediction = predict_tiled(model, image, tile_size=tile_size, amp=amp)
                     confusion.update(torch.from_numpy(prediction), label)
                 continue
             with autocast(device, amp):

@@ -58,7 +58,7 @@ def _steps(model: nn.Module, per_process_batch: int) -> nn.Module:
     """Two epochs of 16 images in global batches of 8, no shuffling noise beyond the sampler's."""
     loader = DataLoader(_images(16), batch_size=per_process_batch, sampler=EpochSampler(16, seed=3))
     fit(model, loader, epochs=2, lr=1e-2, schedule=None, channels_last=False, progress=False, seed=0)
-    return distributed.unwrap(model)
+    return model  # fit wraps it in DistributedDataParallel for the steps, and trains it in place
 
 
 def _worker(rank: int, port: int, task: str, out: str) -> None:
