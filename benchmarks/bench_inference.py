@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     record: dict = {"image": "2448x2448", "tile": TILE, "default_overlap": DEFAULT_OVERLAP,
                     "real_tile": REAL_FULL.is_dir(), "command": "python -m benchmarks.bench_inference "
-                    + " ".join(argv), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                    + " ".join(argv), "date": datetime.now(UTC).isoformat(timespec="seconds")}
     parts = []
     for device in devices:
         for backbone in ("resnet50", "mobilenet_v3_large"):

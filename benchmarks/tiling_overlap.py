@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                      "agreement_per_image": agreement[overlap]})
     record = {"checkpoint": str(args.checkpoint), "data": str(args.data), "images": len(pairs), "tile": TILE,
               "rows": rows, "command": "python -m benchmarks.tiling_overlap " + " ".join(argv or []),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "date": datetime.now(UTC).isoformat(timespec="seconds")}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"machine": machine(), **record}, indent=2) + "\n")

@@ -1,24 +1,16 @@
-"""Finding image/mask pairs in the layouts people have, the torch datasets and paired transforms.
+"""The torch datasets, the split every notebook shares, data statistics and paired transforms.
 
-Layouts understood by :func:`scan_dataset`:
-
-- the Kaggle copy of DeepGlobe: ``metadata.csv`` (columns ``split``, ``sat_image_path``,
-  ``mask_path``) beside ``train/``, ``valid/``, ``test/`` and ``class_dict.csv``;
-- split subfolders (``train/``, ``val/``, ... each holding ``<id>_sat.jpg`` + ``<id>_mask.png``);
-- one flat folder of ``<id>_sat.jpg`` + ``<id>_mask.png``.
-
-A folder in which no image has a mask (the challenge's ``valid/`` and ``test/``) holds images for
-inference only; a folder in which some images have masks and others do not is an error.
+Finding the images and masks of a data set, in whatever layout, is :mod:`lc_utils.layouts`
+(its :func:`~lc_utils.layouts.find_pairs`, :func:`~lc_utils.layouts.scan_dataset` and
+:func:`~lc_utils.layouts.load_schema` are importable from here too, as the notebooks do).
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +23,12 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
-from .files import (
-    IMAGE_SUFFIX,
-    MASK_EXTENSION,
-    MASK_SUFFIX,
-    image_id_of,
-    image_id_or_none,
-    read_rgb,
-    source_id,
-)
+from .files import image_id_of, read_rgb, source_id
+from .layouts import Sample as Sample
+from .layouts import find_pairs as find_pairs
+from .layouts import find_unlabelled_images as find_unlabelled_images
+from .layouts import load_schema as load_schema
+from .layouts import scan_dataset as scan_dataset
 from .masks import OnInvalid, read_mask
 from .settings import fast_mode, sample_dir, smoke_mode
 from .sparse import PointAnnotation, points_to_label_map
@@ -50,100 +39,6 @@ SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One satellite image, its mask (``None`` for images without ground truth) and its split."""
-
-    image_id: str
-    image: Path
-    mask: Path | None
-    split: str
-
-
-def _scan_folder(folder: Path, split: str) -> list[Sample]:
-    images = {}
-    masks = {}
-    for path in folder.iterdir():
-        if not path.is_file():
-            continue
-        image_id = image_id_or_none(path)
-        if image_id is not None:
-            if image_id in images:
-                raise ValueError(f"{folder}: two images for id {image_id!r}: "
-                                 f"{images[image_id].name}, {path.name}")
-            images[image_id] = path
-        elif path.stem.endswith(MASK_SUFFIX) and path.suffix.lower() == MASK_EXTENSION:
-            masks[path.stem[: -len(MASK_SUFFIX)]] = path
-    orphan_masks = sorted(set(masks) - set(images))
-    if orphan_masks:
-        raise ValueError(f"{folder}: {len(orphan_masks)} mask(s) without an image, e.g. "
-                         f"{masks[orphan_masks[0]].name}")
-    missing = sorted(set(images) - set(masks))
-    if masks and missing:
-        names = ", ".join(images[i].name for i in missing[:5])
-        raise FileNotFoundError(f"{folder}: {len(missing)} image(s) have no "
-                                f"<id>{MASK_SUFFIX}{MASK_EXTENSION} mask: {names}"
-                                f"{' ...' if len(missing) > 5 else ''}")
-    return [Sample(i, images[i], masks.get(i), split) for i in sorted(images)]
-
-
-def _scan_metadata(root: Path) -> list[Sample]:
-    metadata = root / "metadata.csv"
-    samples = []
-    with metadata.open(newline="") as f:
-        reader = csv.DictReader(f)
-        needed = {"sat_image_path", "mask_path"}
-        if not needed <= set(reader.fieldnames or []):
-            raise ValueError(f"{metadata}: needs columns {sorted(needed)}, has {reader.fieldnames}")
-        for line_no, row in enumerate(reader, start=2):
-            image = root / row["sat_image_path"]
-            mask_text = (row.get("mask_path") or "").strip()
-            mask = root / mask_text if mask_text and mask_text.lower() != "nan" else None
-            for path, what in ((image, "image"), (mask, "mask")):
-                if path is not None and not path.is_file():
-                    raise FileNotFoundError(f"{metadata}:{line_no}: {what} {path} does not exist")
-            image_id = (row.get("image_id") or "").strip() or image_id_or_none(image) or image.stem
-            samples.append(Sample(image_id, image, mask, (row.get("split") or "").strip()))
-    return samples
-
-
-def scan_dataset(root: str | Path) -> list[Sample]:
-    """Every image under ``root`` with its mask (or ``None``) and split, sorted by split then id."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: dataset folder not found")
-    if (root / "metadata.csv").is_file():
-        samples = _scan_metadata(root)
-    else:
-        samples = _scan_folder(root, "")
-        if not samples:
-            for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-                samples += _scan_folder(sub, sub.name)
-    if not samples:
-        raise FileNotFoundError(f"{root}: no <id>{IMAGE_SUFFIX}.jpg images found, neither in the "
-                                "folder, nor in its subfolders, nor in a metadata.csv")
-    return sorted(samples, key=lambda s: (s.split, s.image_id))
-
-
-def find_pairs(root: str | Path, split: str | None = None) -> list[tuple[Path, Path]]:
-    """Sorted (image_path, mask_path) pairs under ``root``, optionally of one split only."""
-    samples = [s for s in scan_dataset(root) if s.mask is not None]
-    if split is not None:
-        splits = sorted({s.split for s in samples})
-        samples = [s for s in samples if s.split == split]
-        if not samples:
-            raise ValueError(f"{root}: no labelled images in split {split!r}; splits: {splits}")
-    if not samples:
-        raise FileNotFoundError(f"{root}: images found, but none has a mask")
-    return sorted((s.image, s.mask) for s in samples)
-
-
-def find_unlabelled_images(root: str | Path, split: str | None = None) -> list[Path]:
-    """Images under ``root`` without a mask (for inference only), optionally of one split."""
-    return sorted(s.image for s in scan_dataset(root)
-                  if s.mask is None and (split is None or s.split == split))
 
 
 def prepare_data(data_dir: str | Path | None = None) -> Path:
@@ -247,12 +142,6 @@ def channel_statistics(pairs: Sequence[tuple[Path, Path]], schema: ClassSchema =
         records[name] = {"mean R": mean[0], "mean G": mean[1], "mean B": mean[2],
                          "std R": std[0], "std G": std[1], "std B": std[2]}
     return pd.DataFrame.from_dict(records, orient="index").round(1)
-
-
-def load_schema(root: str | Path) -> ClassSchema:
-    """The palette in ``root/class_dict.csv`` when there is one, else :data:`DEEPGLOBE`."""
-    path = Path(root) / "class_dict.csv"
-    return ClassSchema.from_class_dict_csv(path) if path.is_file() else DEEPGLOBE
 
 
 def split_items(

@@ -11,7 +11,6 @@ from PIL import Image, UnidentifiedImageError
 IMAGE_SUFFIX = "_sat"
 MASK_SUFFIX = "_mask"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
-MASK_EXTENSION = ".png"
 _TILE_ID = re.compile(r"^(?P<source>.+)-r\d+-c\d+$")
 
 
@@ -40,6 +39,29 @@ def source_id(image_id: str) -> str:
     return match["source"] if match else image_id
 
 
+def _read_array(path: str | Path, what: str, palette_as_index: bool) -> tuple[np.ndarray, str]:
+    """The pixels of an image file and the mode they are in, a palette image ("P") expanded to its
+    colours (RGB, or RGBA where it has a transparent entry) unless ``palette_as_index``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} file not found")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode == "P" and not palette_as_index:
+                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+            return np.array(image), image.mode
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read {what} (corrupt or truncated file?): {error}") from error
+
+
+def _opaque(array: np.ndarray, path: Path, what: str, expected: str) -> np.ndarray:
+    """``array`` without its last channel, an alpha channel that must be fully opaque."""
+    if not np.all(array[..., -1] == np.iinfo(array.dtype).max):
+        raise ValueError(f"{path}: {what} has transparent pixels; expected {expected}")
+    return np.ascontiguousarray(array[..., :-1] if array.shape[-1] > 2 else array[..., 0])
+
+
 def read_rgb(path: str | Path, what: str = "image") -> np.ndarray:
     """Read an 8-bit RGB file into an (H, W, 3) uint8 array.
 
@@ -47,19 +69,7 @@ def read_rgb(path: str | Path, what: str = "image") -> np.ndarray:
     both conversions are exact. Grayscale, 16-bit, transparent and other modes are refused, as
     are missing, truncated or unreadable files; every error names ``path`` and calls it ``what``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} file not found")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            mode = image.mode
-            if mode == "P":
-                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-                mode = image.mode
-            array = np.array(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read {what} (corrupt or truncated file?): {error}") from error
+    array, mode = _read_array(path, what, palette_as_index=False)
     if mode == "RGBA":
         if not np.all(array[..., 3] == 255):
             raise ValueError(f"{path}: {what} is RGBA with transparent pixels; expected RGB")
@@ -69,3 +79,29 @@ def read_rgb(path: str | Path, what: str = "image") -> np.ndarray:
                          f"({'grayscale' if mode in ('L', 'LA', '1') else 'not 8-bit RGB'}); "
                          "expected 8-bit RGB")
     return array
+
+
+INDEX_MODES = {"L": np.uint8, "1": np.uint8, "P": np.uint8, "I;16": np.uint16, "I;16L": np.uint16,
+               "I;16B": np.uint16, "I": np.int32}
+"""Image modes that hold one integer per pixel, read as index masks, and their array types."""
+
+
+def read_mask_pixels(path: str | Path, palette_as_index: bool = False) -> np.ndarray:
+    """A mask file's pixels as stored: (H, W, 3) uint8 for an RGB-coded mask, (H, W) integers for
+    a single-channel (index) mask: 8- or 16-bit grayscale PNG or TIFF, 32-bit integer TIFF.
+
+    A palette PNG ("P") gives its colours, or its palette indices with ``palette_as_index`` (the
+    way index masks are often saved, with a palette only for viewing). An alpha channel must be
+    fully opaque and is dropped. Float, CMYK and other modes are refused, naming the file.
+    """
+    array, mode = _read_array(path, "mask", palette_as_index)
+    if mode == "RGB":
+        return array
+    if mode == "RGBA":
+        return _opaque(array, Path(path), "mask", "RGB")
+    if mode == "LA":
+        return _opaque(array, Path(path), "mask", "a single channel")
+    if mode in INDEX_MODES:
+        return array.astype(INDEX_MODES[mode], copy=False)
+    raise ValueError(f"{path}: mask has mode {mode!r}; expected 8-bit RGB or a single channel of "
+                     "integers (8-, 16- or 32-bit)")

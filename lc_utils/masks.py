@@ -1,8 +1,10 @@
-"""RGB-coded masks to class maps and back.
+"""Masks to class maps and back: RGB-coded masks (DeepGlobe, ISPRS) and index masks (LoveDA).
 
 DeepGlobe masks store each class as a colour. JPEG-like noise and resampling leave values that are
 not exactly 0 or 255, so the challenge's rule is to binarise every channel at 128 before the colour
-lookup; :func:`rgb_to_class` does that whenever the palette is made of 0/255 values only.
+lookup; :func:`rgb_to_class` does that whenever the palette is made of 0/255 values only. Index
+masks store each class as one integer (:func:`index_to_class`). :func:`read_mask` tells which a
+file holds and checks it against what the schema expects.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
-from .files import read_rgb
+from .classes import DEEPGLOBE, IGNORE_INDEX, PRESETS, ClassSchema
+from .files import read_mask_pixels
 
 OnInvalid = Literal["raise", "unknown", "ignore"]
 ON_INVALID_POLICIES: tuple[str, ...] = ("raise", "unknown", "ignore")
@@ -40,6 +42,16 @@ class OffPaletteWarning(UserWarning):
     """Off-palette mask pixels were mapped by policy rather than decoded."""
 
 
+class MaskEncodingError(ValueError):
+    """A mask is coded one way (RGB or index) and the schema expects the other."""
+
+
+JPEG_EXTENSIONS = (".jpg", ".jpeg")
+LOSSY_MASK_HINT = ("JPEG is lossy: it shifts pixel values, most of all along class edges, so a JPEG "
+                   "mask is not what was drawn. Save masks as PNG (lossless) if you can")
+"""What the course says about ``<id>_mask.jpg`` files, wherever it meets one."""
+
+
 def as_rgb_uint8(array: np.ndarray, source: str = "mask") -> np.ndarray:
     """Check that ``array`` is an (H, W, 3) uint8 image, dropping a fully opaque alpha channel.
 
@@ -60,21 +72,59 @@ def as_rgb_uint8(array: np.ndarray, source: str = "mask") -> np.ndarray:
     return array
 
 
+def _mask_colors(schema: ClassSchema) -> tuple[np.ndarray, np.ndarray]:
+    """Every colour a mask may hold, (K, 3), and what it decodes to: its class, or 255 (ignored)."""
+    colors = np.array([*schema.colors, *schema.ignore_colors], dtype=np.int64).reshape(-1, 3)
+    targets = np.array([*range(schema.num_classes), *[IGNORE_INDEX] * len(schema.ignore_colors)])
+    return colors, targets.astype(np.int16)
+
+
 def _is_binary_palette(schema: ClassSchema) -> bool:
-    return bool(np.isin(schema.palette, (0, 255)).all())
+    return bool(np.isin(_mask_colors(schema)[0], (0, 255)).all())
 
 
 def _binary_lookup(schema: ClassSchema) -> np.ndarray:
-    """Table from the 3-bit code (r>>7, g>>7, b>>7) to class index."""
+    """Table from the 3-bit code (r>>7, g>>7, b>>7) to class index (255 for an ignored colour)."""
     table = np.full(8, _NOT_IN_PALETTE, dtype=np.int16)
-    for index, (r, g, b) in enumerate(schema.colors):
-        table[(r >> 7) << 2 | (g >> 7) << 1 | (b >> 7)] = index
+    for (r, g, b), target in zip(*_mask_colors(schema)):
+        table[(r >> 7) << 2 | (g >> 7) << 1 | (b >> 7)] = target
     return table
+
+
+def _schema_hint(share: float) -> str:
+    """A pointer to the schema, where so many pixels are off-palette that it is likely wrong."""
+    if share < 0.01:
+        return ""
+    return (f"; {share:.0%} of the mask: if the data set codes its classes otherwise, give its schema "
+            f"(a preset: {', '.join(PRESETS)}; or a class_dict.csv, index list or .toml file)")
+
+
+def _apply_policy(classes: np.ndarray, invalid: np.ndarray, seen: np.ndarray, schema: ClassSchema,
+                  on_invalid: OnInvalid, source: str, where: str) -> np.ndarray:
+    """``classes`` with its ``invalid`` pixels (whose mask contents are ``seen``) handled by
+    ``on_invalid``, as an (H, W) uint8 class map."""
+    if invalid.any():
+        values, counts = np.unique(seen, axis=0, return_counts=True)
+        count = int(invalid.sum())
+        what = (f"{source}: {count} pixel(s) of {invalid.size} have {where}: "
+                f"{_describe_colors(values, counts)}{_schema_hint(count / invalid.size)}")
+        if on_invalid == "raise":
+            raise InvalidMaskError(what)
+        if on_invalid == "unknown" and schema.unknown_index is not None:
+            warnings.warn(f"{what}; mapped to '{schema.names[schema.unknown_index]}'",
+                          OffPaletteWarning, stacklevel=3)
+            classes[invalid] = schema.unknown_index
+        else:
+            why = "" if on_invalid == "ignore" else f", as schema {schema.name!r} has no unknown class"
+            warnings.warn(f"{what}; mapped to {IGNORE_INDEX} (ignored{why})", OffPaletteWarning, stacklevel=3)
+            classes[invalid] = IGNORE_INDEX
+    return classes.astype(np.uint8)
 
 
 def _describe_colors(colors: np.ndarray, counts: np.ndarray, limit: int = 5) -> str:
     order = np.argsort(-counts)
-    parts = [f"{tuple(int(v) for v in colors[i])} x{int(counts[i])}" for i in order[:limit]]
+    parts = [f"{tuple(int(v) for v in colors[i]) if colors.shape[1] > 1 else int(colors[i, 0])} "
+             f"x{int(counts[i])}" for i in order[:limit]]
     if len(order) > limit:
         parts.append(f"and {len(order) - limit} more")
     return ", ".join(parts)
@@ -96,14 +146,19 @@ def rgb_to_class(
     follow ``on_invalid``:
 
     - ``"raise"``: :class:`InvalidMaskError` giving the pixel count and the colours;
-    - ``"unknown"`` (default): they become ``schema.unknown_index``, with one warning;
+    - ``"unknown"`` (default): they become ``schema.unknown_index``, with one warning (255, as
+      with ``"ignore"``, where the schema has no unknown class);
     - ``"ignore"``: they become 255 (``IGNORE_INDEX``), left out of losses and metrics.
 
+    Colours in ``schema.ignore_colors`` become 255 without a warning: the data set's "no data".
     ``source`` (a file name, say) is used in messages.
     """
-    if on_invalid not in ON_INVALID_POLICIES:
-        raise ValueError(f"on_invalid must be one of {ON_INVALID_POLICIES}, got {on_invalid!r}")
+    _check_policy(on_invalid)
     rgb = as_rgb_uint8(mask, source)
+    if not schema.rgb_masks:
+        raise MaskEncodingError(f"{source}: an RGB-coded mask, but schema {schema.name!r} decodes "
+                                f"{schema.describe_encoding()}; give a schema with the mask colours "
+                                "(deepglobe, potsdam, vaihingen, or a class_dict.csv)")
     binarise = threshold and _is_binary_palette(schema)
     if binarise:
         bits = (rgb >> 7).astype(np.uint8)
@@ -113,36 +168,100 @@ def rgb_to_class(
     else:
         packed = rgb[..., 0].astype(np.uint32) << 16 | rgb[..., 1].astype(np.uint32) << 8
         packed |= rgb[..., 2]
-        palette = schema.palette.astype(np.uint32)
-        palette_codes = palette[:, 0] << 16 | palette[:, 1] << 8 | palette[:, 2]
+        colors, targets = _mask_colors(schema)
+        palette_codes = colors[:, 0] << 16 | colors[:, 1] << 8 | colors[:, 2]
         order = np.argsort(palette_codes)
         sorted_codes = palette_codes[order]
         position = np.clip(np.searchsorted(sorted_codes, packed), 0, len(order) - 1)
         invalid = sorted_codes[position] != packed
-        classes = order[position].astype(np.int16)
+        classes = targets[order][position]
+    seen = (rgb[invalid] >> 7) * 255 if binarise else rgb[invalid]
+    where = f"colours outside the palette{' after thresholding at 128' if binarise else ''}"
+    return _apply_policy(classes, invalid, seen, schema, on_invalid, source, where)
 
-    if invalid.any():
-        seen = (rgb[invalid] >> 7) * 255 if binarise else rgb[invalid]
-        colors, counts = np.unique(seen, axis=0, return_counts=True)
-        count = int(invalid.sum())
-        what = (
-            f"{source}: {count} pixel(s) of {invalid.size} have colours outside the palette"
-            f"{' after thresholding at 128' if binarise else ''}: "
-            f"{_describe_colors(colors, counts)}"
-        )
-        if on_invalid == "raise":
-            raise InvalidMaskError(what)
-        if on_invalid == "unknown":
-            if schema.unknown_index is None:
-                raise InvalidMaskError(f"{what}; the schema has no unknown class to map them to")
-            warnings.warn(f"{what}; mapped to '{schema.names[schema.unknown_index]}'",
-                          OffPaletteWarning, stacklevel=2)
-            classes[invalid] = schema.unknown_index
-        else:
-            warnings.warn(f"{what}; mapped to {IGNORE_INDEX} (ignored)", OffPaletteWarning,
-                          stacklevel=2)
-            classes[invalid] = IGNORE_INDEX
-    return classes.astype(np.uint8)
+
+def _check_policy(on_invalid: str) -> None:
+    if on_invalid not in ON_INVALID_POLICIES:
+        raise ValueError(f"on_invalid must be one of {ON_INVALID_POLICIES}, got {on_invalid!r}")
+
+
+def index_to_class(
+    mask: np.ndarray,
+    schema: ClassSchema,
+    *,
+    on_invalid: OnInvalid = "unknown",
+    source: str = "mask",
+) -> np.ndarray:
+    """Decode an (H, W) integer index mask into an (H, W) uint8 class map.
+
+    Pixel value ``schema.values[i]`` becomes class ``i``; values in ``schema.ignore_values``
+    (LoveDA's 0, "no data") become 255 and are left out of training and scores. Any other value
+    follows ``on_invalid`` as in :func:`rgb_to_class`.
+    """
+    _check_policy(on_invalid)
+    values = np.asarray(mask)
+    if values.ndim != 2 or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"{source}: expected an (H, W) integer index mask, got shape {values.shape}, "
+                         f"dtype {values.dtype}")
+    if not schema.index_masks:
+        sample = np.unique(values)[:8].tolist()
+        raise MaskEncodingError(
+            f"{source}: a single-channel mask (values {sample}...), but schema {schema.name!r} decodes "
+            f"{schema.describe_encoding()} only. If its values are class indices, give a schema that "
+            "names them: a preset with index masks (loveda, potsdam, vaihingen) or an index list "
+            "file (value,name)")
+    beyond = max((*schema.values, *schema.ignore_values)) + 1  # every other value lands here
+    table = np.full(beyond + 1, _NOT_IN_PALETTE, dtype=np.int16)
+    table[list(schema.values)] = np.arange(schema.num_classes)
+    table[list(schema.ignore_values)] = IGNORE_INDEX
+    clipped = np.where((values < 0) | (values > beyond), beyond, values) if values.size else values
+    classes = table[clipped]
+    invalid = classes == _NOT_IN_PALETTE
+    return _apply_policy(classes, invalid, values[invalid][:, None], schema, on_invalid, source,
+                         "values that are no class")
+
+
+def decode_mask(
+    mask: np.ndarray,
+    schema: ClassSchema = DEEPGLOBE,
+    *,
+    on_invalid: OnInvalid = "unknown",
+    source: str = "mask",
+) -> np.ndarray:
+    """An (H, W) class map from a mask as stored: (H, W, 3) RGB-coded (:func:`rgb_to_class`) or
+    (H, W) index-coded (:func:`index_to_class`).
+
+    An RGB array whose three channels are equal everywhere is a grayscale index mask saved as
+    RGB; it is read as an index mask where the schema has index values and no colours. A mask
+    coded otherwise than the schema expects raises :class:`MaskEncodingError` saying which.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and not schema.rgb_masks and schema.index_masks:
+        channels = mask[..., :3]
+        if (channels == channels[..., :1]).all():
+            return index_to_class(mask[..., 0], schema, on_invalid=on_invalid, source=source)
+    if mask.ndim == 2:
+        return index_to_class(mask, schema, on_invalid=on_invalid, source=source)
+    return rgb_to_class(mask, schema, on_invalid=on_invalid, source=source)
+
+
+def encode_mask(class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE) -> np.ndarray:
+    """A class map coded as the schema's masks are stored: RGB where the schema has mask colours,
+    else index values. Unlabelled pixels (255) get the schema's first "no data" colour or value
+    (:data:`UNLABELLED_RGB` for an RGB schema without one)."""
+    if schema.rgb_masks:
+        rgb = class_to_rgb(class_map, schema)
+        if schema.ignore_colors:
+            rgb[np.asarray(class_map) == IGNORE_INDEX] = schema.ignore_colors[0]
+        return rgb
+    class_to_rgb(class_map, schema)  # the same checks of the class map
+    if (np.asarray(class_map) == IGNORE_INDEX).any() and not schema.ignore_values:
+        raise ValueError(f"schema {schema.name!r} has no value for unlabelled pixels (ignore_values)")
+    dtype = np.uint8 if max((*schema.values, *schema.ignore_values)) < 256 else np.uint16
+    table = np.zeros(256, dtype=dtype)
+    table[: schema.num_classes] = schema.values
+    table[IGNORE_INDEX] = schema.ignore_values[0] if schema.ignore_values else 0
+    return table[np.asarray(class_map).astype(np.uint8)]
 
 
 def class_to_rgb(class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE) -> np.ndarray:
@@ -166,54 +285,150 @@ def class_to_rgb(class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE) -> np.n
     return table[class_map.astype(np.uint8)]
 
 
+def read_mask_file(path: str | Path, schema: ClassSchema = DEEPGLOBE) -> np.ndarray:
+    """A mask file's pixels as stored: (H, W, 3) for RGB-coded, (H, W) for index masks.
+
+    A palette PNG gives its indices where the schema decodes index masks only, its colours
+    otherwise. A JPEG mask is refused unless the schema's colours are all 0/255, the one case
+    the 128 threshold recovers from JPEG's changes.
+    """
+    pixels = read_mask_pixels(path, palette_as_index=not schema.rgb_masks)
+    if Path(path).suffix.lower() in JPEG_EXTENSIONS and not (pixels.ndim == 3 and schema.rgb_masks
+                                                              and _is_binary_palette(schema)):
+        raise ValueError(f"{path}: a JPEG mask. {LOSSY_MASK_HINT}. Schema {schema.name!r} "
+                         f"({schema.describe_encoding()}, not all 0/255 colours) cannot be decoded "
+                         "from one reliably")
+    return pixels
+
+
 def read_mask(
     path: str | Path,
     schema: ClassSchema = DEEPGLOBE,
     *,
     on_invalid: OnInvalid = "unknown",
 ) -> np.ndarray:
-    """Read an RGB mask file and decode it with :func:`rgb_to_class`; errors name the file."""
-    return rgb_to_class(read_rgb(path, what="mask"), schema, on_invalid=on_invalid,
-                        source=str(path))
+    """Read a mask file (RGB-coded or index, as :func:`read_mask_file` tells) and decode it with
+    :func:`decode_mask`; errors name the file."""
+    return decode_mask(read_mask_file(path, schema), schema, on_invalid=on_invalid, source=str(path))
+
+
+def _decoded_quietly(mask: np.ndarray, schema: ClassSchema, threshold: bool = True) -> np.ndarray:
+    """Class map with every off-palette pixel at 255 and no warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OffPaletteWarning)
+        if np.asarray(mask).ndim == 3 and schema.rgb_masks:
+            return rgb_to_class(mask, schema, on_invalid="ignore", threshold=threshold)
+        return decode_mask(mask, schema, on_invalid="ignore")
 
 
 def off_palette_pixels(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, *,
                        threshold: bool = True) -> int:
-    """How many pixels of an RGB mask match no class (with or without the 128 threshold)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", OffPaletteWarning)
-        decoded = rgb_to_class(mask, schema, on_invalid="ignore", threshold=threshold)
-    return int((decoded == IGNORE_INDEX).sum())
+    """How many pixels of a mask match no class and no "no data" colour or value (RGB masks:
+    with or without the 128 threshold)."""
+    decoded = _decoded_quietly(mask, schema, threshold)
+    no_data = no_data_pixels(mask, schema)
+    return int(((decoded == IGNORE_INDEX) & ~no_data).sum())
 
 
-def colour_table(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, limit: int = 20) -> pd.DataFrame:
-    """The distinct colours of an RGB mask, most frequent first, with the class each decodes to
-    by exact matching and after thresholding at 128 (``None`` where it matches no class)."""
-    rgb = as_rgb_uint8(mask).reshape(-1, 3)
-    colours, counts = np.unique(rgb, axis=0, return_counts=True)
-    order = np.argsort(-counts)[:limit]
-    exact = {tuple(c): schema.names[i] for i, c in enumerate(schema.colors)}
-    thresholded = [exact.get(tuple(int(v >= 128) * 255 for v in colours[i])) for i in order]
-    return pd.DataFrame({
-        "colour": [tuple(int(v) for v in colours[i]) for i in order],
-        "pixels": counts[order],
-        "exact match": [exact.get(tuple(int(v) for v in colours[i])) for i in order],
-        "after threshold": thresholded,
-    })
+def no_data_pixels(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE) -> np.ndarray:
+    """Where a mask (as stored) holds the schema's exact "no data" colours or values."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        rgb = mask[..., :3]
+        if not schema.rgb_masks:  # an index mask saved as RGB
+            return np.isin(rgb[..., 0], schema.ignore_values)
+        return np.zeros(rgb.shape[:2], bool) if not schema.ignore_colors else np.any(
+            [(rgb == c).all(-1) for c in schema.ignore_colors], axis=0)
+    return np.isin(mask, schema.ignore_values)
+
+
+def _class_names(stored: np.ndarray, schema: ClassSchema, threshold: bool) -> list[str | None]:
+    """What each of ``stored`` colours (K, 3) or values (K,) decodes to: a class name, "no data
+    (ignored)", or ``None`` for off-palette."""
+    decoded = _decoded_quietly(stored[None], schema, threshold)[0]
+    looked_up = stored
+    if threshold and stored.ndim == 2 and schema.rgb_masks and _is_binary_palette(schema):
+        looked_up = (stored >= 128).astype(np.uint8) * 255
+    no_data = no_data_pixels(looked_up[None], schema)[0]
+    return [schema.names[d] if d != IGNORE_INDEX else ("no data (ignored)" if gone else None)
+            for d, gone in zip(decoded, no_data)]
+
+
+def schema_table(schema: ClassSchema = DEEPGLOBE) -> pd.DataFrame:
+    """One row per class (its mask colour and/or index value, its plot colour, whether headline
+    means leave it out), then one per "no data" colour or value: how the schema reads a mask."""
+    rows = []
+    for i, name in enumerate(schema.names):
+        row = {"class": name}
+        if schema.rgb_masks:
+            row["mask colour"] = schema.colors[i]
+        if schema.index_masks:
+            row["index value"] = schema.values[i]
+        if not schema.rgb_masks:
+            row["plot colour"] = schema.colors[i]
+        row["role"] = "left out of headline means" if i == schema.unknown_index else "class"
+        rows.append(row)
+    for color in schema.ignore_colors if schema.rgb_masks else ():
+        rows.append({"class": "no data", "mask colour": color, "role": f"ignored ({IGNORE_INDEX})"})
+    for value in schema.ignore_values if schema.index_masks else ():
+        rows.append({"class": "no data", "index value": value, "role": f"ignored ({IGNORE_INDEX})"})
+    frame = pd.DataFrame(rows).set_index("class")
+    if "index value" in frame:  # blank, not NaN, where a row has no value
+        frame["index value"] = [("" if pd.isna(v) else int(v)) for v in frame["index value"]]
+    return frame.fillna("")
+
+
+def value_table(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, limit: int = 20) -> pd.DataFrame:
+    """The distinct colours (RGB mask) or values (index mask) of a mask, most frequent first, with
+    the class each decodes to: RGB masks by exact matching and after thresholding at 128."""
+    mask = np.asarray(mask)
+    flat = as_rgb_uint8(mask).reshape(-1, 3) if mask.ndim == 3 else mask.reshape(-1, 1)
+    stored, counts = np.unique(flat, axis=0, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:limit]
+    stored, counts = (stored[order], counts[order]) if mask.ndim == 3 else (stored[order, 0], counts[order])
+    if mask.ndim == 3:
+        table = {"colour": [tuple(int(v) for v in c) for c in stored], "pixels": counts}
+    else:
+        table = {"value": stored.tolist(), "pixels": counts}
+    if mask.ndim == 3 and schema.rgb_masks:
+        table["exact match"] = _class_names(stored, schema, threshold=False)
+        table["after threshold"] = _class_names(stored, schema, threshold=True)
+    else:
+        table["class"] = _class_names(stored, schema, threshold=False)
+    return pd.DataFrame(table)
 
 
 def scan_masks(mask_paths: Iterable[str | Path], schema: ClassSchema = DEEPGLOBE) -> pd.DataFrame:
-    """Per mask file: pixels that match no class exactly, and pixels still off-palette after the
-    128 threshold (the ones a policy has to decide), most troubled masks first."""
+    """Per mask file: how it is coded, its "no data" pixels, the pixels that match no class
+    exactly, and those still off-palette after the 128 threshold (RGB masks; the ones a policy
+    has to decide), most troubled masks first (then those with most "no data")."""
     rows = []
     for path in mask_paths:
-        rgb = read_rgb(path, what="mask")
-        rows.append({"mask": Path(path).name, "pixels": rgb.shape[0] * rgb.shape[1],
-                     "off palette (exact)": off_palette_pixels(rgb, schema, threshold=False),
-                     "off palette (thresholded)": off_palette_pixels(rgb, schema)})
+        stored = read_mask_file(path, schema)
+        rows.append({"mask": Path(path).name, "coded as": "RGB" if stored.ndim == 3 else "index",
+                     "pixels": stored.shape[0] * stored.shape[1],
+                     "no data": int(no_data_pixels(stored, schema).sum()),
+                     "off palette (exact)": off_palette_pixels(stored, schema, threshold=False),
+                     "off palette (thresholded)": off_palette_pixels(stored, schema)})
     frame = pd.DataFrame(rows)
-    return frame.sort_values(["off palette (thresholded)", "off palette (exact)"], ascending=False,
-                             ignore_index=True)
+    return frame.sort_values(["off palette (thresholded)", "off palette (exact)", "no data"], ascending=False,
+                             ignore_index=True, kind="stable")
+
+
+def with_off_palette_pixels(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, size: int = 3) -> np.ndarray:
+    """A copy of ``mask`` whose top-left ``size`` x ``size`` pixels hold a colour (or value) that
+    is no class of the schema and no "no data": what the policies are shown on."""
+    mask = np.array(mask, copy=True)
+    if mask.ndim == 3:
+        taken = {*schema.colors, *schema.ignore_colors}
+        binary = [c for c in ((r, g, b) for r in (0, 255) for g in (0, 255) for b in (0, 255))
+                  if c not in taken]
+        mask[:size, :size, :3] = binary[0] if binary else next(
+            (v, 7, 7) for v in range(256) if (v, 7, 7) not in taken)
+    else:
+        taken = {*schema.values, *schema.ignore_values} if schema.index_masks else set()
+        mask[:size, :size] = next(v for v in range(1, 256) if v not in taken)
+    return mask
 
 
 def compare_policies(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE) -> pd.DataFrame:
@@ -223,7 +438,7 @@ def compare_policies(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE) -> pd.Da
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                decoded = rgb_to_class(mask, schema, on_invalid=policy)
+                decoded = decode_mask(mask, schema, on_invalid=policy)
             except InvalidMaskError as error:
                 rows.append({"policy": policy, "result": f"InvalidMaskError: {error}"})
                 continue

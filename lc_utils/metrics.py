@@ -126,6 +126,14 @@ class ConfusionMatrix:
             "labelled_pixels": int(total),
         }
 
+    def summary_table(self) -> pd.DataFrame:
+        """:meth:`summary` twice, as rows: the headline (the unknown class left out, where the
+        schema has one) and over every class."""
+        unknown = self.default_exclude
+        headline = f"headline ({self.class_names[unknown[0]]} left out)" if unknown else "headline"
+        return pd.DataFrame({headline: self.summary(),
+                             f"all {self.num_classes} classes": self.summary(exclude=())}).T
+
     def normalized(self) -> np.ndarray:
         """Rows divided by their sums (the recall view); rows with no pixels are NaN."""
         m = self.matrix.astype(np.float64)

@@ -1,5 +1,8 @@
 """A deterministic generator of a small DeepGlobe-format dataset: the course's embedded default.
 
+:func:`make_standin` writes the same kind of scenes in the other layouts and schemas the course
+reads (LoveDA, mmsegmentation, ISPRS folders), for tests and for trying the notebooks on them.
+
 Each image is a map of regions at several scales (smooth random fields, one per class, and the
 class with the highest field wins), painted with class-specific colour *and* texture:
 
@@ -19,14 +22,15 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from skimage.transform import resize
 
-from .classes import DEEPGLOBE
-from .masks import class_to_rgb
+from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema, resolve_schema
+from .masks import class_to_rgb, encode_mask
 
 URBAN, AGRICULTURE, RANGELAND, FOREST, WATER, BARREN, UNKNOWN = range(7)
 
@@ -247,4 +251,88 @@ def ensure_sample_dataset(root: str | Path, n_images: int = 24, size: int = 256,
             path.unlink()
     make_sample_dataset(root, n_images=n_images, size=size, seed=seed)
     params_file.write_text(json.dumps(params))
+    return root
+
+
+STANDIN_CLASSES = {
+    "LoveDA": {URBAN: "building", AGRICULTURE: "agriculture", RANGELAND: "background", FOREST: "forest",
+               WATER: "water", BARREN: "barren", UNKNOWN: None},
+    "ISPRS Potsdam": {URBAN: "building", AGRICULTURE: "low vegetation", RANGELAND: "clutter",
+                      FOREST: "tree", WATER: "impervious surfaces", BARREN: "car", UNKNOWN: None},
+}
+"""Which class of a preset each generated scene class becomes (``None``: the schema's "no data")."""
+STANDIN_CLASSES["ISPRS Vaihingen"] = STANDIN_CLASSES["ISPRS Potsdam"]
+
+
+def _standin_labels(labels: np.ndarray, schema: ClassSchema) -> np.ndarray:
+    """A generated class map in ``schema``'s classes: by :data:`STANDIN_CLASSES` for a preset,
+    else class ``i`` to ``i`` modulo the class count ("unknown" to "no data" where there is one)."""
+    table = np.zeros(256, np.uint8)
+    table[IGNORE_INDEX] = IGNORE_INDEX
+    mapping = STANDIN_CLASSES.get(schema.name)
+    has_no_data = bool(schema.ignore_values or schema.ignore_colors)
+    for index in range(len(CLASS_SHARES)):
+        if mapping is not None:
+            name = mapping[index]
+            table[index] = IGNORE_INDEX if name is None else schema.index(name)
+        else:
+            table[index] = IGNORE_INDEX if index == UNKNOWN and has_no_data else index % schema.num_classes
+    return table[labels]
+
+
+def make_standin(
+    root: str | Path,
+    layout: str,
+    schema: ClassSchema | str = DEEPGLOBE,
+    n_images: int = 24,
+    size: int = 256,
+    seed: int = 0,
+    coding: str | None = None,
+) -> Path:
+    """Write generated scenes under ``root`` in one of :data:`lc_utils.layouts.LAYOUTS`, masks
+    coded for ``schema`` (a schema or a preset's name); return ``root``.
+
+    - ``"loveda"``: ``Train/`` and ``Val/`` (every fifth image), each ``Urban/`` and ``Rural/``
+      (alternately), ``images_png/<n>.png`` + ``masks_png/<n>.png``;
+    - ``"mmseg"``: ``img_dir/{train,val}/<name>.png`` + ``ann_dir/{train,val}/<name>.png``;
+    - ``"folders"``: ISPRS Potsdam's own ``2_Ortho_RGB/top_potsdam_<a>_<b>_RGB.tif`` +
+      ``5_Labels_all/top_potsdam_<a>_<b>_label.tif``;
+    - ``"deepglobe"``: :func:`make_sample_dataset`'s Kaggle layout (DeepGlobe schema only).
+
+    ``coding`` (``"rgb"`` or ``"index"``) picks the masks' coding where the schema allows both
+    (RGB by default). The generated "unknown" class becomes the schema's "no data" value or colour
+    where it has one. No schema file is written: the caller says which schema the data has.
+    """
+    schema = resolve_schema(schema)
+    if layout == "deepglobe":
+        if schema != DEEPGLOBE:
+            raise ValueError("the deepglobe layout is written with the DeepGlobe schema only")
+        return make_sample_dataset(root, n_images=n_images, size=size, seed=seed)
+    coding = coding or ("rgb" if schema.rgb_masks else "index")
+    if coding not in ("rgb", "index") or (coding == "rgb" and not schema.rgb_masks) or (
+            coding == "index" and not schema.index_masks):
+        raise ValueError(f"schema {schema.name!r} cannot write {coding!r} masks: it has "
+                         f"{schema.describe_encoding()}")
+    coded_as = replace(schema, rgb_masks=False, ignore_colors=()) if coding == "index" else schema
+    root = Path(root)
+    for index in range(n_images):
+        image, labels = generate_pair(seed, index, size)
+        mask = encode_mask(_standin_labels(labels, schema), coded_as)
+        in_val = index % 5 == 4
+        if layout == "loveda":
+            folder = root / ("Val" if in_val else "Train") / ("Urban" if index % 2 else "Rural")
+            image_path, mask_path = (folder / sub / f"{index}.png" for sub in ("images_png", "masks_png"))
+        elif layout == "mmseg":
+            name = f"{2 + index // 8}_{10 + index % 8}_0_0_{size}_{size}.png"
+            split = "val" if in_val else "train"
+            image_path, mask_path = (root / sub / split / name for sub in ("img_dir", "ann_dir"))
+        elif layout == "folders":
+            name = f"top_potsdam_{2 + index // 8}_{10 + index % 8}"
+            image_path = root / "2_Ortho_RGB" / f"{name}_RGB.tif"
+            mask_path = root / "5_Labels_all" / f"{name}_label.tif"
+        else:
+            raise ValueError(f"layout {layout!r} is not one of ('deepglobe', 'mmseg', 'loveda', 'folders')")
+        for path, pixels in ((image_path, image), (mask_path, mask)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(path)
     return root

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data and labels")
     data.add_argument("--data", type=Path, metavar="DIR",
                       help="dataset folder (default: $DATA_DIR, else the generated sample)")
+    data.add_argument("--schema", metavar="NAME|FILE",
+                      help="class schema: deepglobe, loveda, potsdam, vaihingen or a schema file "
+                           "(default: $DATA_SCHEMA, else read from the data folder, as in the notebooks)")
     data.add_argument("--annotations", type=Path, metavar="FILE",
                       help="a point annotation file to train on (default: made from --strategy and "
                            "--points-per-mp, as in notebook 03, and saved under RUNS_DIR/annotations)")
@@ -160,7 +163,7 @@ def train(args: argparse.Namespace) -> Path:
         device = torch.device(args.device)
     say = print if distributed.is_main() else (lambda *_, **__: None)
     root = datasets.prepare_data(args.data)
-    schema = datasets.load_schema(root)
+    schema = datasets.load_schema(root, args.schema)
     split = datasets.split_pairs(datasets.find_pairs(root), seed=args.seed)
     runs = settings.runs_dir(args.runs_dir)
     shapes = datasets.image_shapes(split["train"])

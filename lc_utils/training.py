@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from . import distributed
-from .classes import IGNORE_INDEX
+from .classes import IGNORE_INDEX, ClassSchema
 from .distributed import EpochSampler
 from .inference import device_of, inference_memory_format, memory_format, predict_tiled
 from .losses import PartialCrossEntropyLoss
@@ -168,10 +168,21 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def dataset_schema(dataset: object) -> ClassSchema | None:
+    """The class schema a dataset (or the dataset a :class:`~lc_utils.datasets.WindowDataset`
+    cuts) carries, or ``None``."""
+    while dataset is not None:
+        if isinstance(getattr(dataset, "schema", None), ClassSchema):
+            return dataset.schema
+        dataset = getattr(dataset, "dataset", None)
+    return None
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int | None = None, *,
              device: str | torch.device | None = None, amp: bool = True,
-             ignore_index: int = IGNORE_INDEX, tile_size: int = 512) -> ConfusionMatrix:
+             ignore_index: int = IGNORE_INDEX, tile_size: int = 512,
+             schema: ClassSchema | None = None) -> ConfusionMatrix:
     """Predict every batch of ``loader`` and accumulate one confusion matrix.
 
     Batches of images up to ``tile_size`` go through the model whole; larger images (a
@@ -179,14 +190,22 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int | None = Non
     :func:`lc_utils.inference.predict_tiled`, so memory stays bounded. Either way in the memory
     format :func:`lc_utils.inference.inference_memory_format` picks for the device, on the device
     the model is on. ``num_classes`` defaults to the model's ``num_classes``, else to the
-    number of channels its logits have.
+    number of channels its logits have. ``schema`` (names, the class left out of headline means)
+    defaults to the schema of the loader's dataset, where it has one.
     """
     device = device_of(model, device)
+    schema = schema or dataset_schema(loader.dataset)
+
+    def new_confusion(count: int) -> ConfusionMatrix:
+        if schema is None:  # the matrix's own default for ``count`` classes
+            return ConfusionMatrix(count, ignore_index)
+        return ConfusionMatrix(count, ignore_index, schema)
+
     fmt = inference_memory_format(device)
     was_training = model.training
     model.eval()
     num_classes = num_classes or getattr(model, "num_classes", None)
-    confusion = ConfusionMatrix(num_classes, ignore_index) if num_classes else None
+    confusion = new_confusion(num_classes) if num_classes else None
     with memory_format(model, fmt):
         for images, labels in loader:
             if max(images.shape[-2:]) > tile_size:
@@ -194,7 +213,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int | None = Non
                     if confusion is None:  # the class count from the probabilities, once
                         prediction, probs = predict_tiled(model, image, tile_size=tile_size, amp=amp,
                                                           return_probs=True)
-                        confusion = ConfusionMatrix(probs.shape[0], ignore_index)
+                        confusion = new_confusion(probs.shape[0])
                     else:
                         prediction = predict_tiled(model, image, tile_size=tile_size, amp=amp)
                     confusion.update(torch.from_numpy(prediction), label)
@@ -203,11 +222,11 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int | None = Non
                 logits = segmentation_logits(
                     model(images.to(device, non_blocking=True).contiguous(memory_format=fmt)),
                     tuple(images.shape[-2:]))
-            confusion = confusion or ConfusionMatrix(logits.shape[1], ignore_index)
+            confusion = confusion or new_confusion(logits.shape[1])
             confusion.update(logits.argmax(1), labels.to(device))
     model.train(was_training)
     if confusion is None and distributed.active() and num_classes:
-        confusion = ConfusionMatrix(num_classes, ignore_index)  # this process's share was empty
+        confusion = new_confusion(num_classes)  # this process's share was empty
     if confusion is None:
         raise ValueError("the loader yielded no batch: nothing to evaluate")
     if distributed.active():  # the counts of every process's images, summed (not averaged means)

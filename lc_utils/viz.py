@@ -18,13 +18,14 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
-from .masks import OffPaletteWarning, class_to_rgb, rgb_to_class
+from .masks import OffPaletteWarning, class_to_rgb, decode_mask, no_data_pixels, rgb_to_class
 from .metrics import ConfusionMatrix
 from .sparse import PointAnnotation, annotatable, sample_points
 
 CORRECT_RGB = (46, 160, 67)
 WRONG_RGB = (214, 39, 40)
 UNLABELLED_GREY = (150, 150, 150)
+NO_DATA_RGB = (70, 70, 70)
 
 
 def legend_handles(schema: ClassSchema = DEEPGLOBE, classes: Sequence[int] | None = None) -> list[Patch]:
@@ -119,19 +120,38 @@ def plot_zoom(image: np.ndarray, class_map: np.ndarray, crop: int | None = None,
 
 
 def plot_mask_decoding(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, title: str | None = None) -> Figure:
-    """The stored RGB mask, the pixels an exact colour lookup misses (red), and the class map
-    decoded with the 128 threshold, painted back into the palette."""
+    """The mask as stored, the pixels a plain lookup misses (red; "no data" in dark grey), and the
+    class map decoded (RGB masks with a 0/255 palette: with the 128 threshold), in class colours.
+
+    An RGB mask is looked up by exact colour; an index mask is shown in grey levels (its values
+    stretched to the full range, so that 1..7 are told apart) and looked up by value.
+    """
+    mask = np.asarray(mask)
+    rgb_coded = mask.ndim == 3 and schema.rgb_masks
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OffPaletteWarning)
-        exact = rgb_to_class(mask, schema, on_invalid="ignore", threshold=False)
-        decoded = rgb_to_class(mask, schema, on_invalid="ignore")
-    missed = exact == IGNORE_INDEX
+        exact = rgb_to_class(mask, schema, on_invalid="ignore", threshold=False) if rgb_coded else None
+        decoded = decode_mask(mask, schema, on_invalid="ignore")
+    exact = decoded if exact is None else exact
+    no_data = no_data_pixels(mask, schema)
+    missed = (exact == IGNORE_INDEX) & ~no_data
     highlight = np.full((*missed.shape, 3), 235, np.uint8)
+    highlight[no_data] = NO_DATA_RGB
     highlight[missed] = WRONG_RGB
+    if rgb_coded or mask.ndim == 3:
+        stored, stored_title = mask, "mask as stored"
+    else:
+        top = max(1, int(mask.max()))
+        stored = np.repeat((mask.astype(np.float64) * 255 / top).round().astype(np.uint8)[..., None], 3, -1)
+        stored_title = f"index mask as stored (values 0..{top} as grey)"
+    lookup = "exact colour" if rgb_coded else "value"
+    thresholded = rgb_coded and bool(np.isin(schema.palette, (0, 255)).all())
     fig, axes = _axes_grid(1, 3, cell=4)
-    _show(axes[0, 0], mask, "mask as stored")
-    _show(axes[0, 1], highlight, f"{int(missed.sum())} pixels exact matching misses")
-    _show(axes[0, 2], class_to_rgb(decoded, schema), "decoded with the 128 threshold")
+    _show(axes[0, 0], stored, stored_title)
+    _show(axes[0, 1], highlight, f"{int(missed.sum())} pixels {lookup} lookup misses"
+                                 f"{f', {int(no_data.sum())} no data' if no_data.any() else ''}")
+    _show(axes[0, 2], class_to_rgb(decoded, schema),
+          "decoded with the 128 threshold" if thresholded else "decoded")
     if title:
         fig.suptitle(title, fontsize=10)
     add_legend(fig, schema)

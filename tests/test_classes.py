@@ -31,21 +31,31 @@ def test_other_palette_from_csv(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("name", "text", "message"),
     [
-        ("label,r,g,b\nx,1,2,3\n", "header"),
-        ("name,r,g,b\nx,1,2,oops\n", ":2: colour is not three integers"),
-        ("name,r,g,b\nx,1,2,3\ny,1,2,3\n", "share a colour"),
-        ("name,r,g,b\nx,1,2,300\n", "0..255"),
-        ("name,r,g,b\n", "at least one class"),
+        ("bad.csv", "label,r,g,b\nx,1,2,3\n", "header"),
+        ("bad.csv", "name,r,g,b\nx,1,2,oops\n", ":2: colour is not three integers"),
+        ("bad.csv", "name,r,g,b\nx,1,2,3\ny,1,2,3\n", "share a colour"),
+        ("bad.csv", "name,r,g,b\nx,1,2,300\n", "0..255"),
+        ("bad.csv", "name,r,g,b\n", "at least one class"),
+        ("bad.csv", "value,name\nten,x\n", ":2: value 'ten' is not an integer"),
+        ("bad.csv", "value,name\n1,x\n1,y\n", "two classes share an index value"),
+        ("bad.toml", 'masks = ["index"]\n[[classes]]\nname = "a"\ncolor = [1, 2, 3]\n',
+         r"class 1 \('a'\) lacks \['value'\]"),
+        ("bad.toml", 'masks = ["png"]\n', "give"),
+        ("bad.toml", "colour_map = 1\n", r"unknown key\(s\) \['colour_map'\]"),
+        ("bad.toml", 'unknown = "z"\n[[classes]]\nname = "a"\ncolor = [1, 2, 3]\n', "'z' is not a class"),
+        ("bad.toml", 'masks = ["index"]\nignore_values = [1]\n[[classes]]\nname = "a"\nvalue = 1\n'
+                     'color = [1, 2, 3]\n', "both a class and ignored"),
+        ("bad.toml", "name = \n", "not a readable TOML file"),
     ],
 )
-def test_bad_palette_files_name_the_file(tmp_path: Path, text: str, message: str) -> None:
-    path = tmp_path / "bad.csv"
+def test_bad_schema_files_name_the_file(tmp_path: Path, name: str, text: str, message: str) -> None:
+    path = tmp_path / name
     path.write_text(text)
     with pytest.raises(ValueError, match=message) as error:
-        ClassSchema.from_class_dict_csv(path)
-    assert "bad.csv" in str(error.value)
+        ClassSchema.from_file(path)
+    assert name in str(error.value)
 
 
 def test_missing_palette_file(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The Colab setup cell, executed: a kernel that looks like Colab's (a stand-in ``google.colab``
-module, Colab's torch, torchvision and ipywidgets already installed) runs the cell; the clone URL
-stays the cell's one constant and git is told to fetch it from a snapshot of this checkout.
+module, Colab's torch, torchvision, ipywidgets and kagglehub already installed) runs the cell; the
+clone URL stays the cell's one constant and git is told to fetch it from a snapshot of this checkout.
 The cell must clone, install ``lc_utils`` without touching the preinstalled packages, and the next
 cell's GPU check must give Colab's advice."""
 
@@ -21,7 +21,8 @@ from lc_utils.settings import PROJECT_ROOT, REPO_URL
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "04_training_partial_loss.ipynb"
 COLAB_COURSE_DIR = 'COURSE_DIR = "/content/course"'
 # What a Colab machine has before the cell runs (versions of late 2025); the cell must leave them.
-PREINSTALLED = {"torch": "2.5.1+cu121", "torchvision": "0.20.1+cu121", "ipywidgets": "7.7.1"}
+PREINSTALLED = {"torch": "2.5.1+cu121", "torchvision": "0.20.1+cu121", "ipywidgets": "7.7.1",
+                "kagglehub": "0.3.13"}
 
 STAND_IN = '''"""A stand-in for Colab's google.colab: enough for the course's Colab branches."""
 from . import drive  # noqa: F401
@@ -147,7 +148,8 @@ def test_the_colab_cell_clones_installs_and_checks_the_gpu(tmp_path: Path,
     # The real packages still answer (the stand-in versions only say what Colab has) ...
     assert torch_version.split("+")[0] == __import__("torch").__version__.split("+")[0]
     assert ipywidgets_version == __import__("ipywidgets").__version__
-    # ... and the install added lc_utils alone: Colab's torch, torchvision and ipywidgets stayed.
+    # ... and the install added lc_utils alone: Colab's torch, torchvision, ipywidgets and kagglehub
+    # stayed.
     added = {p.name for p in site_packages.iterdir()} - before - {"__pycache__"}
     assert added and all("lc_utils" in name.replace("-", "_") for name in added), _text(notebook.cells[0])
     for name, version in PREINSTALLED.items():

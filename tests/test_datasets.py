@@ -82,7 +82,7 @@ def test_metadata_naming_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_empty_and_missing_folders(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no <id>_sat.jpg images"):
+    with pytest.raises(FileNotFoundError, match=r"no images found .*<id>_sat.jpg .*img_dir/ \+ ann_dir/"):
         find_pairs(tmp_path)
     with pytest.raises(FileNotFoundError, match="dataset folder not found"):
         find_pairs(tmp_path / "nowhere")

@@ -184,6 +184,21 @@ def test_the_command_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFi
     config.write_text('epochs = [3\n')
     assert "run.toml: not a readable TOML file" in error("--config", str(config))
     assert "missing.toml: config file not found" in error("--config", str(tmp_path / "missing.toml"))
+    assert "potsdamm: neither a schema preset" in error("--schema", "potsdamm")
+
+
+def test_the_command_trains_with_the_schema_it_is_given(tmp_path: Path) -> None:
+    from lc_utils.synthetic import make_standin
+    from lc_utils.train import main
+
+    data = make_standin(tmp_path / "data", "mmseg", "potsdam", n_images=8, size=48, coding="index")
+    assert main(["--data", str(data), "--schema", "potsdam", "--runs-dir", str(tmp_path / "runs"),
+                 "--run-name", "p", "--backbone", "mobilenet_v3_large", "--weights", "none", "--crop", "48",
+                 "--batch-size", "2", "--epochs", "1", "--samples-per-epoch", "2", "--val-windows", "1"]) == 0
+    checkpoint = torch.load(tmp_path / "runs" / "p" / "best.pt", weights_only=True)
+    assert checkpoint["model"]["net.classifier.4.weight"].shape[0] == 6  # Potsdam's six classes
+    points = next((tmp_path / "runs" / "annotations").rglob("*.csv")).read_text()
+    assert "low vegetation" in points and "urban" not in points
 
 
 def test_config_file_and_command_line(tmp_path: Path) -> None:

@@ -59,17 +59,47 @@ def test_readme_and_notebooks_share_the_repository_url() -> None:
     assert set(re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", readme)) == {REPO_URL}
 
 
-@pytest.mark.slow
-def test_mask_decoding_notebook_on_real_tiles(real_tiles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _execute(name: str) -> str:
+    """Run notebook ``name`` as it is committed; the text of all its outputs."""
     from nbconvert.preprocessors import ExecutePreprocessor
 
-    monkeypatch.setenv("DATA_DIR", str(real_tiles))
-    monkeypatch.setenv("LC_HEADLESS", "1")
-    notebook = _read(PROJECT_ROOT / "notebooks" / "02_mask_decoding.ipynb")
+    notebook = _read(PROJECT_ROOT / "notebooks" / f"{name}.ipynb")
     ExecutePreprocessor(timeout=600, kernel_name="python3").preprocess(
         notebook, {"metadata": {"path": str(PROJECT_ROOT / "notebooks")}})
-    text = "\n".join(str(output.get("data", {}).get("text/plain", output.get("text", "")))
+    return "\n".join(str(output.get("data", {}).get("text/plain", output.get("text", "")))
                      for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("layout", "schema", "environment", "expected"), [
+    ("loveda", "loveda", {}, ["LoveDA: single-channel index masks", "agriculture", "no data"]),
+    ("mmseg", "potsdam", {"DATA_SCHEMA": "potsdam"},
+     ["ISPRS Potsdam: RGB-coded masks or single-channel index masks", "impervious surfaces", "no data"]),
+])
+def test_data_notebooks_follow_another_schema(layout: str, schema: str, environment: dict[str, str],
+                                              expected: list[str], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notebooks 01 and 02 on stand-ins of LoveDA and of mmsegmentation's Potsdam (index masks
+    with "no data"): the classes, legends and tables are the schema's, never DeepGlobe's."""
+    from lc_utils.synthetic import make_standin
+
+    root = make_standin(tmp_path / layout, layout, schema, n_images=12, size=64, coding="index")
+    monkeypatch.setenv("DATA_DIR", str(root))
+    monkeypatch.setenv("LC_HEADLESS", "1")
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    text = _execute("01_data_exploration") + _execute("02_mask_decoding")
+    for word in expected:
+        assert word in text
+    assert "urban" not in text and "rangeland" not in text  # DeepGlobe's classes
+    assert "round trip exact: True" in text
+
+
+@pytest.mark.slow
+def test_mask_decoding_notebook_on_real_tiles(real_tiles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATA_DIR", str(real_tiles))
+    monkeypatch.setenv("LC_HEADLESS", "1")
+    text = _execute("02_mask_decoding")
     assert "0177_mask.png" in text  # the census puts the real tile with stray red pixels first
     assert "InvalidMaskError" in text and "(255, 0, 0) x7" in text
     assert "round trip exact: True" in text

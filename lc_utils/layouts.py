@@ -1,0 +1,327 @@
+"""Where the images and masks of a data set are: the folder layouts people have, and its schema.
+
+Layouts that :func:`scan_dataset` detects (:func:`detect_layout`):
+
+- ``"deepglobe"``: the Kaggle copy of DeepGlobe (``metadata.csv`` with columns ``split``,
+  ``sat_image_path``, ``mask_path``, beside ``train/``, ``valid/``, ``test/``); split subfolders of
+  ``<id>_sat.jpg`` + ``<id>_mask.png``; or one flat folder of them;
+- ``"mmseg"``: mmsegmentation's ``img_dir/{train,val,...}`` + ``ann_dir/{train,val,...}``, an
+  image and its mask sharing a name (Potsdam, Vaihingen and LoveDA as its converters write them);
+- ``"loveda"``: LoveDA's ``{Train,Val,Test}/{Urban,Rural}/{images_png,masks_png}`` (or one split);
+- ``"folders"``: an images folder and a masks folder (``images/`` + ``masks/``, ``img/`` +
+  ``labels/``, ISPRS's ``2_Ortho_RGB/`` + ``5_Labels_all/``, ...), at the top or in each split
+  subfolder, an image and its mask matched by name: the same stem, or the same stem once a
+  known suffix (``_RGB``, ``_sat``; ``_label``, ``_mask``, ``_gt``, ``_noBoundary``, ...) or the
+  ``mask_suffix`` given is taken off.
+
+A folder in which no image has a mask (the challenge's ``valid/`` and ``test/``, LoveDA's
+``Test/``) holds images for inference only; a folder in which some images have masks and others
+do not is an error. Masks may be PNG or TIFF; a JPEG mask (``<id>_mask.jpg``) is read with a
+warning (:data:`lc_utils.masks.LOSSY_MASK_HINT`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from .classes import DEEPGLOBE, ClassSchema, load_preset, resolve_schema
+from .files import IMAGE_EXTENSIONS, IMAGE_SUFFIX, MASK_SUFFIX, image_id_of, image_id_or_none
+from .masks import JPEG_EXTENSIONS, LOSSY_MASK_HINT
+
+LAYOUTS = ("deepglobe", "mmseg", "loveda", "folders")
+MASK_EXTENSIONS = (".png", ".tif", ".tiff", *JPEG_EXTENSIONS)
+IMAGE_NAME_SUFFIXES = (IMAGE_SUFFIX, "_rgb", "_irrg", "_rgbir", "_image", "_img")
+"""Endings of image stems taken off to match a mask (case does not matter)."""
+MASK_NAME_SUFFIXES = ("_label_noboundary", "_noboundary", MASK_SUFFIX, "_label", "_labels", "_gt",
+                      "_seg", "_ann")
+"""Endings of mask stems taken off to match an image, longest first (case does not matter)."""
+IMAGE_FOLDER_WORDS = ("image", "img", "ortho", "top")
+MASK_FOLDER_WORDS = ("mask", "label", "gt", "ann", "seg")
+"""How the words of an images folder's and a masks folder's names begin ("2_Ortho_RGB" and
+"5_Labels_all", "top" and "gts_for_participants", "images" and "annotations")."""
+SCHEMA_FILES = ("schema.toml", "class_dict.csv", "classes.csv")
+"""Files in a data folder that give its schema, the first one found wins."""
+
+
+class LossyMaskWarning(UserWarning):
+    """Masks are JPEG files, whose compression changed their pixel values."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One satellite image, its mask (``None`` for images without ground truth) and its split."""
+
+    image_id: str
+    image: Path
+    mask: Path | None
+    split: str
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _without_suffix(stem: str, suffixes: tuple[str, ...]) -> str:
+    for suffix in suffixes:
+        if stem.lower().endswith(suffix.lower()) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def _pair_up(folder: Path, images: dict[str, Path], masks: dict[str, Path], split: str,
+             mask_hint: str) -> list[Sample]:
+    """Samples from id -> image and id -> mask, checking that they match."""
+    orphans = sorted(set(masks) - set(images))
+    if orphans:
+        raise ValueError(f"{folder}: {len(orphans)} mask(s) without an image, e.g. "
+                         f"{masks[orphans[0]].name}")
+    missing = sorted(set(images) - set(masks))
+    if masks and missing:
+        names = ", ".join(images[i].name for i in missing[:5])
+        raise FileNotFoundError(f"{folder}: {len(missing)} image(s) have no {mask_hint} mask: {names}"
+                                f"{' ...' if len(missing) > 5 else ''}")
+    return [Sample(i, images[i], masks.get(i), split) for i in sorted(images)]
+
+
+def _add(found: dict[str, Path], key: str, path: Path, folder: Path) -> None:
+    if key in found:
+        raise ValueError(f"{folder}: two files for id {key!r}: {found[key].name}, {path.name}")
+    found[key] = path
+
+
+def _scan_deepglobe_folder(folder: Path, split: str) -> list[Sample]:
+    images: dict[str, Path] = {}
+    masks: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file():
+            continue
+        image_id = image_id_or_none(path)
+        if image_id is not None:
+            _add(images, image_id, path, folder)
+        elif path.stem.endswith(MASK_SUFFIX) and path.suffix.lower() in MASK_EXTENSIONS:
+            _add(masks, path.stem[: -len(MASK_SUFFIX)], path, folder)
+    return _pair_up(folder, images, masks, split, f"<id>{MASK_SUFFIX}.png")
+
+
+def _scan_metadata(root: Path) -> list[Sample]:
+    metadata = root / "metadata.csv"
+    samples = []
+    with metadata.open(newline="") as f:
+        reader = csv.DictReader(f)
+        needed = {"sat_image_path", "mask_path"}
+        if not needed <= set(reader.fieldnames or []):
+            raise ValueError(f"{metadata}: needs columns {sorted(needed)}, has {reader.fieldnames}")
+        for line_no, row in enumerate(reader, start=2):
+            image = root / row["sat_image_path"]
+            mask_text = (row.get("mask_path") or "").strip()
+            mask = root / mask_text if mask_text and mask_text.lower() != "nan" else None
+            for path, what in ((image, "image"), (mask, "mask")):
+                if path is not None and not path.is_file():
+                    raise FileNotFoundError(f"{metadata}:{line_no}: {what} {path} does not exist")
+            image_id = (row.get("image_id") or "").strip() or image_id_or_none(image) or image.stem
+            samples.append(Sample(image_id, image, mask, (row.get("split") or "").strip()))
+    return samples
+
+
+def _scan_deepglobe(root: Path) -> list[Sample]:
+    if (root / "metadata.csv").is_file():
+        return _scan_metadata(root)
+    samples = _scan_deepglobe_folder(root, "")
+    if not samples:
+        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+            samples += _scan_deepglobe_folder(sub, sub.name)
+    return samples
+
+
+def _scan_image_and_mask_folders(image_dir: Path, mask_dir: Path | None, split: str,
+                                 mask_suffix: str | None) -> list[Sample]:
+    """Images of ``image_dir`` paired by name with the masks of ``mask_dir`` (``None``: none)."""
+    images: dict[str, Path] = {}
+    for path in sorted(image_dir.iterdir()):
+        if _is_image(path):
+            _add(images, _without_suffix(path.stem, IMAGE_NAME_SUFFIXES), path, image_dir)
+    masks: dict[str, Path] = {}
+    suffixes = (mask_suffix,) if mask_suffix is not None else MASK_NAME_SUFFIXES
+    for path in sorted(mask_dir.iterdir()) if mask_dir is not None else ():
+        if not (path.is_file() and path.suffix.lower() in MASK_EXTENSIONS):
+            continue
+        key = path.stem if path.stem in images else _without_suffix(path.stem, suffixes)
+        _add(masks, key, path, mask_dir)
+    hint = f"{mask_dir.name}/<name>{mask_suffix or ''}.png" if mask_dir else "mask"
+    samples = _pair_up(mask_dir or image_dir, images, masks, split, hint)
+    return [Sample(image_id_of(s.image), s.image, s.mask, s.split) for s in samples]
+
+
+def _scan_mmseg(root: Path, mask_suffix: str | None) -> list[Sample]:
+    samples = []
+    for split_dir in sorted(p for p in (root / "img_dir").iterdir() if p.is_dir()):
+        mask_dir = root / "ann_dir" / split_dir.name
+        samples += _scan_image_and_mask_folders(split_dir, mask_dir if mask_dir.is_dir() else None,
+                                                split_dir.name, mask_suffix)
+    return samples
+
+
+def _loveda_domains(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.iterdir()) if p.is_dir() and (p / "images_png").is_dir()]
+
+
+def _scan_loveda(root: Path, mask_suffix: str | None) -> list[Sample]:
+    splits = [root] if _loveda_domains(root) else [p for p in sorted(root.iterdir())
+                                                    if p.is_dir() and _loveda_domains(p)]
+    samples = []
+    for split_dir in splits:
+        for domain in _loveda_domains(split_dir):
+            mask_dir = domain / "masks_png"
+            samples += _scan_image_and_mask_folders(domain / "images_png",
+                                                    mask_dir if mask_dir.is_dir() else None,
+                                                    split_dir.name.lower(), mask_suffix)
+    return samples
+
+
+def _named_like(folder: Path, words: tuple[str, ...]) -> bool:
+    """Whether a word of the folder's name starts with one of ``words`` ("5_Labels_all": label)."""
+    return any(part.startswith(words) for part in re.split(r"[^a-z0-9]+", folder.name.lower()))
+
+
+def _image_and_mask_dirs(folder: Path) -> tuple[Path, Path] | None:
+    """The one images folder and the one masks folder inside ``folder``, told by their names."""
+    subfolders = [p for p in folder.iterdir() if p.is_dir()]
+    mask_dirs = [p for p in subfolders if _named_like(p, MASK_FOLDER_WORDS)]
+    image_dirs = [p for p in subfolders if _named_like(p, IMAGE_FOLDER_WORDS) and p not in mask_dirs]
+    if len(image_dirs) == 1 and len(mask_dirs) == 1:
+        return image_dirs[0], mask_dirs[0]
+    return None
+
+
+def _scan_folders(root: Path, mask_suffix: str | None) -> list[Sample]:
+    if found := _image_and_mask_dirs(root):
+        return _scan_image_and_mask_folders(*found, "", mask_suffix)
+    samples = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        if found := _image_and_mask_dirs(sub):
+            samples += _scan_image_and_mask_folders(*found, sub.name, mask_suffix)
+    return samples
+
+
+def detect_layout(root: str | Path) -> str:
+    """Which of :data:`LAYOUTS` the folder ``root`` is in (``"deepglobe"`` when nothing else fits)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset folder not found")
+    if (root / "metadata.csv").is_file():
+        return "deepglobe"
+    if (root / "img_dir").is_dir() and (root / "ann_dir").is_dir():
+        return "mmseg"
+    if _loveda_domains(root) or any(_loveda_domains(p) for p in root.iterdir() if p.is_dir()):
+        return "loveda"
+    if _image_and_mask_dirs(root) or any(_image_and_mask_dirs(p) for p in root.iterdir() if p.is_dir()):
+        return "folders"
+    return "deepglobe"
+
+
+def scan_dataset(root: str | Path, layout: str | None = None, mask_suffix: str | None = None) -> list[Sample]:
+    """Every image under ``root`` with its mask (or ``None``) and split, sorted by split then id.
+
+    ``layout`` is one of :data:`LAYOUTS` (detected when ``None``); ``mask_suffix`` is the ending
+    a mask's stem has beyond its image's (say ``"_label"``) where it is none of the known ones.
+    Masks saved as JPEG give one :class:`LossyMaskWarning`.
+    """
+    root = Path(root)
+    layout = layout or detect_layout(root)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r} is not one of {LAYOUTS}")
+    if layout == "deepglobe":
+        samples = _scan_deepglobe(root)
+    elif layout == "mmseg":
+        samples = _scan_mmseg(root, mask_suffix)
+    elif layout == "loveda":
+        samples = _scan_loveda(root, mask_suffix)
+    else:
+        samples = _scan_folders(root, mask_suffix)
+    if not samples:
+        raise FileNotFoundError(
+            f"{root}: no images found ({layout} layout). Expected one of: <id>{IMAGE_SUFFIX}.jpg + "
+            f"<id>{MASK_SUFFIX}.png files (flat, in split subfolders, or with a metadata.csv); "
+            "img_dir/ + ann_dir/ (mmsegmentation); Train/Urban/images_png + masks_png (LoveDA); "
+            "an images folder beside a masks folder")
+    _check_unique_ids(root, samples)
+    _warn_on_jpeg_masks(root, samples)
+    return sorted(samples, key=lambda s: (s.split, s.image_id))
+
+
+def _check_unique_ids(root: Path, samples: list[Sample]) -> None:
+    """Annotations, splits and runs key images by id: two images with one id would collide."""
+    seen: dict[str, Path] = {}
+    for sample in samples:
+        if sample.image_id in seen:
+            raise ValueError(f"{root}: two images have the id {sample.image_id!r}: {seen[sample.image_id]} "
+                             f"and {sample.image}; rename one (ids are the file names without suffix)")
+        seen[sample.image_id] = sample.image
+
+
+def _warn_on_jpeg_masks(root: Path, samples: list[Sample]) -> None:
+    jpeg = [s.mask for s in samples if s.mask is not None and s.mask.suffix.lower() in JPEG_EXTENSIONS]
+    if jpeg:
+        warnings.warn(f"{root}: {len(jpeg)} mask(s) are JPEG files, e.g. {jpeg[0].name}. {LOSSY_MASK_HINT}. "
+                      "They are decoded by thresholding each channel at 128, which recovers 0/255 palettes "
+                      "(DeepGlobe, ISPRS) away from class edges; any other schema refuses them",
+                      LossyMaskWarning, stacklevel=3)
+
+
+def find_pairs(root: str | Path, split: str | None = None, *, layout: str | None = None,
+               mask_suffix: str | None = None) -> list[tuple[Path, Path]]:
+    """Sorted (image_path, mask_path) pairs under ``root``, optionally of one split only."""
+    samples = [s for s in scan_dataset(root, layout, mask_suffix) if s.mask is not None]
+    if split is not None:
+        splits = sorted({s.split for s in samples})
+        samples = [s for s in samples if s.split == split]
+        if not samples:
+            raise ValueError(f"{root}: no labelled images in split {split!r}; splits: {splits}")
+    if not samples:
+        raise FileNotFoundError(f"{root}: images found, but none has a mask")
+    return sorted((s.image, s.mask) for s in samples)
+
+
+def find_unlabelled_images(root: str | Path, split: str | None = None) -> list[Path]:
+    """Images under ``root`` without a mask (for inference only), optionally of one split."""
+    return sorted(s.image for s in scan_dataset(root)
+                  if s.mask is None and (split is None or s.split == split))
+
+
+ISPRS_NAMES = {"top_potsdam_": "potsdam", "top_mosaic_09cm_": "vaihingen"}
+"""Image name beginnings of the ISPRS data sets as distributed, and their schema presets."""
+
+
+def load_schema(root: str | Path, schema: ClassSchema | str | Path | None = None) -> ClassSchema:
+    """The class schema of the data set in ``root``.
+
+    ``schema`` wins when given (else ``$DATA_SCHEMA``, as ``$DATA_DIR`` gives the folder): a
+    :class:`~lc_utils.classes.ClassSchema`, a preset's name (``"loveda"``, ``"potsdam"``, ...) or
+    a schema file. Otherwise the first of :data:`SCHEMA_FILES` in ``root`` (a ``.toml`` schema,
+    a ``class_dict.csv`` palette, a ``classes.csv`` palette or index list); otherwise LoveDA's for
+    a LoveDA layout, Potsdam's or Vaihingen's for images named as ISPRS distributes them, and
+    DeepGlobe's for the rest.
+    """
+    schema = schema or os.environ.get("DATA_SCHEMA") or None
+    if schema is not None:
+        return resolve_schema(schema)
+    root = Path(root)
+    for name in SCHEMA_FILES:
+        if (root / name).is_file():
+            return ClassSchema.from_file(root / name)
+    if not root.is_dir():
+        return DEEPGLOBE
+    layout = detect_layout(root)
+    if layout == "loveda":
+        return load_preset("loveda")
+    if layout in ("folders", "mmseg"):
+        first = scan_dataset(root, layout)[0].image.name
+        for start, preset in ISPRS_NAMES.items():
+            if first.startswith(start):
+                return load_preset(preset)
+    return DEEPGLOBE
