@@ -187,7 +187,7 @@ class ClassSchema:
             data = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path}: not a readable TOML file ({error})") from None
-        known = {"name", "masks", "ignore_values", "ignore_colors", "unknown", "classes", "description"}
+        known = {"name", "masks", "ignore_values", "ignore_colors", "unknown", "classes"}
         if unknown_keys := sorted(set(data) - known):
             raise ValueError(f"{path}: unknown key(s) {unknown_keys}; the keys are {sorted(known)}")
         masks = data.get("masks", ["rgb"])

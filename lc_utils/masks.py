@@ -254,14 +254,14 @@ def encode_mask(class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE) -> np.nd
         if schema.ignore_colors:
             rgb[np.asarray(class_map) == IGNORE_INDEX] = schema.ignore_colors[0]
         return rgb
-    class_to_rgb(class_map, schema)  # the same checks of the class map
-    if (np.asarray(class_map) == IGNORE_INDEX).any() and not schema.ignore_values:
+    class_map = _checked_class_map(class_map, schema)
+    if (class_map == IGNORE_INDEX).any() and not schema.ignore_values:
         raise ValueError(f"schema {schema.name!r} has no value for unlabelled pixels (ignore_values)")
     dtype = np.uint8 if max((*schema.values, *schema.ignore_values)) < 256 else np.uint16
     table = np.zeros(256, dtype=dtype)
     table[: schema.num_classes] = schema.values
     table[IGNORE_INDEX] = schema.ignore_values[0] if schema.ignore_values else 0
-    return table[np.asarray(class_map).astype(np.uint8)]
+    return table[class_map]
 
 
 def class_to_rgb(class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE) -> np.ndarray:
@@ -269,20 +269,25 @@ def class_to_rgb(class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE) -> np.n
 
     Unlabelled pixels (255) get :data:`UNLABELLED_RGB`; any other value outside the schema raises.
     """
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: schema.num_classes] = schema.palette
+    table[IGNORE_INDEX] = UNLABELLED_RGB
+    return table[_checked_class_map(class_map, schema)]
+
+
+def _checked_class_map(class_map: np.ndarray, schema: ClassSchema) -> np.ndarray:
+    """``class_map`` as uint8 after checking it is (H, W) of the schema's classes and 255."""
     class_map = np.asarray(class_map)
     if class_map.ndim != 2:
         raise ValueError(f"expected an (H, W) class map, got shape {class_map.shape}")
     if not np.issubdtype(class_map.dtype, np.integer):
         raise ValueError(f"expected an integer class map, got dtype {class_map.dtype}")
-    table = np.zeros((256, 3), dtype=np.uint8)
-    table[: schema.num_classes] = schema.palette
-    table[IGNORE_INDEX] = UNLABELLED_RGB
     valid = ((class_map >= 0) & (class_map < schema.num_classes)) | (class_map == IGNORE_INDEX)
     if not valid.all():
         bad = np.unique(class_map[~valid])
         raise ValueError(f"class map holds values outside 0..{schema.num_classes - 1} and "
                          f"{IGNORE_INDEX}: {bad[:10].tolist()}")
-    return table[class_map.astype(np.uint8)]
+    return class_map.astype(np.uint8)
 
 
 def read_mask_file(path: str | Path, schema: ClassSchema = DEEPGLOBE) -> np.ndarray:

@@ -4,8 +4,10 @@ Every training crop of a 2448 x 2448 original decodes the whole 6-megapixel JPEG
 tile decodes in a twentieth of the time, and a machine with little memory holds a batch of
 them. Tiles do not overlap and cover the whole image: an original of 2448 pixels becomes 5 x 5
 tiles of 489 or 490 pixels for ``size=512`` (the size is a target, met as closely as an even cut
-allows). Tile ``r``, ``c`` of image ``<id>`` is ``<id>-r<r>-c<c>``; masks are cut from their RGB
-pixels as they are, so the reader's checks still apply to them.
+allows). Tile ``r``, ``c`` of image ``<id>`` is ``<id>-r<r>-c<c>``; masks are cut from their pixels
+as stored (RGB, index values, a palette), so the reader's checks still apply to them. Tiles are
+written in DeepGlobe's layout whatever the source's, with the source's schema beside them as a
+file (``class_dict.csv`` or ``schema.toml``), so that the tiles read as the originals did.
 
 Command line: ``python -m lc_utils.tiles SOURCE DEST [--size 512]``.
 """
@@ -20,8 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .classes import DEEPGLOBE, PRESETS, SCHEMA_DIR, load_preset
 from .datasets import scan_dataset
 from .files import IMAGE_SUFFIX, MASK_SUFFIX, read_rgb, tile_id
+from .layouts import SCHEMA_FILES, load_schema
 
 
 def tile_bounds(length: int, size: int) -> list[tuple[int, int]]:
@@ -45,8 +49,9 @@ def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *, image_fo
     and its mask into tiles of about ``size`` pixels under ``dest``, split subfolders kept.
 
     Images are written as JPEG (``quality``, no chroma subsampling) or, with ``image_format="png"``,
-    losslessly; masks as PNG with their original colours. ``class_dict.csv`` is copied. Returns the
-    (image, mask) paths written; the mask is ``None`` for images that had none.
+    losslessly; masks as PNG with their pixels as stored. The source's schema file is copied, or
+    the preset its layout or names imply written as ``schema.toml``. Returns the (image, mask)
+    paths written; the mask is ``None`` for images that had none.
     """
     if image_format not in ("jpg", "png"):
         raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
@@ -59,9 +64,9 @@ def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *, image_fo
         folder = dest / sample.split
         folder.mkdir(parents=True, exist_ok=True)
         image = read_rgb(sample.image)
-        mask = read_rgb(sample.mask, what="mask") if sample.mask is not None else None
-        if mask is not None and mask.shape != image.shape:
-            raise ValueError(f"{sample.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+        mask = _open_mask(sample.mask) if sample.mask is not None else None
+        if mask is not None and mask.size != (image.shape[1], image.shape[0]):
+            raise ValueError(f"{sample.mask}: mask is {mask.size[0]}x{mask.size[1]} but its image "
                              f"{sample.image.name} is {image.shape[1]}x{image.shape[0]}")
         for r, (top, bottom) in enumerate(tile_bounds(image.shape[0], size)):
             for c, (left, right) in enumerate(tile_bounds(image.shape[1], size)):
@@ -71,15 +76,36 @@ def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *, image_fo
                 mask_path = None
                 if mask is not None:
                     mask_path = folder / f"{name}{MASK_SUFFIX}.png"
-                    Image.fromarray(mask[top:bottom, left:right]).save(mask_path)
+                    mask.crop((left, top, right, bottom)).save(mask_path)
                 written.append((image_path, mask_path))
         if progress:
             print(f"\r{number}/{len(samples)} images cut", end="", flush=True)
     if progress:
         print(f"\n{len(written)} tiles in {dest}")
-    if (source / "class_dict.csv").is_file():
-        shutil.copy(source / "class_dict.csv", dest / "class_dict.csv")
+    _keep_schema(source, dest)
     return written
+
+
+def _open_mask(path: Path) -> Image.Image:
+    """A mask file's pixels in their own mode (RGB, grayscale, 16-bit, palette), loaded."""
+    try:
+        with Image.open(path) as mask:
+            mask.load()
+            return mask.copy()
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read mask (corrupt or truncated file?): {error}") from error
+
+
+def _keep_schema(source: Path, dest: Path) -> None:
+    """Put the source's schema beside the tiles, whose DeepGlobe layout no longer implies it."""
+    for name in SCHEMA_FILES:
+        if (source / name).is_file():
+            shutil.copy(source / name, dest / name)
+            return
+    schema = load_schema(source)
+    preset = next((p for p in PRESETS if load_preset(p) == schema), None)
+    if schema != DEEPGLOBE and preset is not None:
+        shutil.copy(SCHEMA_DIR / f"{preset}.toml", dest / "schema.toml")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -138,7 +138,7 @@ def plot_mask_decoding(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, title:
     highlight = np.full((*missed.shape, 3), 235, np.uint8)
     highlight[no_data] = NO_DATA_RGB
     highlight[missed] = WRONG_RGB
-    if rgb_coded or mask.ndim == 3:
+    if mask.ndim == 3:
         stored, stored_title = mask, "mask as stored"
     else:
         top = max(1, int(mask.max()))

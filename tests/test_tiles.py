@@ -5,10 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from lc_utils.classes import load_preset
 from lc_utils.datasets import find_pairs, load_schema, read_pair, scan_dataset, split_pairs
 from lc_utils.files import image_id_of, read_rgb, source_id, tile_id
 from lc_utils.masks import read_mask
+from lc_utils.synthetic import make_standin
 from lc_utils.tiles import cut_tiles, main, tile_bounds
 
 
@@ -103,3 +106,20 @@ def test_a_real_original_cut_into_tiles(real_full: Path, tmp_path: Path) -> None
     # JPEG at quality 95 without chroma subsampling: close to the original, not equal.
     difference = np.abs(read_rgb(tile_image).astype(int) - image[top:bottom, left:right]).mean()
     assert difference < 3
+
+
+def test_index_masks_are_cut_as_stored_and_the_schema_goes_with_them(tmp_path: Path) -> None:
+    """LoveDA's single-channel masks stay single-channel, "no data" included, and the tiles (in
+    DeepGlobe's layout) still read with LoveDA's schema."""
+    source = make_standin(tmp_path / "loveda", "loveda", "loveda", n_images=5, size=64)
+    dest = tmp_path / "tiles"
+    cut_tiles(source, dest, size=32, image_format="png", progress=False)
+    assert load_schema(dest) == load_preset("loveda") and (dest / "schema.toml").is_file()
+    tiles = dict(find_pairs(dest))
+    for image, mask in find_pairs(source):
+        whole = read_mask(mask, load_preset("loveda"))
+        for r, c in ((0, 0), (1, 1)):
+            tile = next(m for i, m in tiles.items() if i.name.startswith(f"{image.stem}-r{r}-c{c}_"))
+            assert Image.open(tile).mode == "L"
+            rows, cols = slice(32 * r, 32 * (r + 1)), slice(32 * c, 32 * (c + 1))
+            assert (read_mask(tile, load_schema(dest)) == whole[rows, cols]).all()
