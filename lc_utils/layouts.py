@@ -320,8 +320,7 @@ def load_schema(root: str | Path, schema: ClassSchema | str | Path | None = None
     if layout == "loveda":
         return load_preset("loveda")
     if layout in ("folders", "mmseg"):
-        first = scan_dataset(root, layout)[0].image.name
         for start, preset in ISPRS_NAMES.items():
-            if first.startswith(start):
+            if next(root.rglob(f"{start}*"), None) is not None:
                 return load_preset(preset)
     return DEEPGLOBE
