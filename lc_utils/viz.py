@@ -35,10 +35,11 @@ def legend_handles(schema: ClassSchema = DEEPGLOBE, classes: Sequence[int] | Non
             for i in indices]
 
 
-def add_legend(fig: Figure, schema: ClassSchema = DEEPGLOBE, classes: Sequence[int] | None = None) -> None:
-    """A single legend of the classes below the figure's axes."""
-    handles = legend_handles(schema, classes)
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), frameon=False)
+def add_legend(fig: Figure, schema: ClassSchema = DEEPGLOBE, classes: Sequence[int] | None = None,
+               extra: Sequence[Patch] = ()) -> None:
+    """A single legend of the classes (and ``extra`` patches) below the figure's axes."""
+    handles = [*legend_handles(schema, classes), *extra]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), frameon=False)
 
 
 def overlay(image: np.ndarray, class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE,
@@ -150,11 +151,13 @@ def plot_mask_decoding(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, title:
     _show(axes[0, 0], stored, stored_title)
     _show(axes[0, 1], highlight, f"{int(missed.sum())} pixels {lookup} lookup misses"
                                  f"{f', {int(no_data.sum())} no data' if no_data.any() else ''}")
-    _show(axes[0, 2], class_to_rgb(decoded, schema),
-          "decoded with the 128 threshold" if thresholded else "decoded")
+    painted = class_to_rgb(decoded, schema)
+    painted[no_data] = NO_DATA_RGB
+    _show(axes[0, 2], painted, "decoded with the 128 threshold" if thresholded else "decoded")
     if title:
         fig.suptitle(title, fontsize=10)
-    add_legend(fig, schema)
+    no_data_patch = Patch(facecolor=np.array(NO_DATA_RGB) / 255, edgecolor="0.3", label="no data (ignored)")
+    add_legend(fig, schema, extra=[no_data_patch] if no_data.any() else [])
     return fig
 
 
