@@ -79,7 +79,9 @@ def _mask_colors(schema: ClassSchema) -> tuple[np.ndarray, np.ndarray]:
     return colors, targets.astype(np.int16)
 
 
-def _is_binary_palette(schema: ClassSchema) -> bool:
+def is_binary_palette(schema: ClassSchema) -> bool:
+    """Whether every mask colour of the schema (no-data ones too) is made of 0/255 channels only:
+    the palettes the 128 threshold decodes."""
     return bool(np.isin(_mask_colors(schema)[0], (0, 255)).all())
 
 
@@ -159,7 +161,7 @@ def rgb_to_class(
         raise MaskEncodingError(f"{source}: an RGB-coded mask, but schema {schema.name!r} decodes "
                                 f"{schema.describe_encoding()}; give a schema with the mask colours "
                                 "(deepglobe, potsdam, vaihingen, or a class_dict.csv)")
-    binarise = threshold and _is_binary_palette(schema)
+    binarise = threshold and is_binary_palette(schema)
     if binarise:
         bits = (rgb >> 7).astype(np.uint8)
         codes = bits[..., 0] << 2 | bits[..., 1] << 1 | bits[..., 2]
@@ -299,7 +301,7 @@ def read_mask_file(path: str | Path, schema: ClassSchema = DEEPGLOBE) -> np.ndar
     """
     pixels = read_mask_pixels(path, palette_as_index=not schema.rgb_masks)
     if Path(path).suffix.lower() in JPEG_EXTENSIONS and not (pixels.ndim == 3 and schema.rgb_masks
-                                                              and _is_binary_palette(schema)):
+                                                              and is_binary_palette(schema)):
         raise ValueError(f"{path}: a JPEG mask. {LOSSY_MASK_HINT}. Schema {schema.name!r} "
                          f"({schema.describe_encoding()}, not all 0/255 colours) cannot be decoded "
                          "from one reliably")
@@ -352,7 +354,7 @@ def _class_names(stored: np.ndarray, schema: ClassSchema, threshold: bool) -> li
     (ignored)", or ``None`` for off-palette."""
     decoded = _decoded_quietly(stored[None], schema, threshold)[0]
     looked_up = stored
-    if threshold and stored.ndim == 2 and schema.rgb_masks and _is_binary_palette(schema):
+    if threshold and stored.ndim == 2 and schema.rgb_masks and is_binary_palette(schema):
         looked_up = (stored >= 128).astype(np.uint8) * 255
     no_data = no_data_pixels(looked_up[None], schema)[0]
     return [schema.names[d] if d != IGNORE_INDEX else ("no data (ignored)" if gone else None)

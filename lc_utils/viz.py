@@ -18,7 +18,14 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
-from .masks import OffPaletteWarning, class_to_rgb, decode_mask, no_data_pixels, rgb_to_class
+from .masks import (
+    OffPaletteWarning,
+    class_to_rgb,
+    decode_mask,
+    is_binary_palette,
+    no_data_pixels,
+    rgb_to_class,
+)
 from .metrics import ConfusionMatrix
 from .sparse import PointAnnotation, annotatable, sample_points
 
@@ -146,7 +153,7 @@ def plot_mask_decoding(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, title:
         stored = np.repeat((mask.astype(np.float64) * 255 / top).round().astype(np.uint8)[..., None], 3, -1)
         stored_title = f"index mask as stored (values 0..{top} as grey)"
     lookup = "exact colour" if rgb_coded else "value"
-    thresholded = rgb_coded and bool(np.isin(schema.palette, (0, 255)).all())
+    thresholded = rgb_coded and is_binary_palette(schema)
     fig, axes = _axes_grid(1, 3, cell=4)
     _show(axes[0, 0], stored, stored_title)
     _show(axes[0, 1], highlight, f"{int(missed.sum())} pixels {lookup} lookup misses"
