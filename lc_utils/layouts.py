@@ -140,7 +140,10 @@ def _scan_deepglobe(root: Path) -> list[Sample]:
 
 def _scan_image_and_mask_folders(image_dir: Path, mask_dir: Path | None, split: str,
                                  mask_suffix: str | None) -> list[Sample]:
-    """Images of ``image_dir`` paired by name with the masks of ``mask_dir`` (``None``: none)."""
+    """Images of ``image_dir`` paired by name with the masks of ``mask_dir`` (none where it is
+    ``None`` or absent: images for inference only)."""
+    if mask_dir is not None and not mask_dir.is_dir():
+        mask_dir = None
     images: dict[str, Path] = {}
     for path in sorted(image_dir.iterdir()):
         if _is_image(path):
@@ -160,8 +163,7 @@ def _scan_image_and_mask_folders(image_dir: Path, mask_dir: Path | None, split: 
 def _scan_mmseg(root: Path, mask_suffix: str | None) -> list[Sample]:
     samples = []
     for split_dir in sorted(p for p in (root / "img_dir").iterdir() if p.is_dir()):
-        mask_dir = root / "ann_dir" / split_dir.name
-        samples += _scan_image_and_mask_folders(split_dir, mask_dir if mask_dir.is_dir() else None,
+        samples += _scan_image_and_mask_folders(split_dir, root / "ann_dir" / split_dir.name,
                                                 split_dir.name, mask_suffix)
     return samples
 
@@ -176,9 +178,7 @@ def _scan_loveda(root: Path, mask_suffix: str | None) -> list[Sample]:
     samples = []
     for split_dir in splits:
         for domain in _loveda_domains(split_dir):
-            mask_dir = domain / "masks_png"
-            samples += _scan_image_and_mask_folders(domain / "images_png",
-                                                    mask_dir if mask_dir.is_dir() else None,
+            samples += _scan_image_and_mask_folders(domain / "images_png", domain / "masks_png",
                                                     split_dir.name.lower(), mask_suffix)
     return samples
 
@@ -320,7 +320,8 @@ def load_schema(root: str | Path, schema: ClassSchema | str | Path | None = None
     if layout == "loveda":
         return load_preset("loveda")
     if layout in ("folders", "mmseg"):
-        for start, preset in ISPRS_NAMES.items():
-            if next(root.rglob(f"{start}*"), None) is not None:
-                return load_preset(preset)
+        for path in root.rglob("top_*"):  # one walk of the tree for both names
+            for start, preset in ISPRS_NAMES.items():
+                if path.name.startswith(start):
+                    return load_preset(preset)
     return DEEPGLOBE

@@ -229,9 +229,10 @@ def decode_mask(
     *,
     on_invalid: OnInvalid = "unknown",
     source: str = "mask",
+    threshold: bool = True,
 ) -> np.ndarray:
-    """An (H, W) class map from a mask as stored: (H, W, 3) RGB-coded (:func:`rgb_to_class`) or
-    (H, W) index-coded (:func:`index_to_class`).
+    """An (H, W) class map from a mask as stored: (H, W, 3) RGB-coded (:func:`rgb_to_class`, with
+    ``threshold``) or (H, W) index-coded (:func:`index_to_class`).
 
     An RGB array whose three channels are equal everywhere is a grayscale index mask saved as
     RGB; it is read as an index mask where the schema has index values and no colours. A mask
@@ -244,7 +245,7 @@ def decode_mask(
             return index_to_class(mask[..., 0], schema, on_invalid=on_invalid, source=source)
     if mask.ndim == 2:
         return index_to_class(mask, schema, on_invalid=on_invalid, source=source)
-    return rgb_to_class(mask, schema, on_invalid=on_invalid, source=source)
+    return rgb_to_class(mask, schema, on_invalid=on_invalid, source=source, threshold=threshold)
 
 
 def encode_mask(class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE) -> np.ndarray:
@@ -323,9 +324,7 @@ def _decoded_quietly(mask: np.ndarray, schema: ClassSchema, threshold: bool = Tr
     """Class map with every off-palette pixel at 255 and no warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OffPaletteWarning)
-        if np.asarray(mask).ndim == 3 and schema.rgb_masks:
-            return rgb_to_class(mask, schema, on_invalid="ignore", threshold=threshold)
-        return decode_mask(mask, schema, on_invalid="ignore")
+        return decode_mask(mask, schema, on_invalid="ignore", threshold=threshold)
 
 
 def off_palette_pixels(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, *,

@@ -24,7 +24,6 @@ from .masks import (
     decode_mask,
     is_binary_palette,
     no_data_pixels,
-    rgb_to_class,
 )
 from .metrics import ConfusionMatrix
 from .sparse import PointAnnotation, annotatable, sample_points
@@ -138,9 +137,8 @@ def plot_mask_decoding(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, title:
     rgb_coded = mask.ndim == 3 and schema.rgb_masks
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OffPaletteWarning)
-        exact = rgb_to_class(mask, schema, on_invalid="ignore", threshold=False) if rgb_coded else None
+        exact = decode_mask(mask, schema, on_invalid="ignore", threshold=False)
         decoded = decode_mask(mask, schema, on_invalid="ignore")
-    exact = decoded if exact is None else exact
     no_data = no_data_pixels(mask, schema)
     missed = (exact == IGNORE_INDEX) & ~no_data
     highlight = np.full((*missed.shape, 3), 235, np.uint8)
