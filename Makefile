@@ -14,7 +14,7 @@ help:
 	@echo "make lab      open the notebooks in JupyterLab (fast mode where there is no GPU)"
 	@echo "make bench    run the benchmarks in benchmarks/ (JSON + one-line summaries)"
 	@echo "make density  the label-density study on the real DeepGlobe tiles (3 seeds per setting; resumable)"
-	@echo "make lint     ruff over the package, tests, benchmarks and notebooks"
+	@echo "make lint     ruff over the package, tests, benchmarks and notebooks; the package's layers (lint-imports)"
 	@echo "make clean    remove the virtual environment, generated data, runs and build output"
 
 $(STAMP): pyproject.toml
@@ -40,6 +40,7 @@ test: $(STAMP) lint test-unit test-notebooks test-smoke
 
 lint: $(STAMP)
 	$(BIN)/ruff check lc_utils tests benchmarks notebooks
+	$(BIN)/lint-imports
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests
@@ -66,5 +67,5 @@ density: $(STAMP)
 	$(BIN)/python -m benchmarks.label_density
 
 clean:
-	rm -rf $(VENV) build runs data/sample .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build runs data/sample .pytest_cache .ruff_cache .hypothesis .import_linter_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

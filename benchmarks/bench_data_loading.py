@@ -11,10 +11,11 @@ import torch
 
 from benchmarks._common import report
 from benchmarks.bench_training_step import images_per_second
-from lc_utils.datasets import SparseLandCoverDataset, find_pairs, make_transforms
+from lc_utils.layouts import find_pairs
 from lc_utils.settings import PROJECT_ROOT
-from lc_utils.sparse import ensure_annotations
+from lc_utils.sparse import SparseLandCoverDataset, ensure_annotations
 from lc_utils.synthetic import make_sample_dataset
+from lc_utils.transforms import make_transforms
 
 CROP = 256
 REAL_TILES = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "tiles_512"

@@ -28,10 +28,14 @@ import numpy as np
 import torch
 
 from benchmarks._common import machine, report
-from lc_utils.datasets import find_pairs, normalize_image, read_pair
-from lc_utils.inference import DEFAULT_OVERLAP, inference_memory_format, predict_tiled, tile_starts
+from lc_utils.datasets import read_pair
+from lc_utils.devices import inference_memory_format
+from lc_utils.inference import predict_tiled
+from lc_utils.layouts import find_pairs
 from lc_utils.models import build_deeplabv3
 from lc_utils.settings import PROJECT_ROOT
+from lc_utils.transforms import normalize_image
+from lc_utils.windows import DEFAULT_OVERLAP, prediction_windows
 
 REAL_FULL = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "full_2448"
 TILE, FORMER_OVERLAP = 512, 0.25
@@ -84,7 +88,7 @@ def _timed_tile(model: torch.nn.Module, image: np.ndarray, overlap: float, devic
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    tops, lefts = tile_starts(*image.shape[:2], TILE, overlap)
+    tops, lefts = prediction_windows(*image.shape[:2], TILE, overlap)
     return {"overlap": overlap, "windows": len(tops) * len(lefts), "seconds": seconds,
             "peak_rss_mb": sampler.stop()}
 

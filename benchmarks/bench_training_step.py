@@ -1,5 +1,6 @@
-"""Training-step throughput of DeepLabV3 (ResNet-50 and MobileNetV3) at 256x256: default memory
-format vs channels_last on the CPU; on CUDA also fp32 vs AMP + channels_last."""
+"""Training-step throughput of DeepLabV3 (ResNet-50 and MobileNetV3) at 256x256, timed through the
+step `fit` runs (:class:`lc_utils.training.TrainingStep`): default memory format vs channels_last on
+the CPU; on CUDA also fp32 vs AMP + channels_last."""
 
 from __future__ import annotations
 
@@ -11,39 +12,29 @@ from benchmarks._common import report
 from lc_utils.classes import IGNORE_INDEX
 from lc_utils.losses import PartialCrossEntropyLoss
 from lc_utils.models import build_deeplabv3
-from lc_utils.settings import autocast
+from lc_utils.training import TrainingStep, make_optimizer
 
 SIZE = 256
 
 
 def images_per_second(backbone: str, device: torch.device, channels_last: bool, amp: bool,
                       batch_size: int, steps: int) -> float:
+    """Images per second through :class:`lc_utils.training.TrainingStep`, the step ``fit`` runs."""
     torch.manual_seed(0)
-    model = build_deeplabv3(backbone=backbone).to(device).train()
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(memory_format=memory_format)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loss_fn = PartialCrossEntropyLoss()
-    images = torch.randn(batch_size, 3, SIZE, SIZE, device=device).contiguous(memory_format=memory_format)
+    model = build_deeplabv3(backbone=backbone)
+    step = TrainingStep(model, PartialCrossEntropyLoss(), make_optimizer(model, lr=1e-4), device=device,
+                        amp=amp, channels_last=channels_last)
+    model.train()
+    images = torch.randn(batch_size, 3, SIZE, SIZE, device=device)
     labels = torch.randint(0, 7, (batch_size, SIZE, SIZE), device=device)
     labels[torch.rand(labels.shape, device=device) > 0.01] = IGNORE_INDEX
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda"
-                                  and not torch.cuda.is_bf16_supported())
 
-    def step() -> None:
-        with autocast(device, amp):
-            loss = loss_fn(model(images).float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    step()  # warm-up (allocations, kernel selection)
+    step(images, labels)  # warm-up (allocations, kernel selection)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
-        step()
+        step(images, labels)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return batch_size * steps / (time.perf_counter() - start)

@@ -20,22 +20,15 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lc_utils.datasets import find_pairs, split_items
-from lc_utils.settings import PROJECT_ROOT, dataset_tag, runs_dir
-from lc_utils.study import (
-    DENSE,
-    PRIOR_CORRECTED,
-    StudySettings,
-    majority_baseline,
-    run_density_study,
-    summarize,
-)
+from lc_utils.metrics import majority_baseline
+from lc_utils.runs import DENSE, RunSpec, load_split
+from lc_utils.settings import PROJECT_ROOT
+from lc_utils.study import PRIOR_CORRECTED, run_density_study, summarize
 from lc_utils.viz import plot_density_curve
 
 from ._common import machine
@@ -107,17 +100,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.data.is_dir():
         raise SystemExit(f"{args.data}: no data folder (pass --data)")
-    pairs = find_pairs(args.data)
-    val_share = args.val_images / len(pairs)
-    train_pairs, val_pairs = split_items(pairs, (1 - val_share, val_share), seed=args.split_seed)
-    settings = StudySettings(backbone=args.backbone, weights=None if args.weights == "none" else args.weights,
-                             crop_size=args.crop, batch_size=args.batch_size, epochs=args.epochs, lr=args.lr,
-                             warmup_steps=args.warmup_steps)
+    # What every run shares; each run sets its labels and seed. Whole validation images are scored
+    # at the end (study.train_and_score), so no windows during training.
+    spec = RunSpec(data=str(args.data), split_seed=args.split_seed, val_images=args.val_images,
+                   backbone=args.backbone, weights=args.weights, crop=args.crop, batch_size=args.batch_size,
+                   epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, val_windows=0)
+    _, schema, split = load_split(spec)
+    train_pairs, val_pairs = split["train"], split["val"]
     started = time.perf_counter()
-    baseline = majority_baseline(train_pairs, val_pairs)
-    results = run_density_study(train_pairs, val_pairs, args.points, strategies=args.strategies,
-                                seeds=args.seeds, settings=settings,
-                                annotation_dir=runs_dir() / "label_density" / dataset_tag(args.data),
+    baseline = majority_baseline(train_pairs, val_pairs, schema)
+    results = run_density_study(spec, args.points, strategies=args.strategies, seeds=args.seeds,
                                 results_file=args.out)
     summary = summarize(results)
     record = json.loads(args.out.read_text())
@@ -126,13 +118,13 @@ def main(argv: list[str] | None = None) -> None:
         "command": shlex.join(["python", "-m", "benchmarks.label_density", *(argv or sys.argv[1:])]),
         "machine": machine(), "data": args.data.name, "train_images": len(train_pairs),
         "val_images": len(val_pairs), "split_seed": args.split_seed, "seeds": args.seeds,
-        "settings": asdict(settings), "majority_baseline": baseline,
+        "settings": spec.to_dict(), "majority_baseline": baseline,
         "minutes_this_call": (time.perf_counter() - started) / 60,
         "train_minutes_all_runs": float(results["train_seconds"].sum()) / 60,
         "summary": json.loads(summary.to_json(orient="records")),
     })
     args.out.write_text(json.dumps(record, indent=1, default=float) + "\n")
-    title = (f"{args.data.name}: {len(train_pairs)} training images, DeepLabV3-{settings.backbone}, "
+    title = (f"{args.data.name}: {len(train_pairs)} training images, DeepLabV3-{spec.backbone}, "
              f"{int(results['steps'].iloc[0])} steps per run")
     figure = plot_density_curve(summary, baseline["mean_iou"], title=title)
     figure.savefig(args.out.with_suffix(".png"), dpi=120)

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import machine, report
-from lc_utils.datasets import find_pairs, load_schema, read_pair
-from lc_utils.inference import DEFAULT_OVERLAP, predict_tiled, tile_starts
+from lc_utils.datasets import read_pair
+from lc_utils.inference import predict_tiled
+from lc_utils.layouts import find_pairs, load_schema
 from lc_utils.metrics import ConfusionMatrix
 from lc_utils.settings import PROJECT_ROOT
 from lc_utils.training import load_trained_model
+from lc_utils.windows import DEFAULT_OVERLAP, prediction_windows
 
 REAL_FULL = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "full_2448"
 OVERLAPS = (0.0, DEFAULT_OVERLAP, 0.125, 0.25)
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             predictions[overlap] = predict_tiled(model, image, tile_size=TILE, overlap=overlap)
             seconds[overlap] += time.perf_counter() - start
-            tops, lefts = tile_starts(*image.shape[:2], TILE, overlap)
+            tops, lefts = prediction_windows(*image.shape[:2], TILE, overlap)
             windows[overlap] += len(tops) * len(lefts)
             confusions[overlap].update(predictions[overlap], truth)
         for overlap in OVERLAPS:

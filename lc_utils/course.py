@@ -15,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .datasets import prepare_data
-from .settings import PROJECT_ROOT, fast_mode
+from .settings import PROJECT_ROOT, fast_mode, prepare_data
 
 
 def run_notebook(path: Path, out_dir: Path, timeout: int = 1800) -> float:

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
-from .settings import default_device
+from .devices import default_device
 
 
 def active() -> bool:
@@ -175,3 +175,36 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if active():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` as DistributedDataParallel inside a process group, itself otherwise."""
+    if not active():
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def sum_over_processes(*values: float) -> tuple[float, ...]:
+    """``values`` summed over all processes (as float64); themselves in one process."""
+    if not active():
+        return values
+    return tuple(all_reduce_sum(torch.tensor(values, dtype=torch.float64)).tolist())
+
+
+def global_batch_loss(loss: torch.Tensor, labelled: int) -> tuple[torch.Tensor, float]:
+    """This process's share of the global batch's loss, and that loss's value.
+
+    ``loss`` averages over this process's ``labelled`` pixels. DistributedDataParallel averages
+    the gradients of the processes, so the loss is scaled to ``processes x labelled / all labelled``:
+    the gradient is then the one of the mean over every labelled pixel of the global batch, as in a
+    single process, however the labels fall between the processes. (Exact for an unweighted loss;
+    with class weights the mean is over each process's weights.) In one process: ``loss`` as it is.
+    """
+    if not active():
+        return loss, float(loss.detach())
+    totals = all_reduce_sum(torch.tensor([float(labelled), float(loss.detach()) * labelled],
+                                         dtype=torch.float64))
+    all_labelled = max(float(totals[0]), 1.0)
+    value = float(totals[1]) / all_labelled if totals[0] > 0 else float(loss.detach())
+    return loss * (world_size() * labelled / all_labelled), value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,16 @@ def source_id(image_id: str) -> str:
     """The id of the image a tile was cut from (:func:`tile_id`); any other id unchanged."""
     match = _TILE_ID.match(image_id)
     return match["source"] if match else image_id
+
+
+def image_shapes(pairs: Sequence[tuple[str | Path, str | Path]]) -> dict[str, tuple[int, int]]:
+    """Image id -> (height, width) of the image of every (image, mask) pair, read from the file
+    headers only."""
+    shapes = {}
+    for image, _ in pairs:
+        with Image.open(image) as opened:
+            shapes[image_id_of(image)] = (opened.size[1], opened.size[0])
+    return shapes
 
 
 def _read_array(path: str | Path, what: str, palette_as_index: bool) -> tuple[np.ndarray, str]:

@@ -1,63 +1,26 @@
-"""Sliding-window prediction over full tiles (a DeepGlobe image is 2448 x 2448)."""
+"""Prediction and its scores: sliding windows over whole tiles (a DeepGlobe image is 2448 x 2448),
+confusion matrices over a loader or over whole images, and the validation that training calls."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
-from .classes import DEEPGLOBE, ClassSchema
-from .datasets import normalize_image, read_pair, window_starts
+from . import distributed
+from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
+from .datasets import read_pair
+from .devices import autocast, device_of, inference_memory_format, memory_format
 from .masks import OnInvalid
 from .metrics import ConfusionMatrix
-from .models import model_device, segmentation_logits
-from .settings import autocast
-
-
-def inference_memory_format(device: torch.device) -> torch.memory_format:
-    """The memory format prediction runs in: channels-last on CUDA and on a CPU, the plain
-    contiguous one elsewhere (Apple's MPS, not measured). On the 2-core CPU here channels-last runs
-    a 512 x 512 window 1.25x (ResNet-50) and 1.8x (MobileNetV3) faster than the contiguous format,
-    once model and input are both in it (``benchmarks/bench_inference.py`` measures both)."""
-    return torch.channels_last if device.type in ("cuda", "cpu") else torch.contiguous_format
-
-
-DEFAULT_OVERLAP = 0.05
-"""Least share of a window that overlaps its neighbour in :func:`predict_tiled`: at least 26 pixels
-of a 512 window, so that a ramp blends every seam. A 2448 x 2448 DeepGlobe tile then takes 5 x 5
-windows overlapping by 28 pixels, 1.09 times its area (0.25 took 7 x 7 windows, 2.1 times its
-area, for the same mIoU: ``benchmarks/results/tiling_overlap.json``)."""
-
-
-def device_of(model: nn.Module, device: str | torch.device | None = None) -> torch.device:
-    """Where ``model`` runs: the device its weights are on. ``device``, when given, must be that one
-    (a model is never moved behind its owner's back: an error says how to move it)."""
-    where = model_device(model)
-    if device is None or device == "auto":
-        return where
-    wanted = torch.device(device)
-    if wanted.type != where.type or (wanted.index is not None and wanted.index != where.index):
-        raise ValueError(f"the model is on {where} but device={str(wanted)!r} was asked for: move it first "
-                         f"(model.to({str(wanted)!r})) or leave device out")
-    return where
-
-
-@contextmanager
-def memory_format(model: nn.Module, fmt: torch.memory_format) -> Iterator[None]:
-    """Run the body with ``model``'s weights in ``fmt``, then put them back as they were."""
-    weights = next((p for p in model.parameters() if p.ndim == 4), None)
-    before = (torch.channels_last if weights is not None and not weights.is_contiguous()
-              and weights.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
-    model.to(memory_format=fmt)
-    try:
-        yield
-    finally:
-        model.to(memory_format=before)
+from .models import segmentation_logits
+from .transforms import normalize_image
+from .windows import DEFAULT_OVERLAP, prediction_windows, seam_overlap
 
 
 def blend_window(height: int, width: int, ramp: int | tuple[int, int]) -> torch.Tensor:
@@ -91,11 +54,6 @@ def _argmax_classes(scores: torch.Tensor) -> torch.Tensor:
     return index
 
 
-def _seam_overlap(starts: list[int], size: int) -> int:
-    """The narrowest overlap between neighbouring windows (0 for a single window)."""
-    return min((size - (b - a) for a, b in zip(starts, starts[1:])), default=0)
-
-
 def _as_input(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(3, H, W) float32 normalised: from an (H, W, 3) uint8 array or an already normalised tensor."""
     if isinstance(image, np.ndarray):
@@ -106,18 +64,6 @@ def _as_input(image: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected a normalised (3, H, W) float tensor, got {tuple(image.shape)} "
                          f"{image.dtype}")
     return image.float()
-
-
-def tile_starts(height: int, width: int, tile_size: int = 512,
-                overlap: float = DEFAULT_OVERLAP) -> tuple[list[int], list[int]]:
-    """Row and column offsets of the windows :func:`predict_tiled` uses: the fewest windows of
-    ``tile_size`` whose neighbours overlap by at least ``overlap`` of a tile, evenly spaced
-    (:func:`lc_utils.datasets.window_starts`)."""
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    tile_h, tile_w = min(tile_size, height), min(tile_size, width)
-    return (window_starts(height, tile_h, min(tile_h - 1, round(overlap * tile_h))),
-            window_starts(width, tile_w, min(tile_w - 1, round(overlap * tile_w))))
 
 
 @torch.no_grad()
@@ -135,10 +81,11 @@ def predict_tiled(
     """Class map (H, W) uint8 of a whole image of any size, predicted window by window.
 
     Windows of ``tile_size`` (smaller where the image is) overlap by at least ``overlap`` of a
-    tile and cover every pixel, edges included (:func:`tile_starts`). Softmax probabilities are blended with
-    :func:`blend_window` weights, so no seam shows between tiles. An image that fits in one tile
-    gets one plain forward pass. Memory is bounded by ``batch_size`` windows at a time plus the
-    (C, H, W) float32 probability sum on the CPU (about 170 MB for 7 classes at 2448 x 2448).
+    tile and cover every pixel, edges included (:func:`lc_utils.windows.prediction_windows`).
+    Softmax probabilities are blended with :func:`blend_window` weights, so no seam shows between
+    tiles. An image that fits in one tile gets one plain forward pass. Memory is bounded by
+    ``batch_size`` windows at a time plus the (C, H, W) float32 probability sum on the CPU (about
+    170 MB for 7 classes at 2448 x 2448).
     ``batch_size`` defaults to 4 on CUDA and 1 elsewhere. AMP (bf16/fp16) applies on CUDA.
     ``image``: (H, W, 3) uint8 as read from disk, or a normalised (3, H, W) tensor.
     With ``return_probs``, also returns the (C, H, W) float32 probabilities.
@@ -151,7 +98,7 @@ def predict_tiled(
     batch_size = batch_size or (4 if device.type == "cuda" else 1)
     x = _as_input(image)
     _, height, width = x.shape
-    tops, lefts = tile_starts(height, width, tile_size, overlap)
+    tops, lefts = prediction_windows(height, width, tile_size, overlap)
     tile_h, tile_w = min(tile_size, height), min(tile_size, width)
     fmt = inference_memory_format(device)
     was_training = model.training
@@ -164,7 +111,7 @@ def predict_tiled(
                                                  (height, width))
                 probs = F.softmax(logits.float(), dim=1)[0].cpu()
             else:
-                ramps = (_seam_overlap(tops, tile_h), _seam_overlap(lefts, tile_w))
+                ramps = (seam_overlap(tops, tile_h), seam_overlap(lefts, tile_w))
                 weight = blend_window(tile_h, tile_w, ramps)
                 boxes = [(top, left) for top in tops for left in lefts]
                 probs = None
@@ -214,3 +161,84 @@ def evaluate_tiled(
     for _, truth, prediction in predict_pairs(model, pairs, schema, on_invalid, **predict_kwargs):
         confusion.update(prediction, truth)
     return confusion
+
+
+def dataset_schema(dataset: object) -> ClassSchema | None:
+    """The class schema a dataset (or the dataset a :class:`~lc_utils.windows.WindowDataset`
+    cuts) carries, or ``None``."""
+    while dataset is not None:
+        if isinstance(getattr(dataset, "schema", None), ClassSchema):
+            return dataset.schema
+        dataset = getattr(dataset, "dataset", None)
+    return None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, num_classes: int | None = None, *,
+             device: str | torch.device | None = None, amp: bool = True,
+             ignore_index: int = IGNORE_INDEX, tile_size: int = 512,
+             schema: ClassSchema | None = None) -> ConfusionMatrix:
+    """Predict every batch of ``loader`` and accumulate one confusion matrix.
+
+    Batches of images up to ``tile_size`` go through the model whole; larger images (a
+    2448 x 2448 DeepGlobe tile) are predicted window by window with
+    :func:`predict_tiled`, so memory stays bounded. Either way in the memory
+    format :func:`lc_utils.devices.inference_memory_format` picks for the device, on the device
+    the model is on. ``num_classes`` defaults to the model's ``num_classes``, else to the
+    number of channels its logits have. ``schema`` (names, the class left out of headline means)
+    defaults to the schema of the loader's dataset, where it has one.
+    """
+    device = device_of(model, device)
+    schema = schema or dataset_schema(loader.dataset)
+
+    def new_confusion(count: int) -> ConfusionMatrix:
+        if schema is None:  # the matrix's own default for ``count`` classes
+            return ConfusionMatrix(count, ignore_index)
+        return ConfusionMatrix(count, ignore_index, schema)
+
+    fmt = inference_memory_format(device)
+    was_training = model.training
+    model.eval()
+    num_classes = num_classes or getattr(model, "num_classes", None)
+    confusion = new_confusion(num_classes) if num_classes else None
+    with memory_format(model, fmt):
+        for images, labels in loader:
+            if max(images.shape[-2:]) > tile_size:
+                for image, label in zip(images, labels):
+                    if confusion is None:  # the class count from the probabilities, once
+                        prediction, probs = predict_tiled(model, image, tile_size=tile_size, amp=amp,
+                                                          return_probs=True)
+                        confusion = new_confusion(probs.shape[0])
+                    else:
+                        prediction = predict_tiled(model, image, tile_size=tile_size, amp=amp)
+                    confusion.update(torch.from_numpy(prediction), label)
+                continue
+            with autocast(device, amp):
+                logits = segmentation_logits(
+                    model(images.to(device, non_blocking=True).contiguous(memory_format=fmt)),
+                    tuple(images.shape[-2:]))
+            confusion = confusion or new_confusion(logits.shape[1])
+            confusion.update(logits.argmax(1), labels.to(device))
+    model.train(was_training)
+    if confusion is None and distributed.active() and num_classes:
+        confusion = new_confusion(num_classes)  # this process's share was empty
+    if confusion is None:
+        raise ValueError("the loader yielded no batch: nothing to evaluate")
+    if distributed.active():  # the counts of every process's images, summed (not averaged means)
+        summed = distributed.all_reduce_sum(torch.as_tensor(confusion.matrix))
+        confusion = ConfusionMatrix.from_counts(summed, ignore_index, confusion.schema)
+    return confusion
+
+
+def validator(loader: DataLoader, *, amp: bool = True, tile_size: int = 512
+              ) -> Callable[[nn.Module], dict[str, float]]:
+    """The validation :func:`lc_utils.training.fit` calls after every epoch: the model scored on
+    ``loader`` (dense labels, e.g. the fixed windows of :class:`lc_utils.windows.WindowDataset`)
+    with :func:`evaluate`, as ``{"val_mean_iou", "val_pixel_accuracy"}`` (the schema's headline
+    mean: DeepGlobe's leaves out "unknown")."""
+
+    def validate(model: nn.Module) -> dict[str, float]:
+        summary = evaluate(model, loader, amp=amp, tile_size=tile_size).summary()
+        return {"val_mean_iou": summary["mean_iou"], "val_pixel_accuracy": summary["pixel_accuracy"]}
+
+    return validate

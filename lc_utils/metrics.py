@@ -6,13 +6,17 @@ per-image scores (which would weigh a nearly empty image like a full one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import Dataset
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
+from .masks import read_mask
+from .statistics import class_statistics
 
 _DEFAULT = object()
 
@@ -139,3 +143,21 @@ class ConfusionMatrix:
         m = self.matrix.astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             return m / m.sum(axis=1, keepdims=True)
+
+
+def majority_baseline(train_pairs: Sequence[tuple[Path, Path]],
+                      val: Sequence[tuple[Path, Path]] | Dataset,
+                      schema: ClassSchema = DEEPGLOBE) -> dict[str, float]:
+    """Scores of predicting the training set's most frequent class everywhere: the bar to beat.
+
+    ``val`` is a list of (image, mask) pairs, scored whole, or a dataset of (image, labels), e.g.
+    the fixed validation windows (:class:`lc_utils.windows.WindowDataset`) that training scores."""
+    majority = int(class_statistics(train_pairs, schema)["pixels"].to_numpy().argmax())
+    confusion = ConfusionMatrix(schema.num_classes, schema=schema)
+    if isinstance(val, Dataset):
+        truths = (np.asarray(val[i][1]) for i in range(len(val)))  # type: ignore[arg-type]
+    else:
+        truths = (read_mask(mask, schema) for _, mask in val)
+    for truth in truths:
+        confusion.update(np.full_like(truth, majority), truth)
+    return {"class": schema.names[majority], **confusion.summary()}

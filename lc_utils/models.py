@@ -83,14 +83,6 @@ def segmentation_logits(output: object, input_size: tuple[int, int] | None = Non
     return logits
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device ``model``'s parameters (or buffers) live on; the CPU for a model with neither."""
-    tensor = next(model.parameters(), None)
-    if tensor is None:
-        tensor = next(model.buffers(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
-
-
 def _replace_heads(net: nn.Module, num_classes: int) -> None:
     """Give the last 1x1 convolution of the head (and aux head) ``num_classes`` outputs."""
     for head in (net.classifier, getattr(net, "aux_classifier", None)):

@@ -1,16 +1,18 @@
-"""Fast mode, device choice and seeding: the few settings every notebook shares."""
+"""The course's settings: fast and smoke mode, seeding, the data folder (``DATA_DIR`` or the
+generated sample) and where runs, annotations and results go."""
 
 from __future__ import annotations
 
 import os
 import random
-import sys
 import warnings
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
+
+from .synthetic import SAMPLE_SIZES, SMOKE_IMAGES, ensure_sample_dataset
 
 T = TypeVar("T")
 
@@ -54,31 +56,6 @@ def mode_name() -> str:
     return ("fast" if fast_mode() else "full") + ("_smoke" if smoke_mode() else "")
 
 
-def default_device() -> torch.device:
-    """CUDA when available, then Apple's MPS, then the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` or ``"auto"`` picks :func:`default_device`."""
-    if device is None or device == "auto":
-        return default_device()
-    return torch.device(device)
-
-
-def autocast(device: torch.device, enabled: bool = True):
-    """Mixed precision on CUDA (bfloat16 where the GPU has it, else float16); a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
-
-
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed Python, NumPy and torch; ask torch for deterministic kernels where it has them."""
     random.seed(seed)
@@ -119,17 +96,34 @@ def dataset_tag(data_root: str | Path) -> str:
     return f"{Path(data_root).resolve().name}_{mode_name()}"
 
 
-def describe_device() -> str:
-    """One line on the device training will use, with how to get a GPU where there is none."""
-    device = default_device()
-    if device.type == "cuda":
-        return f"Using the GPU: {torch.cuda.get_device_name(0)}"
-    if device.type == "mps":
-        return "Using Apple's GPU (MPS)"
-    hint = (" On Colab: Runtime > Change runtime type > GPU, then run the notebook again."
-            if _on_colab() else "")
-    return f"No GPU found: training runs on the CPU ({torch.get_num_threads()} threads), slowly.{hint}"
+def prepare_data(data_dir: str | Path | None = None) -> Path:
+    """The dataset folder to use: ``data_dir``, else ``$DATA_DIR``, else the generated sample.
+
+    The sample (``data/sample/``) is generated on first use, sized for the current mode
+    (:data:`lc_utils.synthetic.SAMPLE_SIZES`; :data:`~lc_utils.synthetic.SMOKE_IMAGES` of them in
+    smoke mode), and reused afterwards.
+    """
+    chosen = data_dir or os.environ.get("DATA_DIR")
+    if chosen:
+        root = Path(chosen).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: DATA_DIR is not a folder (a relative path is read from "
+                                    f"{Path.cwd()})")
+        return root
+    size = dict(SAMPLE_SIZES["fast" if fast_mode() else "full"])
+    if smoke_mode():
+        size["n_images"] = min(size["n_images"], SMOKE_IMAGES)
+    return ensure_sample_dataset(sample_dir(), **size)
 
 
-def _on_colab() -> bool:
-    return "google.colab" in sys.modules
+def annotation_path(data_root: str | Path, filename: str, runs: str | Path | None = None) -> Path:
+    """Where an annotation file of the data in ``data_root`` lives: ``runs/annotations/<data
+    tag>/<filename>`` (:func:`dataset_tag`, :func:`runs_dir`). Notebooks 03, 04 and 06, the
+    training command and the studies all read and write annotations here, so a file made by one
+    is found by the others."""
+    return runs_dir(runs) / "annotations" / dataset_tag(data_root) / filename
+
+
+def default_run_name(data_root: str | Path, prefix: str = "sparse") -> str:
+    """A run folder name that keeps datasets and modes apart, e.g. ``sparse_tiles_512_fast``."""
+    return f"{prefix}_{dataset_tag(data_root)}"

@@ -1,4 +1,5 @@
-"""Sparse point annotations: sampling strategies, files on disk, and label maps with 255 elsewhere.
+"""Sparse point annotations: sampling strategies, files on disk, label maps with 255 elsewhere, and
+the dataset that trains on them.
 
 An annotation is drawn **once** per image, seeded by the image id, and saved. Every epoch then
 sees the same points. Drawing new points per batch would, over the epochs, label almost every
@@ -10,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,7 @@ from typing import Literal
 import numpy as np
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
+from .datasets import SegmentationDataset
 from .files import image_id_of
 from .masks import OnInvalid, read_mask
 
@@ -395,3 +397,34 @@ def pixels_labelled_by_redrawing(shape: tuple[int, int], n_points: int, n_draws:
         if shares[-1] >= until:
             break
     return np.array(shares)
+
+
+class SparseLandCoverDataset(SegmentationDataset):
+    """Images with fixed sparse point labels: 255 everywhere but the annotated points.
+
+    The points come from ``annotations`` (image id -> :class:`PointAnnotation`, made once and
+    saved, see :func:`lc_utils.sparse.ensure_annotations`), never redrawn. The paired transforms
+    crop, flip and rotate the label map with the image, which moves the points with their pixels;
+    nothing is resized, so no point is lost or duplicated.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[str | Path, str | Path]],
+        annotations: Mapping[str, PointAnnotation],
+        schema: ClassSchema = DEEPGLOBE,
+        transform: Callable | None = None,
+        cache_mb: float = 0,
+    ) -> None:
+        super().__init__(pairs, schema, transform, cache_mb=cache_mb)
+        if len(set(self.image_ids)) != len(self.image_ids):
+            raise ValueError("image ids repeat across the pairs; annotations are keyed by id")
+        missing = [i for i in self.image_ids if i not in annotations]
+        if missing:
+            raise ValueError(f"{len(missing)} image(s) have no annotation, e.g. {missing[:3]}; "
+                             "make annotations for this dataset first")
+        self.annotations = {i: annotations[i] for i in self.image_ids}
+
+    def label_map(self, index: int, shape: tuple[int, int]) -> np.ndarray:
+        image_id = self.image_ids[index]
+        return points_to_label_map(self.annotations[image_id], shape, f"annotation of image {image_id!r}")

@@ -23,9 +23,8 @@ import numpy as np
 from PIL import Image
 
 from .classes import DEEPGLOBE, PRESETS, SCHEMA_DIR, load_preset
-from .datasets import scan_dataset
 from .files import IMAGE_SUFFIX, MASK_SUFFIX, read_rgb, tile_id
-from .layouts import SCHEMA_FILES, load_schema
+from .layouts import SCHEMA_FILES, load_schema, scan_dataset
 
 
 def tile_bounds(length: int, size: int) -> list[tuple[int, int]]:
@@ -45,7 +44,7 @@ def _save_image(array: np.ndarray, path: Path, quality: int) -> None:
 
 def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *, image_format: str = "jpg",
               quality: int = 95, progress: bool = True) -> list[tuple[Path, Path | None]]:
-    """Cut every image under ``source`` (any layout :func:`lc_utils.datasets.scan_dataset` reads)
+    """Cut every image under ``source`` (any layout :func:`lc_utils.layouts.scan_dataset` reads)
     and its mask into tiles of about ``size`` pixels under ``dest``, split subfolders kept.
 
     Images are written as JPEG (``quality``, no chroma subsampling) or, with ``image_format="png"``,

@@ -1,9 +1,13 @@
 """Train DeepLabV3 from sparse point labels outside the notebooks: ``python -m lc_utils.train``.
 
-The options are notebook 04's parameters, with its defaults (shrunk by ``LC_FAST=1`` as there),
-and the command writes the same run folder, so notebook 05 tests a run made here. Options may come
-from ``--config FILE`` (TOML or JSON; keys are the option names, with ``_`` or ``-``); options on
-the command line win over the file.
+The options are the fields of :class:`lc_utils.runs.RunSpec`, one option per field, with
+notebook 04's defaults (:meth:`~lc_utils.runs.RunSpec.course_defaults`, shrunk by ``LC_FAST=1`` as
+there), plus a few that change how the run executes, never what it is (:data:`EXECUTION_OPTIONS`).
+The command builds the run with :func:`lc_utils.runs.build_run` and writes the same run folder
+as notebook 04, so notebook 05 tests a run made here, and either resumes the other's run when the
+specs agree. Options may come from ``--config FILE`` (TOML or JSON; keys are the option names,
+with ``_`` or ``-``; a run folder's ``run.toml`` is one); options on the command line win over
+the file.
 
 The same command trains on several GPUs (or CPU processes) under ``torchrun``, with
 DistributedDataParallel; ``--batch-size`` is then the global batch, shared out among the processes::
@@ -14,88 +18,113 @@ DistributedDataParallel; ``--batch-size`` is then the global batch, shared out a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from . import datasets, distributed, models, settings, sparse, training
-from .losses import PartialCrossEntropyLoss, class_weights_from_counts, prior_correction
+from . import distributed, models, settings
+from .devices import describe_device
+from .runs import CACHE_MB, LABELS, LOSS_WEIGHTS, Run, RunSpec, build_run, read_table
+from .training import BEST
 
-LOSS_WEIGHTS = ("none", "inverse-sqrt")
+EXECUTION_OPTIONS = ("config", "device", "num_workers", "cache_mb", "sync_bn", "runs_dir", "run_name",
+                     "checkpoint_every", "resume")
+"""The options that are no field of :class:`~lc_utils.runs.RunSpec`: where and how the run
+executes, not what it is (``sync_bn`` matters under ``torchrun`` only)."""
 
 
-def _none_or_int(text: str) -> int | None:
-    return None if text.lower() in ("none", "") else int(text)
+def _optional(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.strip().lower() in ("none", "") else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its errors
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command's options, with notebook 04's defaults."""
+    """The command's options: one per field of :class:`~lc_utils.runs.RunSpec`, with the current
+    mode's defaults, then the :data:`EXECUTION_OPTIONS`."""
+    spec = RunSpec.course_defaults()
     parser = argparse.ArgumentParser(
         prog="python -m lc_utils.train", description=__doc__.split("\n\n")[0],
         epilog="Examples:\n"
                "  python -m lc_utils.train --data /data/deepglobe --epochs 40\n"
                "  python -m lc_utils.train --config runs.toml --seed 1\n"
+               "  python -m lc_utils.train --config runs/sparse_sample_fast/run.toml --epochs 40 "
+               "--run-name longer\n"
                "  torchrun --nproc_per_node=2 -m lc_utils.train --batch-size 16 --sync-bn\n"
-               "Every run writes best.pt, last.pt and history.csv to RUNS_DIR/RUN_NAME; "
+               "Every run writes run.toml, best.pt, last.pt and history.csv to RUNS_DIR/RUN_NAME; "
                "notebook 05 reads them.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(**spec.to_dict())
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="TOML or JSON file of options (keys: the option names)")
-    data = parser.add_argument_group("data and labels")
-    data.add_argument("--data", type=Path, metavar="DIR",
+    data = parser.add_argument_group("data and split")
+    data.add_argument("--data", metavar="DIR",
                       help="dataset folder (default: $DATA_DIR, else the generated sample)")
     data.add_argument("--schema", metavar="NAME|FILE",
                       help="class schema: deepglobe, loveda, potsdam, vaihingen or a schema file "
                            "(default: $DATA_SCHEMA, else read from the data folder, as in the notebooks)")
-    data.add_argument("--annotations", type=Path, metavar="FILE",
-                      help="a point annotation file to train on (default: made from --strategy and "
-                           "--points-per-mp, as in notebook 03, and saved under RUNS_DIR/annotations)")
-    data.add_argument("--strategy", default="uniform", choices=list(sparse.STRATEGIES),
-                      help="how points are drawn (default: %(default)s)")
-    data.add_argument("--points-per-mp", type=float, default=1500,
-                      help="labelled points per megapixel (default: %(default)s)")
-    data.add_argument("--cache-mb", type=int, default=2048, help="decoded training images kept in memory")
-    data.add_argument("--num-workers", type=int, default=0,
-                      help="data loading processes per training process")
+    data.add_argument("--split-seed", type=int, help="seed of the train/val/test split and the "
+                                                     "validation windows (default: %(default)s)")
+    data.add_argument("--val-images", type=_optional(int), metavar="N",
+                      help="hold out N images for validation and train on the rest (default: none, "
+                           "the course's 70/15/15 split)")
+    labels = parser.add_argument_group("labels")
+    labels.add_argument("--strategy", choices=list(LABELS),
+                        help="how points are drawn, or dense masks (default: %(default)s)")
+    labels.add_argument("--points-per-mp", type=_optional(float),
+                        help="labelled points per megapixel (default: %(default)s)")
+    labels.add_argument("--points-per-image", type=_optional(int),
+                        help="labelled points per image, instead of --points-per-mp")
+    labels.add_argument("--annotations", metavar="FILE",
+                        help="a point annotation file to train on (default: made from --strategy and "
+                             "the budget, as in notebook 03, and saved under RUNS_DIR/annotations)")
     model = parser.add_argument_group("model")
-    model.add_argument("--backbone", default=settings.pick("resnet50", "mobilenet_v3_large"),
-                       choices=list(models.BACKBONES), help="(default: %(default)s)")
-    model.add_argument("--weights", default="imagenet",
+    model.add_argument("--backbone", choices=list(models.BACKBONES), help="(default: %(default)s)")
+    model.add_argument("--weights", type=_optional(str),
                        help='"imagenet", "coco", "none" or a local weights file (default: %(default)s)')
-    model.add_argument("--sync-bn", action="store_true",
-                       help="batch-norm statistics over every process's batch (several processes only)")
     run = parser.add_argument_group("training")
-    run.add_argument("--crop", type=int, default=settings.pick(256, 128), help="training crop size")
-    run.add_argument("--batch-size", type=int, default=8,
-                     help="global batch size: under torchrun, divided among the processes (default: 8)")
-    run.add_argument("--epochs", type=int, default=20)
-    run.add_argument("--samples-per-epoch", type=_none_or_int, default=settings.pick(None, 160),
-                     help="crops per epoch; none: every training image once")
-    run.add_argument("--lr", type=float, default=settings.pick(1e-3, 2e-3))
-    run.add_argument("--weight-decay", type=float, default=1e-4)
-    run.add_argument("--schedule", default="cosine", choices=["cosine", "poly", "none"])
-    run.add_argument("--warmup-steps", type=int, default=30)
-    run.add_argument("--loss-weights", default="none", choices=list(LOSS_WEIGHTS),
-                     help="class weights of the partial cross-entropy from the point counts")
-    run.add_argument("--prior-correction", action="store_true",
-                     help="logit adjustment for points whose class shares differ from the pixels' "
-                          "(notebook 06)")
-    run.add_argument("--label-smoothing", type=float, default=0.0)
-    run.add_argument("--val-window", type=int, default=512, help="validation window size")
-    run.add_argument("--val-windows", type=int, default=settings.pick(64, 16),
-                     help="fixed validation windows scored every epoch")
-    run.add_argument("--seed", type=int, default=0, help="split, points, weights and crops")
-    run.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best there is)")
-    out = parser.add_argument_group("run folder")
-    out.add_argument("--runs-dir", type=Path, metavar="DIR",
-                     help="where runs go (default: runs/ in the project)")
-    out.add_argument("--run-name", help="the run's folder (default: as notebook 04 names it)")
-    out.add_argument("--checkpoint-every", type=int, default=1, help="epochs between resume checkpoints")
-    out.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                     help="continue from the run's last.pt if there is one (default: yes)")
+    run.add_argument("--crop", type=int, help="training crop size (default: %(default)s)")
+    run.add_argument("--batch-size", type=int,
+                     help="global batch size: under torchrun, divided among the processes (default: "
+                          "%(default)s)")
+    run.add_argument("--epochs", type=int, help="(default: %(default)s)")
+    run.add_argument("--samples-per-epoch", type=_optional(int),
+                     help="crops per epoch; none: every training image once (default: %(default)s)")
+    run.add_argument("--lr", type=float, help="(default: %(default)s)")
+    run.add_argument("--weight-decay", type=float, help="(default: %(default)s)")
+    run.add_argument("--schedule", type=_optional(str), choices=["cosine", "poly", None],
+                     help="after the warm-up; none: constant (default: %(default)s)")
+    run.add_argument("--warmup-steps", type=int, help="(default: %(default)s)")
+    loss = parser.add_argument_group("loss")
+    loss.add_argument("--loss-weights", choices=list(LOSS_WEIGHTS),
+                      help="class weights of the partial cross-entropy from the point counts")
+    loss.add_argument("--prior-correction", action=argparse.BooleanOptionalAction,
+                      help="logit adjustment for points whose class shares differ from the pixels' "
+                           "(notebook 06)")
+    loss.add_argument("--label-smoothing", type=float)
+    val = parser.add_argument_group("validation")
+    val.add_argument("--val-window", type=int, help="validation window size (default: %(default)s)")
+    val.add_argument("--val-windows", type=int,
+                     help="fixed validation windows scored every epoch; 0: none (default: %(default)s)")
+    val.add_argument("--seed", type=int, help="points, starting weights and crops (default: %(default)s)")
+    execution = parser.add_argument_group("execution (what the run is stays the same)")
+    execution.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best there is)")
+    execution.add_argument("--num-workers", type=int, default=0,
+                           help="data loading processes per training process")
+    execution.add_argument("--cache-mb", type=int, default=CACHE_MB,
+                           help="decoded training images kept in memory")
+    execution.add_argument("--sync-bn", action="store_true",
+                           help="batch-norm statistics over every process's batch (several processes only)")
+    execution.add_argument("--runs-dir", type=Path, metavar="DIR",
+                           help="where runs go (default: runs/ in the project)")
+    execution.add_argument("--run-name", help="the run's folder (default: as notebook 04 names it)")
+    execution.add_argument("--checkpoint-every", type=int, default=1,
+                           help="epochs between resume checkpoints")
+    execution.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                           help="continue from the run's last.pt if there is one (default: yes)")
     return parser
 
 
@@ -103,28 +132,15 @@ def _read_config(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
     """The options in a TOML or JSON file, checked against the parser's."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".json":
-            values = json.loads(text)
-        else:
-            import tomllib
-
-            values = tomllib.loads(text)
-    except (ValueError, ImportError) as error:
-        raise ValueError(f"{path}: not a readable {'JSON' if path.suffix == '.json' else 'TOML'} file "
-                         f"({error})") from error
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a table of options")
     known = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
     options = {}
-    for key, value in values.items():
+    for key, value in read_table(path).items():
         dest = key.replace("-", "_")
         if dest not in known:
             raise ValueError(f"{path}: unknown option {key!r}; the options are {sorted(known)}")
         action = known[dest]
         if action.type is not None and value is not None and not isinstance(value, bool):
-            value = action.type(str(value)) if action.type is not _none_or_int else _none_or_int(str(value))
+            value = action.type(str(value))
         if action.choices is not None and value not in action.choices:
             raise ValueError(f"{path}: {key} = {value!r} is not one of {list(action.choices)}")
         options[dest] = value
@@ -137,98 +153,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     first, _ = parser.parse_known_args(argv)
     if first.config is not None:
         parser.set_defaults(**_read_config(first.config, parser))
-    args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.epochs < 1:
-        parser.error("--batch-size and --epochs must be at least 1")
-    return args
+    return parser.parse_args(argv)
 
 
-def _loss(args: argparse.Namespace, annotations: dict, train_pairs: list, schema) -> PartialCrossEntropyLoss:
-    counts = sparse.point_counts(annotations, schema.num_classes)
-    weight = None
-    if args.loss_weights == "inverse-sqrt":
-        weight = class_weights_from_counts(torch.as_tensor(counts))
-    adjustment = None
-    if args.prior_correction:
-        pixels = datasets.class_statistics(train_pairs, schema)["pixels"].to_numpy()
-        adjustment = prior_correction(counts, pixels)
-    return PartialCrossEntropyLoss(weight=weight, label_smoothing=args.label_smoothing,
-                                   logit_adjustment=adjustment)
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    """The run the options describe: every field of :class:`~lc_utils.runs.RunSpec` from its option."""
+    return RunSpec.from_dict({name: value for name, value in vars(args).items()
+                              if name not in EXECUTION_OPTIONS}, "the options")
 
 
 def train(args: argparse.Namespace) -> Path:
-    """Train as notebook 04 does; return the run folder."""
+    """Build the run the options describe (:func:`lc_utils.runs.build_run`), train it as notebook 04
+    does and return the run folder."""
     device = distributed.init_from_env()
     if args.device is not None:
         device = torch.device(args.device)
     say = print if distributed.is_main() else (lambda *_, **__: None)
-    root = datasets.prepare_data(args.data)
-    schema = datasets.load_schema(root, args.schema)
-    split = datasets.split_pairs(datasets.find_pairs(root), seed=args.seed)
-    runs = settings.runs_dir(args.runs_dir)
-    shapes = datasets.image_shapes(split["train"])
-    if args.annotations is not None:
-        annotations = sparse.load_annotations(args.annotations, schema, shapes)
-        missing = sorted(set(shapes) - set(annotations))
-        if missing:
-            raise ValueError(f"{args.annotations}: no points for {len(missing)} training images "
-                             f"(e.g. {missing[:3]})")
-    else:
-        name = sparse.annotation_filename(args.strategy, points_per_mp=args.points_per_mp, seed=args.seed)
-        path = runs / "annotations" / settings.dataset_tag(root) / name
-        if distributed.is_main():  # one process writes the file, the others read it
-            annotations = sparse.ensure_annotations(path, split["train"], points_per_mp=args.points_per_mp,
-                                                    strategy=args.strategy, seed=args.seed, schema=schema)
-        if distributed.active():
-            torch.distributed.barrier()
-        if not distributed.is_main():
-            annotations = sparse.load_annotations(path, schema, shapes)
-    train_set = datasets.SparseLandCoverDataset(split["train"], annotations, schema,
-                                                datasets.make_transforms(args.crop), cache_mb=args.cache_mb)
-    val_set = datasets.WindowDataset(datasets.DenseLandCoverDataset(split["val"], schema), args.val_window,
-                                     args.val_windows, seed=args.seed)
-    train_loader = training.make_loader(train_set, args.batch_size, shuffle=True,
-                                        num_workers=args.num_workers,
-                                        samples_per_epoch=args.samples_per_epoch, seed=args.seed)
-    val_loader = training.make_loader(val_set, 1, shuffle=False)
-    processes = distributed.world_size()
-    say(f"{settings.describe_device() if processes == 1 else f'{processes} processes on {device.type}'}")
-    say(f"data {root}: {', '.join(f'{k} {len(v)}' for k, v in split.items())} images; "
-        f"{np.mean([len(a) for a in annotations.values()]):,.0f} points per training image")
-    say(f"global batch {args.batch_size} = {processes} x {args.batch_size // processes}; "
-        f"{len(train_loader)} steps per epoch, {args.epochs} epochs")
-
-    settings.seed_everything(args.seed)
-    weights = None if str(args.weights).lower() == "none" else args.weights
-    model = models.build_deeplabv3(schema.num_classes, args.backbone, weights)
+    spec = spec_from_args(args)
+    run: Run = build_run(spec, runs_dir=args.runs_dir, num_workers=args.num_workers, cache_mb=args.cache_mb)
     if args.sync_bn and distributed.active():
-        model = distributed.sync_batchnorm(model, device)
-    run_dir = runs / (args.run_name or training.default_run_name(root))
+        run.model = distributed.sync_batchnorm(run.model, device)
+    processes = distributed.world_size()
+    say(f"{describe_device() if processes == 1 else f'{processes} processes on {device.type}'}")
+    points = ("dense masks" if run.annotations is None
+              else f"{run.points_per_image:,.0f} points per training image")
+    say(f"data {run.root}: {', '.join(f'{k} {len(v)}' for k, v in run.split.items())} images; {points}")
+    say(f"global batch {spec.batch_size} = {processes} x {spec.batch_size // processes}; "
+        f"{len(run.train_loader)} steps per epoch, {spec.epochs} epochs")
+    run_dir = settings.runs_dir(args.runs_dir) / (args.run_name or settings.default_run_name(run.root))
     say(f"run folder {run_dir}")
-    # The keys notebook 04 records, so that either can resume a run of the other.
-    config = {"backbone": args.backbone, "weights": str(weights),
-              "points_per_mp": args.points_per_mp if args.annotations is None else str(args.annotations),
-              "strategy": args.strategy, "crop": args.crop, "batch_size": args.batch_size,
-              "samples_per_epoch": args.samples_per_epoch, "val_windows": args.val_windows}
-    defaults = build_parser()
-    for option in ("loss_weights", "prior_correction", "label_smoothing"):
-        if getattr(args, option) != defaults.get_default(option):  # notebook 04 does not record these
-            config[option] = getattr(args, option)
-    history = training.fit(
-        model, train_loader, epochs=args.epochs, val_loader=val_loader, lr=args.lr,
-        weight_decay=args.weight_decay, schedule=None if args.schedule == "none" else args.schedule,
-        warmup_steps=args.warmup_steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
-        checkpoint_every=args.checkpoint_every, device=device,
-        loss_fn=_loss(args, annotations, split["train"], schema), config=config, progress=True)
+    history = run.fit(run_dir, resume=args.resume, checkpoint_every=args.checkpoint_every, device=device)
     if history and "val_mean_iou" in history[-1]:
-        say(f"best validation mIoU {max(r['val_mean_iou'] for r in history):.3f}; "
-            f"weights in {run_dir / training.BEST}")
+        best = max(r["val_mean_iou"] for r in history)
+        say(f"best validation mIoU {best:.3f}; weights in {run_dir / BEST}")
     return run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; bad input (a missing folder or file, an unknown option in the config, a
-    batch that does not divide among the processes) exits with status 2 and one line saying why."""
+    value a run cannot have, a batch that does not divide among the processes) exits with status
+    2 and one line saying why."""
     try:
         train(parse_args(argv))
     except (FileNotFoundError, ValueError) as error:

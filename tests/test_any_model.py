@@ -14,10 +14,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large
 
 from lc_utils import settings
-from lc_utils.datasets import find_pairs
-from lc_utils.inference import device_of, evaluate_tiled, predict_tiled
-from lc_utils.models import SegmentationNet, model_device, segmentation_logits
-from lc_utils.training import evaluate, fit
+from lc_utils.devices import device_of, model_device
+from lc_utils.inference import evaluate, evaluate_tiled, predict_tiled, validator
+from lc_utils.layouts import find_pairs
+from lc_utils.models import SegmentationNet, segmentation_logits
+from lc_utils.training import fit
 
 
 def _image(size: int = 96, seed: int = 0) -> np.ndarray:
@@ -63,7 +64,7 @@ def test_torchvision_models_predict_like_their_out_logits(builder) -> None:
     model = builder().eval()
     image = _image()
     class_map, probs = predict_tiled(model, image, tile_size=128, return_probs=True)
-    from lc_utils.datasets import normalize_image
+    from lc_utils.transforms import normalize_image
 
     with torch.no_grad():
         expected = model(normalize_image(torch.from_numpy(image).permute(2, 0, 1))[None])["out"].softmax(1)[0]
@@ -87,7 +88,8 @@ def test_evaluate_tiled_and_evaluate_take_a_torchvision_model(sample_root: Path)
 def test_fit_trains_a_torchvision_model_with_its_aux_head() -> None:
     model = _torchvision_deeplab(aux_loss=True)
     before = [p.detach().clone() for p in model.aux_classifier.parameters()]
-    history = fit(model, _tiny_batches(), epochs=1, val_loader=_tiny_batches(2), lr=1e-3, progress=False,
+    history = fit(model, _tiny_batches(), epochs=1, validate=validator(_tiny_batches(2)), lr=1e-3,
+                  progress=False,
                   channels_last=False)
     assert np.isfinite(history[0]["train_loss"]) and 0 <= history[0]["val_mean_iou"] <= 1
     # The aux head's loss reached the optimiser: its weights moved.

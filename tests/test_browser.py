@@ -126,13 +126,13 @@ class Notebook:
 
 def _prepare_checkpoint(workspace: Path) -> None:
     """A tiny run for notebook 05 to load: a few steps are enough for a browser to show."""
-    from lc_utils import datasets, models, sparse, training
+    from lc_utils import datasets, layouts, models, settings, sparse, training, transforms
 
-    root = datasets.prepare_data()
-    split = datasets.split_pairs(datasets.find_pairs(root), seed=0)
+    root = settings.prepare_data()
+    split = datasets.split_pairs(layouts.find_pairs(root), seed=0)
     annotations = sparse.ensure_annotations(workspace / "points.csv", split["train"][:4], n_points=50)
-    train_set = datasets.SparseLandCoverDataset(split["train"][:4], annotations,
-                                                transform=datasets.make_transforms(64))
+    train_set = sparse.SparseLandCoverDataset(split["train"][:4], annotations,
+                                              transform=transforms.make_transforms(64))
     model = models.build_deeplabv3(7, "mobilenet_v3_large", None)
     training.fit(model, training.make_loader(train_set, 2, shuffle=True), epochs=1, num_classes=7,
                  run_dir=workspace / "runs" / "tiny", progress=False)

@@ -11,7 +11,8 @@ from scipy.stats import chisquare
 from torchvision import tv_tensors
 
 from lc_utils.classes import IGNORE_INDEX
-from lc_utils.datasets import LabelledRandomCrop, labelled_window, make_transforms
+from lc_utils.transforms import LabelledRandomCrop, make_transforms
+from lc_utils.windows import labelled_window
 
 
 def _labels(labelled: np.ndarray) -> torch.Tensor:

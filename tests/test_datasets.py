@@ -8,20 +8,11 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from lc_utils.classes import DEEPGLOBE, IGNORE_INDEX
-from lc_utils.datasets import (
-    DenseLandCoverDataset,
-    WindowDataset,
-    denormalize_image,
-    find_pairs,
-    find_unlabelled_images,
-    load_schema,
-    make_transforms,
-    read_pair,
-    scan_dataset,
-    split_items,
-    window_grid,
-)
+from lc_utils.datasets import DenseLandCoverDataset, read_pair, split_items
+from lc_utils.layouts import find_pairs, find_unlabelled_images, load_schema, scan_dataset
 from lc_utils.masks import class_to_rgb
+from lc_utils.transforms import denormalize_image, make_transforms
+from lc_utils.windows import WindowDataset, window_grid
 
 
 def _write_pair(folder: Path, image_id: str, size: tuple[int, int] = (8, 8),
@@ -225,7 +216,7 @@ def test_real_root_with_both_folders(real_root: Path) -> None:
 
 
 def test_prepare_data_prefers_the_given_folder_then_data_dir(tmp_path: Path, monkeypatch) -> None:
-    from lc_utils.datasets import prepare_data
+    from lc_utils.settings import prepare_data
 
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     assert prepare_data() == tmp_path
@@ -235,13 +226,13 @@ def test_prepare_data_prefers_the_given_folder_then_data_dir(tmp_path: Path, mon
 
 
 def test_prepare_data_generates_the_sample_in_fast_mode(tmp_path: Path, monkeypatch) -> None:
-    from lc_utils import datasets
+    from lc_utils import settings
 
     monkeypatch.delenv("DATA_DIR", raising=False)
     monkeypatch.setenv("LC_FAST", "1")
-    monkeypatch.setattr(datasets, "sample_dir", lambda: tmp_path / "sample")
-    monkeypatch.setattr(datasets, "SAMPLE_SIZES", {"fast": {"n_images": 3, "size": 48}, "full": {}})
-    root = datasets.prepare_data()
+    monkeypatch.setattr(settings, "sample_dir", lambda: tmp_path / "sample")
+    monkeypatch.setattr(settings, "SAMPLE_SIZES", {"fast": {"n_images": 3, "size": 48}, "full": {}})
+    root = settings.prepare_data()
     assert root == tmp_path / "sample" and len(find_pairs(root)) == 3
 
 
@@ -255,7 +246,7 @@ def test_split_pairs_is_shared_and_seeded(sample_root: Path) -> None:
 
 
 def test_class_and_channel_statistics(sample_root: Path) -> None:
-    from lc_utils.datasets import channel_statistics, class_statistics
+    from lc_utils.statistics import channel_statistics, class_statistics
 
     pairs = find_pairs(sample_root)
     classes = class_statistics(pairs)

@@ -20,8 +20,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lc_utils import distributed
 from lc_utils.distributed import EpochSampler
+from lc_utils.inference import evaluate
 from lc_utils.settings import PROJECT_ROOT
-from lc_utils.training import evaluate, fit, make_loader
+from lc_utils.training import fit, make_loader
 
 PROCESSES = 2
 TIME_LIMIT_S = 120
@@ -162,7 +163,7 @@ def test_torchrun_two_processes_train_and_write_one_run(tmp_path: Path) -> None:
     assert "global batch 4 = 2 x 2; 2 steps per epoch" in done.stdout
     assert done.stdout.count("epoch 2/2: train_loss") == 1  # rank 0 alone reports
     run = tmp_path / "runs" / "ddp"
-    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "history.csv", "last.pt"]
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "history.csv", "last.pt", "run.toml"]
     checkpoint = torch.load(run / "last.pt", weights_only=True)
     assert checkpoint["epoch"] == 1 and checkpoint["config"]["batch_size"] == 4
     assert not any(k.startswith("module.") for k in checkpoint["model"])  # the model, not its wrapper
@@ -211,4 +212,4 @@ def test_config_file_and_command_line(tmp_path: Path) -> None:
     toml = tmp_path / "run.toml"
     toml.write_text('lr = 0.01\nresume = false\nweights = "none"\n')
     args = parse_args(["--config", str(toml)])
-    assert (args.lr, args.resume, args.weights) == (0.01, False, "none")
+    assert (args.lr, args.resume, args.weights) == (0.01, False, None)

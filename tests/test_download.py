@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from lc_utils.datasets import find_pairs, find_unlabelled_images
 from lc_utils.download import KAGGLE_HANDLE, KAGGLE_URL, download_deepglobe
+from lc_utils.layouts import find_pairs, find_unlabelled_images
 from lc_utils.synthetic import make_sample_dataset
 
 LABELLED = 4

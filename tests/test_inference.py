@@ -5,9 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from lc_utils.datasets import find_pairs, normalize_image, read_pair, window_starts
-from lc_utils.inference import DEFAULT_OVERLAP, blend_window, evaluate_tiled, predict_tiled, tile_starts
+from lc_utils.datasets import read_pair
+from lc_utils.inference import blend_window, evaluate_tiled, predict_tiled
+from lc_utils.layouts import find_pairs
 from lc_utils.models import build_deeplabv3
+from lc_utils.transforms import normalize_image
+from lc_utils.windows import DEFAULT_OVERLAP, prediction_windows, window_starts
 
 
 def _pointwise_model() -> nn.Module:
@@ -53,10 +56,10 @@ def test_window_starts_are_the_fewest_that_keep_the_overlap(length: int, size: i
 
 
 def test_a_deepglobe_tile_takes_five_by_five_windows_by_default() -> None:
-    tops, lefts = tile_starts(2448, 2448, 512, DEFAULT_OVERLAP)
+    tops, lefts = prediction_windows(2448, 2448, 512, DEFAULT_OVERLAP)
     assert tops == lefts == [0, 484, 968, 1452, 1936]  # 28 px overlap on every seam
-    assert [len(s) for s in tile_starts(2448, 2448, 512, 0.25)] == [7, 7]
-    assert tile_starts(300, 2448, 512) == ([0], [0, 484, 968, 1452, 1936])
+    assert [len(s) for s in prediction_windows(2448, 2448, 512, 0.25)] == [7, 7]
+    assert prediction_windows(300, 2448, 512) == ([0], [0, 484, 968, 1452, 1936])
 
 
 def test_blend_window_is_smooth_and_positive() -> None:
@@ -132,7 +135,7 @@ def test_full_2448_tile(real_full: Path) -> None:
 
 
 def test_prediction_runs_in_the_device_format_and_leaves_the_model_as_it_was() -> None:
-    from lc_utils.inference import inference_memory_format, memory_format
+    from lc_utils.devices import inference_memory_format, memory_format
 
     assert inference_memory_format(torch.device("cpu")) == torch.channels_last
     assert inference_memory_format(torch.device("cuda")) == torch.channels_last

@@ -14,11 +14,12 @@ from scipy.ndimage import maximum_filter, minimum_filter
 
 from lc_utils.classes import DEEPGLOBE, IGNORE_INDEX, load_preset
 from lc_utils.datasets import DenseLandCoverDataset, split_pairs
+from lc_utils.inference import evaluate
 from lc_utils.layouts import LossyMaskWarning, detect_layout, find_pairs, load_schema, scan_dataset
 from lc_utils.masks import MaskEncodingError, class_to_rgb, read_mask
 from lc_utils.sparse import ensure_annotations
 from lc_utils.synthetic import generate_pair, make_sample_dataset, make_standin
-from lc_utils.training import evaluate, make_loader
+from lc_utils.training import make_loader
 
 LOVEDA = load_preset("loveda")
 POTSDAM = load_preset("potsdam")

@@ -205,8 +205,8 @@ def test_real_full_masks_agree_with_naive_decoding(real_full: Path) -> None:
 
 
 def test_exact_matching_misses_what_the_threshold_decodes(sample_root: Path) -> None:
-    from lc_utils.datasets import find_pairs
-    from lc_utils.masks import off_palette_pixels
+    from lc_utils.layouts import find_pairs
+    from lc_utils.mask_tables import off_palette_pixels
 
     raw = np.asarray(Image.open(find_pairs(sample_root)[0][1]))
     assert off_palette_pixels(raw, threshold=False) > 0

@@ -16,10 +16,11 @@ import torch
 from PIL import Image
 
 from lc_utils.classes import IGNORE_INDEX
-from lc_utils.datasets import DenseLandCoverDataset, SparseLandCoverDataset, find_pairs
+from lc_utils.datasets import DenseLandCoverDataset
+from lc_utils.layouts import find_pairs
 from lc_utils.losses import PartialCrossEntropyLoss
 from lc_utils.masks import class_to_rgb
-from lc_utils.sparse import PointAnnotation
+from lc_utils.sparse import PointAnnotation, SparseLandCoverDataset
 from lc_utils.training import fit, make_loader
 
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from lc_utils.classes import DEEPGLOBE, IGNORE_INDEX, PRESETS, ClassSchema, load_preset, resolve_schema
+from lc_utils.mask_tables import schema_table, value_table, with_off_palette_pixels
 from lc_utils.masks import (
     InvalidMaskError,
     MaskEncodingError,
@@ -22,9 +23,6 @@ from lc_utils.masks import (
     index_to_class,
     no_data_pixels,
     read_mask,
-    schema_table,
-    value_table,
-    with_off_palette_pixels,
 )
 
 LOVEDA = load_preset("loveda")

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lc_utils import settings
+from lc_utils import devices, settings
 from lc_utils.course import pin_data_dir
-from lc_utils.datasets import prepare_data
+from lc_utils.settings import prepare_data
 
 
 def test_fast_mode_and_pick(monkeypatch) -> None:
@@ -18,10 +18,10 @@ def test_fast_mode_and_pick(monkeypatch) -> None:
 
 
 def test_device_choice_on_this_machine() -> None:
-    device = settings.resolve_device(None)
-    assert device == settings.default_device()
-    assert settings.resolve_device("cpu") == torch.device("cpu")
-    assert settings.describe_device()
+    device = devices.resolve_device(None)
+    assert device == devices.default_device()
+    assert devices.resolve_device("cpu") == torch.device("cpu")
+    assert devices.describe_device()
 
 
 def test_seed_everything_repeats_draws() -> None:
@@ -73,8 +73,8 @@ def test_lab_and_course_choose_fast_mode_without_a_gpu(monkeypatch: pytest.Monke
 
 def test_smoke_mode_caps_steps_and_data_but_keeps_the_shapes(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import lc_utils.datasets as datasets_module
-    from lc_utils.datasets import find_pairs, read_pair
+    from lc_utils.datasets import read_pair
+    from lc_utils.layouts import find_pairs
 
     monkeypatch.setenv("LC_FAST", "0")
     monkeypatch.delenv("LC_SMOKE", raising=False)
@@ -84,10 +84,10 @@ def test_smoke_mode_caps_steps_and_data_but_keeps_the_shapes(tmp_path: Path,
     assert settings.pick(256, 128) == 256 and settings.mode_name() == "full_smoke"
     # A smoke run never resumes (nor overwrites) a real full-mode run: its folders have their own tag.
     assert settings.dataset_tag(tmp_path / "sample") == "sample_full_smoke"
-    monkeypatch.setattr(datasets_module, "SAMPLE_SIZES", {"fast": {"n_images": 20, "size": 32},
+    monkeypatch.setattr(settings, "SAMPLE_SIZES", {"fast": {"n_images": 20, "size": 32},
                                                           "full": {"n_images": 30, "size": 48}})
-    monkeypatch.setattr(datasets_module, "sample_dir", lambda: tmp_path / "sample")
+    monkeypatch.setattr(settings, "sample_dir", lambda: tmp_path / "sample")
     monkeypatch.delenv("DATA_DIR", raising=False)
     pairs = find_pairs(prepare_data())
-    assert len(pairs) == datasets_module.SMOKE_IMAGES  # a few images ...
+    assert len(pairs) == settings.SMOKE_IMAGES  # a few images ...
     assert read_pair(*pairs[0])[0].shape == (48, 48, 3)  # ... of the mode's size

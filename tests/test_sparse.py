@@ -8,10 +8,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from lc_utils.classes import IGNORE_INDEX
-from lc_utils.datasets import SparseLandCoverDataset, denormalize_image, find_pairs, make_transforms
+from lc_utils.layouts import find_pairs
 from lc_utils.masks import class_to_rgb
 from lc_utils.sparse import (
     PointAnnotation,
+    SparseLandCoverDataset,
     annotate,
     annotation_filename,
     ensure_annotations,
@@ -26,6 +27,7 @@ from lc_utils.sparse import (
     sample_points,
     save_annotations,
 )
+from lc_utils.transforms import denormalize_image, make_transforms
 
 
 def _class_map(seed: int = 0, size: int = 64) -> np.ndarray:

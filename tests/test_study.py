@@ -1,5 +1,4 @@
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -9,42 +8,48 @@ import pytest
 from benchmarks.label_density import RESULTS, markdown_table, table_markers, update_readme
 from lc_utils import study
 from lc_utils.classes import DEEPGLOBE
-from lc_utils.datasets import DenseLandCoverDataset, WindowDataset, find_pairs, read_pair
+from lc_utils.datasets import DenseLandCoverDataset, read_pair
+from lc_utils.layouts import find_pairs
+from lc_utils.metrics import majority_baseline
+from lc_utils.runs import DENSE, RunSpec
 from lc_utils.settings import PROJECT_ROOT
 from lc_utils.study import (
-    DENSE,
     PRIOR_CORRECTED,
-    StudySettings,
-    majority_baseline,
     read_results_file,
     results_filename,
     run_density_study,
+    study_key,
     summarize,
 )
+from lc_utils.windows import WindowDataset
+
+
+def _study_spec(root: Path, **changes) -> RunSpec:
+    """A tiny study on the 8 generated 96 x 96 images: 6 to train on, 2 scored whole."""
+    return RunSpec(data=str(root), val_images=2, backbone="mobilenet_v3_large", weights=None, crop=48,
+                   batch_size=2, epochs=1, val_window=96, val_windows=0, **changes)
 
 
 @pytest.mark.slow
 def test_density_study_runs_every_setting_and_seed_with_the_same_steps(sample_root: Path,
                                                                         tmp_path: Path) -> None:
-    pairs = find_pairs(sample_root)
-    settings = StudySettings(backbone="mobilenet_v3_large", weights=None, crop_size=48, batch_size=2,
-                             epochs=1, tile_size=96)
-    kwargs = dict(strategies=("uniform", PRIOR_CORRECTED), seeds=(0, 1), settings=settings,
-                  annotation_dir=tmp_path / "points", results_file=tmp_path / "runs.json", progress=False)
-    results = run_density_study(pairs[:4], pairs[4:6], [5, 50], **kwargs)
+    kwargs = dict(strategies=("uniform", PRIOR_CORRECTED), seeds=(0, 1), runs_dir=tmp_path,
+                  results_file=tmp_path / "runs.json", progress=False)
+    results = run_density_study(_study_spec(sample_root), [5, 50], **kwargs)
     assert len(results) == 2 * (2 * 2 + 1)
     planned = [(s, n, seed) for s in ("uniform", PRIOR_CORRECTED) for n in (5, 50) for seed in (0, 1)]
     keys = results[["strategy", "points_per_image", "seed"]].fillna(-1).values.tolist()
     assert sorted(map(tuple, keys)) == sorted([*planned, (DENSE, -1, 0), (DENSE, -1, 1)])
-    assert results["steps"].nunique() == 1 and results["steps"].iloc[0] == 2
+    assert results["steps"].nunique() == 1 and results["steps"].iloc[0] == 3  # 6 images, batches of 2
     sparse = results[results.strategy != DENSE]
     assert np.allclose(sparse["labelled_fraction"], sparse["points_per_image"] / 96**2)
     assert results["val_mean_iou"].between(0, 1).all()
     assert results["weights_used"].isna().all()  # weights=None: every run started from random weights
     assert set(results["val_iou"].iloc[0]) == {"urban", "agriculture", "rangeland", "forest", "water",
                                                 "barren", "unknown"}
-    # Seeds draw other points; the prior-corrected rows reuse the stratified annotation files.
-    made = sorted(p.name for p in (tmp_path / "points").iterdir())
+    # Seeds draw other points; the prior-corrected rows reuse the stratified annotation files, which
+    # live at the one annotation path of the data (runs/annotations/<data tag>/).
+    made = sorted(p.name for p in (tmp_path / "annotations").glob("*/*.csv"))
     assert made == sorted(f"points_{s}_n{n}_seed{seed}.csv"
                           for s in ("uniform", "stratified") for n in (5, 50) for seed in (0, 1))
     # Every finished run is in the results file at once; a second call trains only what is missing.
@@ -52,7 +57,7 @@ def test_density_study_runs_every_setting_and_seed_with_the_same_steps(sample_ro
     assert len(saved["runs"]) == len(results)
     saved["runs"] = saved["runs"][1:]
     (tmp_path / "runs.json").write_text(json.dumps(saved))
-    again = run_density_study(pairs[:4], pairs[4:6], [5, 50], **kwargs)
+    again = run_density_study(_study_spec(sample_root), [5, 50], **kwargs)
     columns = ["strategy", "points_per_image", "seed", "labelled_fraction", "val_mean_iou"]
     pd.testing.assert_frame_equal(again[columns], results[columns])
     assert (again["train_seconds"].iloc[1:] == results["train_seconds"].iloc[1:]).all()
@@ -62,25 +67,49 @@ def test_density_study_runs_every_setting_and_seed_with_the_same_steps(sample_ro
     assert summary.loc[summary.strategy == DENSE, "miou_vs_dense"].iloc[0] == pytest.approx(1.0)
 
 
+def test_a_study_run_is_the_run_its_spec_builds(sample_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """Each run of a study is its spec with the labels and the seed set, built by build_run: the
+    prior-corrected row is stratified points with the correction in the loss."""
+    built = []
+
+    def fake_train_and_score(run, progress=False):
+        built.append(run)
+        return {"val_mean_iou": 0.5, "val_pixel_accuracy": 0.5, "steps": run.steps, "train_seconds": 0.0}
+
+    monkeypatch.setattr(study, "train_and_score", fake_train_and_score)
+    spec = _study_spec(sample_root)
+    run_density_study(spec, [5], strategies=("uniform", PRIOR_CORRECTED), seeds=(3,), runs_dir=tmp_path,
+                      progress=False)
+    uniform, corrected, dense = built
+    assert uniform.spec == spec.replace(points_per_image=5, seed=3)
+    assert corrected.spec == spec.replace(strategy="stratified", points_per_image=5, prior_correction=True,
+                                          seed=3)
+    assert dense.spec == spec.replace(strategy=DENSE, seed=3) and dense.annotations is None
+    assert uniform.loss_fn.logit_adjustment is None and corrected.loss_fn.logit_adjustment is not None
+    assert [run.split for run in built] == [uniform.split] * 3  # the seed never moves the split
+
+
 def test_density_budgets_follow_the_image_area(sample_root: Path, tmp_path: Path, monkeypatch) -> None:
     """Budgets in points per megapixel: per-image counts from the area, rows and resume keyed by density."""
     trained = []
 
-    def fake_train_once(train_pairs, val_pairs, settings, seed, annotations, adjustment, schema):
-        trained.append((seed, None if annotations is None else sum(map(len, annotations.values()))))
+    def fake_train_and_score(run, progress=False):
+        points = None if run.annotations is None else sum(map(len, run.annotations.values()))
+        trained.append((run.spec.seed, points))
         return {"val_mean_iou": 0.5, "val_pixel_accuracy": 0.5, "steps": 1, "train_seconds": 0.0}
 
-    monkeypatch.setattr(study, "train_once", fake_train_once)
-    pairs = find_pairs(sample_root)  # 96 x 96 images: 0.009216 megapixels
-    kwargs = dict(points_per_mp=[1000, 5000], strategies=("uniform",), seeds=(0,), annotation_dir=tmp_path,
+    monkeypatch.setattr(study, "train_and_score", fake_train_and_score)
+    # 96 x 96 images: 0.009216 megapixels; 6 training images
+    kwargs = dict(points_per_mp=[1000, 5000], strategies=("uniform",), seeds=(0,), runs_dir=tmp_path,
                   results_file=tmp_path / "runs.json", progress=False)
-    results = run_density_study(pairs[:4], pairs[4:6], **kwargs)
+    results = run_density_study(_study_spec(sample_root), **kwargs)
     assert results["points_per_mp"].tolist()[:2] == [1000, 5000]
     assert results["points_per_image"].tolist()[:2] == [9, 46]
     assert np.allclose(results["labelled_fraction"].iloc[:2], [9 / 96**2, 46 / 96**2])
-    assert trained == [(0, 36), (0, 184), (0, None)]
-    assert (tmp_path / "points_uniform_1000permp_seed0.csv").is_file()
-    assert len(run_density_study(pairs[:4], pairs[4:6], **kwargs)) == 3 and len(trained) == 3  # all saved
+    assert trained == [(0, 54), (0, 276), (0, None)]
+    assert len(list(tmp_path.glob("annotations/*/points_uniform_1000permp_seed0.csv"))) == 1
+    again = run_density_study(_study_spec(sample_root), **kwargs)
+    assert len(again) == 3 and len(trained) == 3  # all saved
     assert list(summarize(results)["points_per_image"].astype(float).fillna(-1)) == [9, 46, -1]
 
 
@@ -143,18 +172,22 @@ def test_readme_table_is_rewritten_between_its_markers(tmp_path: Path) -> None:
 
 def test_a_results_file_of_another_study_is_refused_not_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "runs.json"
-    ours = {"settings": asdict(StudySettings(epochs=5)), "train": ["a"], "val": ["b"]}
+    split = {"train": [(Path("a_sat.jpg"), Path("a_mask.png"))],
+             "val": [(Path("b_sat.jpg"), Path("b_mask.png"))]}
+    ours = study_key(RunSpec(epochs=5), split)
     path.write_text(json.dumps({"key": ours, "runs": [{"strategy": DENSE}]}))
     assert read_results_file(path, ours) == [{"strategy": DENSE}]
     with pytest.raises(ValueError, match="other settings epochs"):
-        read_results_file(path, {**ours, "settings": asdict(StudySettings(epochs=6))})
+        read_results_file(path, study_key(RunSpec(epochs=6), split))
     with pytest.raises(ValueError, match="other images"):
         read_results_file(path, {**ours, "val": ["c"]})
-    older = {**ours, "settings": {k: v for k, v in ours["settings"].items() if k != "samples_per_epoch"}}
+    # The labels and the seed are each run's, not the study's.
+    assert study_key(RunSpec(epochs=5, strategy="grid", seed=4), split) == ours
+    older = {**ours, "spec": {k: v for k, v in ours["spec"].items() if k != "label_smoothing"}}
     path.write_text(json.dumps({"key": older, "runs": [{"strategy": DENSE}]}))
-    assert read_results_file(path, ours) == [{"strategy": DENSE}]  # made before that setting existed
-    assert results_filename(StudySettings(epochs=5)) != results_filename(StudySettings(epochs=6))
-    assert results_filename(StudySettings(epochs=5)) == results_filename(StudySettings(epochs=5))
+    assert read_results_file(path, ours) == [{"strategy": DENSE}]  # made before that field existed
+    assert results_filename(RunSpec(epochs=5)) != results_filename(RunSpec(epochs=6))
+    assert results_filename(RunSpec(epochs=5)) == results_filename(RunSpec(epochs=5, seed=2))
 
 
 def test_majority_baseline_on_pairs_and_on_windows(sample_root: Path) -> None:

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np
 
 from lc_utils.classes import DEEPGLOBE
-from lc_utils.datasets import find_pairs, read_pair
+from lc_utils.datasets import read_pair
+from lc_utils.layouts import find_pairs
 from lc_utils.synthetic import (
     CLASS_SHARES,
     ensure_sample_dataset,

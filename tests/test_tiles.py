@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from lc_utils.classes import load_preset
-from lc_utils.datasets import find_pairs, load_schema, read_pair, scan_dataset, split_pairs
+from lc_utils.datasets import read_pair, split_pairs
 from lc_utils.files import image_id_of, read_rgb, source_id, tile_id
+from lc_utils.layouts import find_pairs, load_schema, scan_dataset
 from lc_utils.masks import read_mask
 from lc_utils.synthetic import make_standin
 from lc_utils.tiles import cut_tiles, main, tile_bounds

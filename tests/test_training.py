@@ -9,15 +9,15 @@ from torch.utils.data import TensorDataset
 
 from lc_utils import training
 from lc_utils.classes import IGNORE_INDEX
-from lc_utils.datasets import SparseLandCoverDataset, find_pairs, make_transforms
+from lc_utils.inference import evaluate, validator
+from lc_utils.layouts import find_pairs
 from lc_utils.metrics import ConfusionMatrix
 from lc_utils.models import build_deeplabv3
-from lc_utils.sparse import ensure_annotations
+from lc_utils.sparse import SparseLandCoverDataset, ensure_annotations
 from lc_utils.training import (
     BEST,
     LAST,
     NonFiniteLossError,
-    evaluate,
     fit,
     load_checkpoint,
     load_trained_model,
@@ -26,6 +26,7 @@ from lc_utils.training import (
     reestimate_batchnorm,
     save_checkpoint,
 )
+from lc_utils.transforms import make_transforms
 
 
 def _colour_task(n: int = 16, size: int = 8, seed: int = 0) -> TensorDataset:
@@ -49,7 +50,7 @@ def test_loss_falls_and_validation_improves_from_sparse_labels() -> None:
     model = _tiny_model()
     before = evaluate(model, make_loader(dense, 8, shuffle=False), 3).summary()["pixel_accuracy"]
     history = fit(model, make_loader(sparse, 4, shuffle=True), epochs=8, lr=0.05, num_classes=3,
-                  val_loader=make_loader(dense, 8, shuffle=False), progress=False)
+                  validate=validator(make_loader(dense, 8, shuffle=False)), progress=False)
     frame = pd.DataFrame(history)
     assert list(frame.columns) == ["epoch", "train_loss", "lr", "seconds", "images_per_s",
                                    "labelled_px_per_batch", "batches_without_labels",
@@ -132,7 +133,8 @@ def test_checkpoint_contents(tmp_path: Path, monkeypatch, every: int, resume_poi
     monkeypatch.setattr(training, "save_checkpoint", recording_save)
     sparse, dense = _colour_task()
     fit(_tiny_model(), make_loader(sparse, 4, shuffle=True), epochs=4, num_classes=3, run_dir=tmp_path,
-        val_loader=make_loader(dense, 8, shuffle=False), config={"note": "test"}, checkpoint_every=every,
+        validate=validator(make_loader(dense, 8, shuffle=False)), config={"note": "test"},
+        checkpoint_every=every,
         progress=False)
     last = [(epoch, keys) for name, epoch, keys in written if name == LAST]
     # The resume state while there is something left to resume; the final weights alone at the end.
@@ -222,7 +224,7 @@ def test_evaluate_tiles_images_larger_than_a_window() -> None:
 
 
 def test_default_run_name_keeps_data_and_modes_apart(tmp_path: Path, monkeypatch) -> None:
-    from lc_utils.training import default_run_name
+    from lc_utils.settings import default_run_name
 
     monkeypatch.setenv("LC_FAST", "1")
     assert default_run_name(tmp_path / "tiles_512") == "sparse_tiles_512_fast"

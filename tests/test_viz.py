@@ -7,7 +7,8 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from lc_utils.classes import DEEPGLOBE, IGNORE_INDEX
-from lc_utils.datasets import find_pairs, read_pair
+from lc_utils.datasets import read_pair
+from lc_utils.layouts import find_pairs
 from lc_utils.metrics import ConfusionMatrix
 from lc_utils.sparse import sample_points
 from lc_utils.viz import (

@@ -6,7 +6,7 @@ import torch
 from matplotlib.figure import Figure
 
 from lc_utils import widgets
-from lc_utils.datasets import find_pairs
+from lc_utils.layouts import find_pairs
 from lc_utils.widgets import density_steps, interactive_frontend, label_density_explorer, prediction_browser
 
 

@@ -1,0 +1,421 @@
+"""One run, one description: :class:`RunSpec` says everything a training run is, and
+:func:`build_run` assembles it (data split, annotations at their one path, datasets, loaders,
+model, loss) the same way for notebook 04, the training command, the studies and every later
+chapter.
+
+A spec reads and writes TOML or JSON (:meth:`RunSpec.load`, :meth:`RunSpec.save`); the run folder
+keeps one (``run.toml``), and resuming compares the whole spec with the one the checkpoint was
+made with. ``python -m lc_utils.train`` has one option per field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from . import distributed, settings
+from .classes import ClassSchema
+from .datasets import DenseLandCoverDataset, SegmentationDataset, split_items, split_pairs
+from .files import image_shapes
+from .inference import validator
+from .layouts import find_pairs, load_schema
+from .losses import PartialCrossEntropyLoss, class_weights_from_counts, prior_correction
+from .models import BACKBONES, build_deeplabv3
+from .sparse import (
+    STRATEGIES,
+    PointAnnotation,
+    SparseLandCoverDataset,
+    annotation_filename,
+    ensure_annotations,
+    labelled_fraction,
+    load_annotations,
+    point_counts,
+)
+from .statistics import class_statistics
+from .training import LAST, SCHEDULES, fit, make_loader
+from .transforms import make_transforms
+from .windows import WindowDataset
+
+DENSE = "dense"
+"""The labels strategy that trains on the dense masks instead of points."""
+
+LABELS = (*STRATEGIES, DENSE)
+LOSS_WEIGHTS = ("none", "inverse-sqrt")
+SPEC_FILE = "run.toml"
+"""The spec a run folder keeps (``python -m lc_utils.train --config`` reads it back)."""
+
+CACHE_MB = 2048
+"""Decoded training images each run keeps in memory by default (a speed-up only)."""
+
+_NONE = "none"
+"""How a missing value is written where the format has no null (TOML, the command line)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a training run is: data, labels, model, schedule, loss and validation.
+
+    The defaults are full mode's (a Colab GPU); :meth:`course_defaults` gives the current mode's.
+    Fields with ``None`` mean "not set": ``data`` (the course's data folder, :func:`lc_utils.
+    settings.prepare_data`), ``schema`` (read from the data folder), ``val_images`` (the course's
+    70/15/15 split), ``samples_per_epoch`` (every training image once per epoch), ``weights``
+    (random initialisation), ``schedule`` (a constant rate after the warm-up).
+    """
+
+    # data and split
+    data: str | None = None
+    """The data folder (any layout :func:`lc_utils.layouts.find_pairs` reads)."""
+    schema: str | None = None
+    """A preset name or a schema file; None: read from the data folder."""
+    split_seed: int = 0
+    """Seeds the train / validation / test split and the fixed validation windows."""
+    val_images: int | None = None
+    """None: the course's 70/15/15 split (:func:`lc_utils.datasets.split_pairs`); a number: that
+    many images held out for validation and the rest trained on (a study's split, no test part)."""
+    # labels
+    strategy: str = "uniform"
+    """"uniform", "stratified" or "grid" points (:func:`lc_utils.sparse.sample_points`), or "dense"."""
+    points_per_mp: float | None = 1500
+    """Points per megapixel of each training image (notebook 03)."""
+    points_per_image: int | None = None
+    """Points per training image; when set, it replaces ``points_per_mp``."""
+    annotations: str | None = None
+    """An annotation file to train on instead of sampling points (it replaces the budget)."""
+    # model
+    backbone: str = "resnet50"
+    weights: str | None = "imagenet"
+    """"imagenet", "coco", a local weights file, or None (random)."""
+    # training
+    crop: int = 256
+    batch_size: int = 8
+    """The global batch: under ``torchrun`` each process takes batch_size / processes."""
+    epochs: int = 20
+    samples_per_epoch: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str | None = "cosine"
+    warmup_steps: int = 30
+    # loss
+    loss_weights: str = "none"
+    """"none" or "inverse-sqrt": class weights from the labelled pixels' counts."""
+    prior_correction: bool = False
+    """Logit adjustment for points whose class shares differ from the pixels' (notebook 06)."""
+    label_smoothing: float = 0.0
+    # validation during training
+    val_window: int = 512
+    """Validation window size; also the window whole-image scoring slides."""
+    val_windows: int = 64
+    """Fixed validation windows scored after every epoch; 0: no validation during training."""
+    seed: int = 0
+    """Seeds the points, the starting weights and the crops."""
+
+    def __post_init__(self) -> None:
+        for name, value in self.to_dict().items():
+            object.__setattr__(self, name, _coerce(name, value, _HINTS[name], "RunSpec"))
+        if self.annotations is not None or self.strategy == DENSE:
+            object.__setattr__(self, "points_per_mp", None)
+            object.__setattr__(self, "points_per_image", None)
+        elif self.points_per_image is not None:
+            object.__setattr__(self, "points_per_mp", None)
+        self._check()
+
+    def _check(self) -> None:
+        def fail(message: str) -> None:
+            raise ValueError(f"RunSpec: {message}")
+
+        if self.strategy not in LABELS:
+            fail(f"strategy must be one of {list(LABELS)}, got {self.strategy!r}")
+        if self.strategy != DENSE and self.annotations is None and (
+                self.points_per_mp is None and self.points_per_image is None):
+            fail("points need a budget: points_per_mp or points_per_image (or an annotations file)")
+        if self.backbone not in BACKBONES:
+            fail(f"backbone must be one of {list(BACKBONES)}, got {self.backbone!r}")
+        if self.schedule not in SCHEDULES:
+            fail(f"schedule must be one of {[s or _NONE for s in SCHEDULES]}, got {self.schedule!r}")
+        if self.loss_weights not in LOSS_WEIGHTS:
+            fail(f"loss_weights must be one of {list(LOSS_WEIGHTS)}, got {self.loss_weights!r}")
+        if self.prior_correction and self.strategy == DENSE:
+            fail("prior_correction corrects the class shares of points; dense labels have none to correct")
+        for name in ("crop", "batch_size", "epochs", "val_window"):
+            if getattr(self, name) < 1:
+                fail(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("samples_per_epoch", "val_images", "points_per_image", "points_per_mp"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                fail(f"{name} must be positive, got {value}")
+        if self.val_windows < 0 or self.warmup_steps < 0:
+            fail("val_windows and warmup_steps cannot be negative")
+
+    @classmethod
+    def course_defaults(cls, **changes: Any) -> RunSpec:
+        """The spec notebook 04 and ``python -m lc_utils.train`` start from in the current mode:
+        fast mode (``LC_FAST=1``) trains MobileNetV3 on 128 x 128 crops, 160 per epoch, at lr 2e-3
+        and validates on 16 windows; smoke mode (``LC_SMOKE=1``) runs 2 epochs. ``changes`` on top."""
+        fast = {"backbone": "mobilenet_v3_large", "crop": 128, "samples_per_epoch": 160, "lr": 2e-3,
+                "val_windows": 16}
+        mode = settings.pick({}, fast)
+        return cls(**{**mode, "epochs": settings.capped(cls.epochs, smoke=2), **changes})
+
+    def replace(self, **changes: Any) -> RunSpec:
+        """A copy with ``changes`` (checked like any spec)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain values (what checkpoints record and resume compares)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "spec") -> RunSpec:
+        """A spec from ``values`` (field names, with ``_`` or ``-``; missing fields keep their
+        defaults; ``"none"`` for a field that may be unset). An unknown key or a value of the wrong
+        type is an error naming ``source``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ValueError(f"{source}: unknown field {key!r}; the fields are {sorted(known)}")
+            fields[name] = _coerce(name, value, _HINTS[name], source)
+        try:
+            return cls(**fields)
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunSpec:
+        """Read a spec from a TOML or JSON file (by its suffix; TOML otherwise)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no run spec here")
+        return cls.from_dict(read_table(path), str(path))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the spec as TOML, or JSON for a ``.json`` path; unset fields as ``"none"`` in TOML."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".json":
+            path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        else:
+            lines = [f"{name} = {_toml_value(value)}" for name, value in self.to_dict().items()]
+            path.write_text("\n".join(lines) + "\n")
+        return path
+
+
+_HINTS = typing.get_type_hints(RunSpec)
+
+
+def read_table(path: Path) -> dict[str, Any]:
+    """The key / value table of a TOML or JSON file (by suffix), or an error naming the file."""
+    text = path.read_text(encoding="utf-8")
+    kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
+    try:
+        values = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{path}: not a readable {kind} file ({error})") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a table of fields")
+    return values
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return f'"{_NONE}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    return repr(value)
+
+
+def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
+    """``value`` as the type ``hint`` names (``int``, ``float | None``, ...), or a clear error."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    optional = type(None) in args
+    kind = next(t for t in args if t is not type(None))
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in (_NONE, "")):
+        if optional:
+            return None
+        raise ValueError(f"{source}: {name} needs a value")
+    if isinstance(value, Path):
+        value = str(value)
+    wrong = ValueError(f"{source}: {name} must be {kind.__name__}{' or none' if optional else ''}, "
+                       f"got {value!r}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no"):
+            return value.strip().lower() in ("true", "yes")
+        raise wrong
+    if isinstance(value, bool):
+        raise wrong
+    try:
+        if kind is int:
+            number = float(value)
+            if not number.is_integer():
+                raise wrong
+            return int(number)
+        if kind is float:
+            return float(value)
+    except (TypeError, ValueError):
+        raise wrong from None
+    if not isinstance(value, str):
+        raise wrong
+    return value
+
+
+def load_split(spec: RunSpec) -> tuple[Path, ClassSchema, dict[str, list[tuple[Path, Path]]]]:
+    """The data folder, its class schema and the split a spec describes."""
+    root = settings.prepare_data(spec.data)
+    schema = load_schema(root, spec.schema)
+    pairs = find_pairs(root)
+    if spec.val_images is None:
+        return root, schema, split_pairs(pairs, seed=spec.split_seed)
+    if spec.val_images >= len(pairs):
+        raise ValueError(f"{root}: val_images={spec.val_images} leaves nothing to train on ({len(pairs)} "
+                         "images)")
+    share = spec.val_images / len(pairs)
+    train, val = split_items(pairs, (1 - share, share), seed=spec.split_seed)
+    return root, schema, {"train": train, "val": val}
+
+
+def annotation_file(spec: RunSpec, root: str | Path, runs_dir: str | Path | None = None) -> Path | None:
+    """Where a spec's point annotation lives: its ``annotations`` file, else the one path
+    (:func:`lc_utils.settings.annotation_path`) of the file its strategy, budget and seed make;
+    None for dense labels."""
+    if spec.strategy == DENSE:
+        return None
+    if spec.annotations is not None:
+        return Path(spec.annotations)
+    name = annotation_filename(spec.strategy, n_points=spec.points_per_image,
+                               points_per_mp=spec.points_per_mp, seed=spec.seed)
+    return settings.annotation_path(root, name, runs_dir)
+
+
+def _annotations(spec: RunSpec, path: Path, train: list[tuple[Path, Path]], schema: ClassSchema
+                 ) -> dict[str, PointAnnotation]:
+    shapes = image_shapes(train)
+    if spec.annotations is not None:
+        annotations = load_annotations(path, schema, shapes)
+        missing = sorted(set(shapes) - set(annotations))
+        if missing:
+            raise ValueError(f"{path}: no points for {len(missing)} training images (e.g. {missing[:3]})")
+        return annotations
+    if distributed.is_main():  # one process writes the file, the others read it
+        annotations = ensure_annotations(path, train, n_points=spec.points_per_image,
+                                         points_per_mp=spec.points_per_mp, strategy=spec.strategy,
+                                         seed=spec.seed, schema=schema)
+    if distributed.active():
+        torch.distributed.barrier()
+    if not distributed.is_main():
+        annotations = load_annotations(path, schema, shapes)
+    return annotations
+
+
+def _loss(spec: RunSpec, annotations: dict[str, PointAnnotation] | None, train: list[tuple[Path, Path]],
+          schema: ClassSchema) -> PartialCrossEntropyLoss:
+    weight = adjustment = None
+    if spec.loss_weights != "none" or spec.prior_correction:
+        pixels = class_statistics(train, schema)["pixels"].to_numpy()
+        labelled = pixels if annotations is None else point_counts(annotations, schema.num_classes)
+        if spec.loss_weights == "inverse-sqrt":
+            weight = class_weights_from_counts(torch.as_tensor(labelled))
+        if spec.prior_correction:
+            adjustment = prior_correction(labelled, pixels)
+    return PartialCrossEntropyLoss(weight=weight, label_smoothing=spec.label_smoothing,
+                                   logit_adjustment=adjustment)
+
+
+@dataclass
+class Run:
+    """A spec assembled by :func:`build_run`: everything notebook 04 builds step by step."""
+
+    spec: RunSpec
+    root: Path
+    schema: ClassSchema
+    split: dict[str, list[tuple[Path, Path]]]
+    annotations: dict[str, PointAnnotation] | None
+    """The training points (None: dense labels)."""
+    annotation_path: Path | None
+    train_set: SegmentationDataset
+    train_loader: DataLoader
+    val_set: WindowDataset | None
+    """The fixed validation windows (None with ``val_windows=0``)."""
+    val_loader: DataLoader | None
+    model: nn.Module
+    loss_fn: PartialCrossEntropyLoss
+
+    @property
+    def labelled_fraction(self) -> float:
+        """Share of the training pixels that carry a label."""
+        if self.annotations is None:
+            return 1.0
+        return labelled_fraction(self.annotations, image_shapes(self.split["train"]))
+
+    @property
+    def points_per_image(self) -> float:
+        """Mean points per training image (NaN for dense labels)."""
+        if self.annotations is None:
+            return float("nan")
+        return float(np.mean([len(a) for a in self.annotations.values()]))
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps the whole run takes."""
+        return self.spec.epochs * len(self.train_loader)
+
+    def fit(self, run_dir: str | Path | None = None, *, resume: bool = True, checkpoint_every: int = 1,
+            device: str | torch.device | None = None, amp: bool = True,
+            progress: bool = True) -> list[dict[str, float]]:
+        """Train with :func:`lc_utils.training.fit` as the spec says, validating on the fixed
+        windows. With ``run_dir`` the folder gets the checkpoints and the spec (``run.toml``,
+        unless an existing checkpoint is resumed, whose spec must then be this one)."""
+        spec = self.spec
+        resuming = run_dir is not None and resume and (Path(run_dir) / LAST).is_file()
+        if run_dir is not None and distributed.is_main() and not resuming:
+            spec.save(Path(run_dir) / SPEC_FILE)
+        validate = validator(self.val_loader, amp=amp) if self.val_loader is not None else None
+        return fit(self.model, self.train_loader, epochs=spec.epochs, validate=validate, loss_fn=self.loss_fn,
+                   lr=spec.lr, weight_decay=spec.weight_decay, schedule=spec.schedule,
+                   warmup_steps=spec.warmup_steps, seed=spec.seed, run_dir=run_dir, resume=resume,
+                   checkpoint_every=checkpoint_every, device=device, amp=amp,
+                   num_classes=self.schema.num_classes, config=spec.to_dict(), progress=progress)
+
+
+def build_run(spec: RunSpec, *, runs_dir: str | Path | None = None, num_workers: int = 0,
+              cache_mb: float = CACHE_MB) -> Run:
+    """Assemble the run ``spec`` describes, in notebook 04's order: the split, the annotation (made
+    once at its one path under ``runs_dir``, or read from the spec's file), the training dataset
+    (crops that hold a label, flips, rotations) and loader, the fixed validation windows, the loss
+    and, seeded with ``spec.seed`` just before it is built, the model. ``num_workers`` and
+    ``cache_mb`` change the speed only, never the numbers."""
+    root, schema, split = load_split(spec)
+    path = annotation_file(spec, root, runs_dir)
+    annotations = None if path is None else _annotations(spec, path, split["train"], schema)
+    transform = make_transforms(spec.crop)  # every crop holds at least one labelled point
+    if annotations is None:
+        train_set = DenseLandCoverDataset(split["train"], schema, transform, cache_mb=cache_mb)
+    else:
+        train_set = SparseLandCoverDataset(split["train"], annotations, schema, transform, cache_mb=cache_mb)
+    train_loader = make_loader(train_set, spec.batch_size, shuffle=True, num_workers=num_workers,
+                               samples_per_epoch=spec.samples_per_epoch, seed=spec.seed)
+    val_set = val_loader = None
+    if spec.val_windows:
+        val_images = DenseLandCoverDataset(split["val"], schema)
+        val_set = WindowDataset(val_images, spec.val_window, spec.val_windows, seed=spec.split_seed)
+        val_loader = make_loader(val_set, 1, shuffle=False)
+    loss_fn = _loss(spec, annotations, split["train"], schema)
+    settings.seed_everything(spec.seed)
+    model = build_deeplabv3(schema.num_classes, spec.backbone, spec.weights)
+    return Run(spec, root, schema, split, annotations, path, train_set, train_loader, val_set, val_loader,
+               model, loss_fn)

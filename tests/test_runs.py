@@ -1,0 +1,164 @@
+"""One description of a run (RunSpec), one builder (build_run), and notebook 04's steps agreeing with it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from lc_utils import runs, settings, training
+from lc_utils.runs import DENSE, RunSpec, build_run
+from lc_utils.train import EXECUTION_OPTIONS, build_parser, main, parse_args, spec_from_args
+
+NOTEBOOK_04 = settings.PROJECT_ROOT / "notebooks" / "04_training_partial_loss.ipynb"
+
+
+def _tiny(root: Path, **changes) -> RunSpec:
+    """A spec that builds in a second on the 8 generated 96 x 96 images."""
+    return RunSpec(data=str(root), backbone="mobilenet_v3_large", weights=None, crop=48, batch_size=2,
+                   epochs=1, samples_per_epoch=4, val_windows=2, points_per_image=20, **changes)
+
+
+def test_a_spec_round_trips_through_toml_and_json(tmp_path: Path) -> None:
+    spec = RunSpec(data="/data/deepglobe", weights=None, schedule=None, samples_per_epoch=None,
+                   strategy="stratified", points_per_mp=150.5, prior_correction=True, label_smoothing=0.1)
+    for name in ("run.toml", "run.json"):
+        assert RunSpec.load(spec.save(tmp_path / name)) == spec
+    toml = (tmp_path / "run.toml").read_text()
+    assert 'weights = "none"' in toml and "prior_correction = true" in toml
+    assert 'data = "/data/deepglobe"' in toml
+
+
+def test_a_spec_says_what_is_wrong_and_names_the_source() -> None:
+    with pytest.raises(ValueError, match="run.toml: unknown field 'learning_rate'"):
+        RunSpec.from_dict({"learning_rate": 0.1}, "run.toml")
+    with pytest.raises(ValueError, match="run.toml: epochs must be int, got 2.5"):
+        RunSpec.from_dict({"epochs": 2.5}, "run.toml")
+    with pytest.raises(ValueError, match="run.toml: .*backbone must be one of"):
+        RunSpec.from_dict({"backbone": "resnet18"}, "run.toml")
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        RunSpec(strategy="random")
+    with pytest.raises(ValueError, match="points need a budget"):
+        RunSpec(points_per_mp=None)
+    with pytest.raises(ValueError, match="dense labels have none to correct"):
+        RunSpec(strategy=DENSE, prior_correction=True)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        RunSpec(batch_size=0)
+    with pytest.raises(ValueError, match="prior_correction must be bool"):
+        RunSpec.from_dict({"prior_correction": "maybe"})
+
+
+def test_a_spec_has_one_budget() -> None:
+    """Points per image replace points per megapixel; an annotation file or dense labels replace both,
+    so that two specs of the same run compare equal."""
+    assert RunSpec(points_per_image=100) == RunSpec(points_per_mp=None, points_per_image=100)
+    assert RunSpec(annotations="a.csv").points_per_mp is None
+    assert RunSpec(strategy=DENSE) == RunSpec(strategy=DENSE, points_per_mp=7)
+    assert RunSpec(weights="none").weights is None and RunSpec(data=Path("x")).data == "x"
+
+
+@pytest.mark.parametrize("fast", ["0", "1"])
+def test_every_field_is_one_option_of_the_training_command(fast: str, monkeypatch) -> None:
+    """A field added to RunSpec without its option (or an option that is neither a field nor an
+    execution option) fails here; the command's defaults are notebook 04's, in either mode."""
+    monkeypatch.setenv("LC_FAST", fast)
+    fields = {f.name for f in dataclasses.fields(RunSpec)}
+    options = {action.dest for action in build_parser()._actions if action.dest != "help"}
+    assert fields <= options, f"fields without an option: {sorted(fields - options)}"
+    assert options - fields == set(EXECUTION_OPTIONS)
+    spec = spec_from_args(parse_args([]))
+    assert spec == RunSpec.course_defaults()
+    assert spec_from_args(parse_args(["--points-per-image", "30", "--seed", "2", "--schedule", "none"])) == \
+        RunSpec.course_defaults(points_per_image=30, seed=2, schedule=None)
+
+
+def _notebook_04_steps(data: Path, runs_dir: Path) -> dict:
+    """Notebook 04's code as a learner runs it, from its imports to the cell that builds the same run
+    with build_run, with DATA_DIR and RUNS_DIR set after the parameters (as papermill would)."""
+    notebook = nbformat.read(NOTEBOOK_04, as_version=4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    start = next(i for i, c in enumerate(code) if "from lc_utils import" in c.source)
+    end = next(i for i, c in enumerate(code) if "runs.build_run(" in c.source)
+    namespace: dict = {}
+    for cell in code[start:end + 1]:
+        source = "\n".join(line for line in cell.source.splitlines() if not line.startswith(("%", "!")))
+        exec(compile(source, str(NOTEBOOK_04), "exec"), namespace)
+        if "parameters" in cell.metadata.get("tags", []):
+            namespace.update(DATA_DIR=str(data), RUNS_DIR=str(runs_dir))
+    return namespace
+
+
+@pytest.mark.slow
+def test_notebook_04_step_by_step_is_what_build_run_builds(sample_root: Path, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    """The same description gives the same split, points, first batch, validation windows and
+    starting weights whether notebook 04 assembles it cell by cell or build_run does; the
+    notebook's parameters are the training command's defaults."""
+    monkeypatch.setenv("LC_FAST", "1")
+    monkeypatch.delenv("LC_SMOKE", raising=False)
+    steps = _notebook_04_steps(sample_root, tmp_path / "runs")
+    spec = steps["spec"]
+    assert spec == RunSpec.course_defaults(data=str(sample_root))
+    run = build_run(spec, runs_dir=tmp_path / "runs")
+    assert run.split == steps["split"] and run.annotations == steps["annotations"]
+    assert run.annotation_path == steps["path"]
+    for ours, theirs in zip(training.first_batch(steps["train_loader"], spec.seed),
+                            training.first_batch(run.train_loader, spec.seed)):
+        assert torch.equal(ours, theirs)
+    assert run.val_set.windows == steps["val_set"].windows
+    notebook_weights, built_weights = steps["model"].state_dict(), run.model.state_dict()
+    assert notebook_weights.keys() == built_weights.keys()
+    assert all(torch.equal(notebook_weights[k], built_weights[k]) for k in notebook_weights)
+    assert steps["same_batch"] and steps["same_weights"]  # what the notebook prints
+
+
+@pytest.mark.slow
+def test_a_run_folder_keeps_its_spec_and_refuses_another(sample_root: Path, tmp_path: Path) -> None:
+    spec = _tiny(sample_root)
+    run_dir = tmp_path / "runs" / "tiny"
+    history = build_run(spec, runs_dir=tmp_path / "runs").fit(run_dir, progress=False)
+    assert len(history) == 1 and 0 <= history[0]["val_mean_iou"] <= 1
+    assert RunSpec.load(run_dir / runs.SPEC_FILE) == spec
+    assert training.load_checkpoint(run_dir / training.LAST)["config"]["strategy"] == "uniform"
+    # Another description of the run is refused on resume, and run.toml stays the run's own.
+    other = spec.replace(strategy="grid")
+    with pytest.raises(ValueError, match=r"other settings \(.*strategy"):
+        build_run(other, runs_dir=tmp_path / "runs").fit(run_dir, progress=False)
+    assert RunSpec.load(run_dir / runs.SPEC_FILE) == spec
+    # The command reads the folder's run.toml back: the same run, found finished.
+    args = ["--config", str(run_dir / runs.SPEC_FILE), "--runs-dir", str(tmp_path / "runs"),
+            "--run-name", "tiny"]
+    assert main(args) == 0
+    assert main([*args, "--seed", "1"]) == 2  # another seed is another run
+
+
+@pytest.mark.slow
+def test_build_run_takes_dense_labels_an_annotation_file_and_loss_options(sample_root: Path,
+                                                                          tmp_path: Path) -> None:
+    dense = build_run(_tiny(sample_root, strategy=DENSE), runs_dir=tmp_path)
+    assert dense.annotations is None and dense.labelled_fraction == 1.0
+    assert dense.annotation_path is None
+    sampled = build_run(_tiny(sample_root, strategy="stratified", prior_correction=True,
+                              loss_weights="inverse-sqrt", label_smoothing=0.1), runs_dir=tmp_path)
+    assert sampled.annotation_path.parent.parent == tmp_path / "annotations"
+    assert sampled.loss_fn.logit_adjustment is not None and sampled.loss_fn.weight is not None
+    assert sampled.loss_fn.label_smoothing == 0.1
+    from_file = build_run(_tiny(sample_root, annotations=str(sampled.annotation_path)), runs_dir=tmp_path)
+    assert from_file.annotations == sampled.annotations
+    assert from_file.loss_fn.logit_adjustment is None and from_file.loss_fn.weight is None
+    no_validation = build_run(_tiny(sample_root, val_windows=0), runs_dir=tmp_path)
+    assert no_validation.val_loader is None
+    held_out = build_run(_tiny(sample_root, val_images=3), runs_dir=tmp_path)
+    assert sorted(held_out.split) == ["train", "val"]
+    assert [len(held_out.split[k]) for k in ("train", "val")] == [5, 3]
+    partial = tmp_path / "partial.csv"
+    lines = sampled.annotation_path.read_text().splitlines()
+    first_id = next(line.split(",")[0] for line in lines if line and not line.startswith(("#", "image_id")))
+    partial.write_text("\n".join(line for line in lines if not line.startswith(first_id)) + "\n")
+    with pytest.raises(ValueError, match="partial.csv: no points for 1 training images"):
+        build_run(_tiny(sample_root, annotations=str(partial)), runs_dir=tmp_path)
+    assert json.loads(json.dumps(sampled.spec.to_dict())) == sampled.spec.to_dict()  # plain values
