@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from lc_utils.metrics import majority_baseline
-from lc_utils.runs import DENSE, RunSpec, load_split
+from lc_utils.runs import DENSE, RunSpec, load_data
 from lc_utils.settings import PROJECT_ROOT
 from lc_utils.study import PRIOR_CORRECTED, run_density_study, summarize
 from lc_utils.viz import plot_density_curve
@@ -105,10 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     spec = RunSpec(data=str(args.data), split_seed=args.split_seed, val_images=args.val_images,
                    backbone=args.backbone, weights=args.weights, crop=args.crop, batch_size=args.batch_size,
                    epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, val_windows=0)
-    _, schema, split = load_split(spec)
-    train_pairs, val_pairs = split["train"], split["val"]
+    data = load_data(spec)
+    train_pairs, val_pairs = data.split["train"], data.split["val"]
     started = time.perf_counter()
-    baseline = majority_baseline(train_pairs, val_pairs, schema)
+    baseline = majority_baseline(train_pairs, val_pairs, data.schema)
     results = run_density_study(spec, args.points, strategies=args.strategies, seeds=args.seeds,
                                 results_file=args.out)
     summary = summarize(results)

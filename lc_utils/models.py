@@ -184,15 +184,19 @@ def build_deeplabv3(
     if weights in ("imagenet", "coco") and (weights, backbone) in _UNAVAILABLE and not strict:
         label = None  # already warned in this process; do not try the network again
     elif weights in ("imagenet", "coco"):
+        # The attempt draws its random heads from a copy of the generator: a failed download then
+        # leaves the seed's random model exactly as a process that knew the weights were unavailable
+        # would build it (the first model of a process and the next one agree).
         try:
-            if weights == "imagenet":
-                net = builder(weights=None, weights_backbone=_IMAGENET[backbone], num_classes=num_classes,
-                              aux_loss=aux_loss)
-            else:
-                net = builder(weights=_COCO[backbone], aux_loss=True)
-                _replace_heads(net, num_classes)
-                if not aux_loss:
-                    net.aux_classifier = None
+            with torch.random.fork_rng(devices=[]):
+                if weights == "imagenet":
+                    net = builder(weights=None, weights_backbone=_IMAGENET[backbone], num_classes=num_classes,
+                                  aux_loss=aux_loss)
+                else:
+                    net = builder(weights=_COCO[backbone], aux_loss=True)
+                    _replace_heads(net, num_classes)
+                    if not aux_loss:
+                        net.aux_classifier = None
         except (OSError, RuntimeError) as error:  # URLError is an OSError
             if strict:
                 raise RuntimeError(f"could not load {weights} weights for {backbone}: {error}") from error

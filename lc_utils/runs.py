@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -274,19 +274,28 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     return value
 
 
-def load_split(spec: RunSpec) -> tuple[Path, ClassSchema, dict[str, list[tuple[Path, Path]]]]:
-    """The data folder, its class schema and the split a spec describes."""
+class RunData(NamedTuple):
+    """The data a spec describes: its folder, class schema, every (image, mask) pair and the split."""
+
+    root: Path
+    schema: ClassSchema
+    pairs: list[tuple[Path, Path]]
+    split: dict[str, list[tuple[Path, Path]]]
+
+
+def load_data(spec: RunSpec) -> RunData:
+    """The data folder, its class schema, its pairs and the split a spec describes."""
     root = settings.prepare_data(spec.data)
     schema = load_schema(root, spec.schema)
     pairs = find_pairs(root)
     if spec.val_images is None:
-        return root, schema, split_pairs(pairs, seed=spec.split_seed)
+        return RunData(root, schema, pairs, split_pairs(pairs, seed=spec.split_seed))
     if spec.val_images >= len(pairs):
         raise ValueError(f"{root}: val_images={spec.val_images} leaves nothing to train on ({len(pairs)} "
                          "images)")
     share = spec.val_images / len(pairs)
     train, val = split_items(pairs, (1 - share, share), seed=spec.split_seed)
-    return root, schema, {"train": train, "val": val}
+    return RunData(root, schema, pairs, {"train": train, "val": val})
 
 
 def annotation_file(spec: RunSpec, root: str | Path, runs_dir: str | Path | None = None) -> Path | None:
@@ -302,24 +311,27 @@ def annotation_file(spec: RunSpec, root: str | Path, runs_dir: str | Path | None
     return settings.annotation_path(root, name, runs_dir)
 
 
-def _annotations(spec: RunSpec, path: Path, train: list[tuple[Path, Path]], schema: ClassSchema
-                 ) -> dict[str, PointAnnotation]:
-    shapes = image_shapes(train)
+def _training_points(spec: RunSpec, path: Path, data: RunData) -> dict[str, PointAnnotation]:
+    """The points of the training images: from the spec's file, or from the annotation of every
+    image of the data set at ``path`` (made once; each image's points depend on the seed and the
+    image alone, so one file serves every split)."""
+    shapes = image_shapes(data.pairs)
     if spec.annotations is not None:
-        annotations = load_annotations(path, schema, shapes)
-        missing = sorted(set(shapes) - set(annotations))
-        if missing:
-            raise ValueError(f"{path}: no points for {len(missing)} training images (e.g. {missing[:3]})")
-        return annotations
-    if distributed.is_main():  # one process writes the file, the others read it
-        annotations = ensure_annotations(path, train, n_points=spec.points_per_image,
-                                         points_per_mp=spec.points_per_mp, strategy=spec.strategy,
-                                         seed=spec.seed, schema=schema)
-    if distributed.active():
-        torch.distributed.barrier()
-    if not distributed.is_main():
-        annotations = load_annotations(path, schema, shapes)
-    return annotations
+        annotations = load_annotations(path, data.schema, shapes)
+    else:
+        if distributed.is_main():  # one process writes the file, the others read it
+            annotations = ensure_annotations(path, data.pairs, n_points=spec.points_per_image,
+                                             points_per_mp=spec.points_per_mp, strategy=spec.strategy,
+                                             seed=spec.seed, schema=data.schema)
+        if distributed.active():
+            torch.distributed.barrier()
+        if not distributed.is_main():
+            annotations = load_annotations(path, data.schema, shapes)
+    train_ids = list(image_shapes(data.split["train"]))
+    missing = [i for i in train_ids if i not in annotations]
+    if missing:
+        raise ValueError(f"{path}: no points for {len(missing)} training images (e.g. {missing[:3]})")
+    return {i: annotations[i] for i in train_ids}
 
 
 def _loss(spec: RunSpec, annotations: dict[str, PointAnnotation] | None, train: list[tuple[Path, Path]],
@@ -345,7 +357,7 @@ class Run:
     schema: ClassSchema
     split: dict[str, list[tuple[Path, Path]]]
     annotations: dict[str, PointAnnotation] | None
-    """The training points (None: dense labels)."""
+    """The training images' points (None: dense labels)."""
     annotation_path: Path | None
     train_set: SegmentationDataset
     train_loader: DataLoader
@@ -394,14 +406,15 @@ class Run:
 
 def build_run(spec: RunSpec, *, runs_dir: str | Path | None = None, num_workers: int = 0,
               cache_mb: float = CACHE_MB) -> Run:
-    """Assemble the run ``spec`` describes, in notebook 04's order: the split, the annotation (made
-    once at its one path under ``runs_dir``, or read from the spec's file), the training dataset
+    """Assemble the run ``spec`` describes, in notebook 04's order: the split, the annotation (of
+    every image, made once at its one path under ``runs_dir``, or the spec's file), the training dataset
     (crops that hold a label, flips, rotations) and loader, the fixed validation windows, the loss
     and, seeded with ``spec.seed`` just before it is built, the model. ``num_workers`` and
     ``cache_mb`` change the speed only, never the numbers."""
-    root, schema, split = load_split(spec)
+    data = load_data(spec)
+    root, schema, split = data.root, data.schema, data.split
     path = annotation_file(spec, root, runs_dir)
-    annotations = None if path is None else _annotations(spec, path, split["train"], schema)
+    annotations = None if path is None else _training_points(spec, path, data)
     transform = make_transforms(spec.crop)  # every crop holds at least one labelled point
     if annotations is None:
         train_set = DenseLandCoverDataset(split["train"], schema, transform, cache_mb=cache_mb)

@@ -371,9 +371,12 @@ def point_counts(annotations: Mapping[str, PointAnnotation], num_classes: int) -
 
 def labelled_fraction(annotations: Mapping[str, PointAnnotation],
                       image_shapes: Mapping[str, tuple[int, int]]) -> float:
-    """Share of all pixels that carry a label."""
-    total = sum(h * w for h, w in (image_shapes[i] for i in annotations))
-    return sum(len(a) for a in annotations.values()) / total if total else 0.0
+    """Share of the pixels of the images in ``image_shapes`` (id -> (height, width)) that carry a
+    label; points of other images (an annotation of the whole data set, a training split's shapes)
+    do not count."""
+    total = sum(h * w for h, w in image_shapes.values())
+    points = sum(len(annotations[i]) for i in image_shapes if i in annotations)
+    return points / total if total else 0.0
 
 
 def pixels_labelled_by_redrawing(shape: tuple[int, int], n_points: int, n_draws: int, seed: int = 0,

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .files import image_id_of
 from .inference import evaluate_tiled
-from .runs import DENSE, Run, RunSpec, build_run, load_split
+from .runs import DENSE, Run, RunSpec, build_run, load_data
 
 PRIOR_CORRECTED = "stratified+prior"
 """Stratified points with the loss's prior correction (:func:`lc_utils.losses.prior_correction`)."""
@@ -97,16 +97,6 @@ def _write_results_file(path: Path, key: dict[str, Any], runs: list[dict[str, An
     os.replace(tmp, path)
 
 
-def _write_results_file(path: Path, key: dict[str, Any], runs: list[dict[str, Any]]) -> None:
-    """Rewrite the runs of ``path`` atomically, keeping any other field the file holds."""
-    record = json.loads(path.read_text()) if path.is_file() else {}
-    record.update(key=key, runs=runs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=float) + "\n")
-    os.replace(tmp, path)
-
-
 def run_density_study(
     spec: RunSpec,
     points_per_image: Sequence[int] = (),
@@ -136,8 +126,7 @@ def run_density_study(
     runs again, so an interrupted study loses at most the run under way; a file made with other
     settings or images is refused (:func:`results_filename` names one per setting).
     """
-    _, _, split = load_split(spec)
-    key = study_key(spec, split)
+    key = study_key(spec, load_data(spec).split)
     results_file = Path(results_file) if results_file is not None else None
     done = read_results_file(results_file, key) if results_file is not None else []
     budgets: list[tuple[int | None, float | None]] = ([(n, None) for n in points_per_image]

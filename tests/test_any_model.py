@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large
 
-from lc_utils import settings
+from lc_utils import devices
 from lc_utils.devices import device_of, model_device
 from lc_utils.inference import evaluate, evaluate_tiled, predict_tiled, validator
 from lc_utils.layouts import find_pairs
@@ -99,7 +99,7 @@ def test_fit_trains_a_torchvision_model_with_its_aux_head() -> None:
 def test_a_model_runs_where_its_weights_are(monkeypatch: pytest.MonkeyPatch) -> None:
     """The default device no longer decides where prediction runs: the model's weights do."""
     model = nn.Conv2d(3, 7, 1)
-    monkeypatch.setattr(settings, "default_device", lambda: torch.device("meta"))
+    monkeypatch.setattr(devices, "default_device", lambda: torch.device("meta"))
     assert model_device(model) == torch.device("cpu") == device_of(model)
     class_map = predict_tiled(model, _image(40), tile_size=32)
     assert class_map.shape == (40, 40)

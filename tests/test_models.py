@@ -67,6 +67,23 @@ def test_offline_fallback_warns_once(monkeypatch: pytest.MonkeyPatch, weights: s
         build_deeplabv3(backbone="mobilenet_v3_large", weights=weights, strict=True)
 
 
+@pytest.mark.parametrize("weights", ["imagenet", "coco"])
+def test_a_failed_download_leaves_the_seeded_random_model(monkeypatch: pytest.MonkeyPatch,
+                                                          weights: str) -> None:
+    """The first build of a process tries the network, the next ones do not: with the same seed both
+    (and a model asked for no weights at all) start from the same random weights."""
+    _offline(monkeypatch)
+    states = []
+    for asked in (weights, weights, None):
+        torch.manual_seed(3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PretrainedWeightsWarning)
+            states.append(build_deeplabv3(backbone="mobilenet_v3_large", weights=asked).state_dict())
+        states[-1]["after"] = torch.rand(1)  # the generator moved on alike too
+    first, second, random = states
+    assert all(torch.equal(first[k], second[k]) and torch.equal(first[k], random[k]) for k in first)
+
+
 def test_offline_strict_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     _offline(monkeypatch)
     with pytest.raises(RuntimeError, match="could not load imagenet weights"):

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 import torch
 
-from lc_utils import runs, settings, training
+from lc_utils import files, runs, settings, sparse, training
 from lc_utils.runs import DENSE, RunSpec, build_run
 from lc_utils.train import EXECUTION_OPTIONS, build_parser, main, parse_args, spec_from_args
 
@@ -19,8 +19,9 @@ NOTEBOOK_04 = settings.PROJECT_ROOT / "notebooks" / "04_training_partial_loss.ip
 
 def _tiny(root: Path, **changes) -> RunSpec:
     """A spec that builds in a second on the 8 generated 96 x 96 images."""
-    return RunSpec(data=str(root), backbone="mobilenet_v3_large", weights=None, crop=48, batch_size=2,
-                   epochs=1, samples_per_epoch=4, val_windows=2, points_per_image=20, **changes)
+    return RunSpec(**{"data": str(root), "backbone": "mobilenet_v3_large", "weights": None, "crop": 48,
+                      "batch_size": 2, "epochs": 1, "samples_per_epoch": 4, "val_windows": 2,
+                      "points_per_image": 20, **changes})
 
 
 def test_a_spec_round_trips_through_toml_and_json(tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ def test_notebook_04_step_by_step_is_what_build_run_builds(sample_root: Path, tm
     spec = steps["spec"]
     assert spec == RunSpec.course_defaults(data=str(sample_root))
     run = build_run(spec, runs_dir=tmp_path / "runs")
-    assert run.split == steps["split"] and run.annotations == steps["annotations"]
+    assert run.split == steps["split"] and run.annotations == steps["train_set"].annotations
     assert run.annotation_path == steps["path"]
     for ours, theirs in zip(training.first_batch(steps["train_loader"], spec.seed),
                             training.first_batch(run.train_loader, spec.seed)):
@@ -149,6 +150,10 @@ def test_build_run_takes_dense_labels_an_annotation_file_and_loss_options(sample
     assert sampled.loss_fn.label_smoothing == 0.1
     from_file = build_run(_tiny(sample_root, annotations=str(sampled.annotation_path)), runs_dir=tmp_path)
     assert from_file.annotations == sampled.annotations
+    # The file holds every image's points; a run trains on its training images' points only.
+    assert set(sampled.annotations) == set(files.image_shapes(sampled.split["train"]))
+    on_file = sparse.load_annotations(sampled.annotation_path)
+    assert len(on_file) == 8 and all(on_file[i] == sampled.annotations[i] for i in sampled.annotations)
     assert from_file.loss_fn.logit_adjustment is None and from_file.loss_fn.weight is None
     no_validation = build_run(_tiny(sample_root, val_windows=0), runs_dir=tmp_path)
     assert no_validation.val_loader is None
@@ -157,8 +162,8 @@ def test_build_run_takes_dense_labels_an_annotation_file_and_loss_options(sample
     assert [len(held_out.split[k]) for k in ("train", "val")] == [5, 3]
     partial = tmp_path / "partial.csv"
     lines = sampled.annotation_path.read_text().splitlines()
-    first_id = next(line.split(",")[0] for line in lines if line and not line.startswith(("#", "image_id")))
-    partial.write_text("\n".join(line for line in lines if not line.startswith(first_id)) + "\n")
+    first_id = files.image_id_of(sampled.split["train"][0][0])
+    partial.write_text("\n".join(line for line in lines if not line.startswith(f"{first_id},")) + "\n")
     with pytest.raises(ValueError, match="partial.csv: no points for 1 training images"):
         build_run(_tiny(sample_root, annotations=str(partial)), runs_dir=tmp_path)
     assert json.loads(json.dumps(sampled.spec.to_dict())) == sampled.spec.to_dict()  # plain values
