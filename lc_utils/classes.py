@@ -8,6 +8,7 @@ list (``value,name[,r,g,b]``: single-channel masks) or a TOML file of the same f
 from __future__ import annotations
 
 import csv
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +130,8 @@ class ClassSchema:
 
     @classmethod
     def from_class_dict_csv(cls, path: str | Path, unknown_name: str | None = "unknown") -> ClassSchema:
-        """Read a palette file with a header ``name,r,g,b`` (the Kaggle DeepGlobe ``class_dict.csv``).
+        """Read a palette file with the columns ``name,r,g,b`` in any order (the Kaggle DeepGlobe
+        ``class_dict.csv``).
 
         Rows keep their file order. The class called ``unknown_name`` (if present) becomes the
         unknown class.
@@ -144,8 +146,8 @@ class ClassSchema:
 
     @classmethod
     def from_index_csv(cls, path: str | Path, unknown_name: str | None = "unknown") -> ClassSchema:
-        """Read an index list with a header ``value,name`` (and optionally ``r,g,b`` display colours):
-        each row is a class and the pixel value that marks it in single-channel masks.
+        """Read an index list with the columns ``value,name`` in any order (and optionally ``r,g,b``
+        display colours): each row is a class and the pixel value that marks it in single-channel masks.
 
         Values in no row are off-palette (see :func:`lc_utils.masks.read_mask`); a no-data value to
         ignore needs the TOML form (``ignore_values``).
@@ -210,31 +212,59 @@ class ClassSchema:
             unknown_index=names.index(unknown_name) if unknown_name is not None else None,
             name=data.get("name", path.stem))
 
+    def to_toml(self) -> str:
+        """The schema in the presets' TOML form (:meth:`from_toml` reads it back equal)."""
+        masks = [kind for kind, used in (("rgb", self.rgb_masks), ("index", self.index_masks)) if used]
+        lines = [f"name = {json.dumps(self.name)}", f"masks = {json.dumps(masks)}"]
+        if self.ignore_values:
+            lines.append(f"ignore_values = {list(self.ignore_values)}")
+        if self.ignore_colors:
+            lines.append(f"ignore_colors = {[list(c) for c in self.ignore_colors]}")
+        if self.unknown_index is not None:
+            lines.append(f"unknown = {json.dumps(self.names[self.unknown_index])}")
+        for i, name in enumerate(self.names):
+            lines += ["", "[[classes]]", f"name = {json.dumps(name)}"]
+            if self.values is not None:
+                lines.append(f"value = {self.values[i]}")
+            lines.append(f"color = {list(self.colors[i])}")
+        return "\n".join(lines) + "\n"
+
     @classmethod
     def from_file(cls, path: str | Path) -> ClassSchema:
-        """A schema from a ``.toml`` file, a ``name,r,g,b`` palette or a ``value,name`` index list."""
+        """A schema from a ``.toml`` file, a ``name,r,g,b`` palette or a ``value,name`` index list
+        (a CSV file with a ``value`` column is an index list; columns in any order)."""
         path = Path(path)
         if path.suffix.lower() == ".toml":
             return cls.from_toml(path)
         if path.suffix.lower() != ".csv":
             raise ValueError(f"{path}: a schema file is .toml or .csv")
-        if path.is_file():
-            with path.open(newline="") as f:
-                if f.readline().strip().lower().startswith("value"):
-                    return cls.from_index_csv(path)
+        if "value" in _csv_header(path):
+            return cls.from_index_csv(path)
         return cls.from_class_dict_csv(path)
 
 
-def _read_csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """``(line number, row)`` pairs of a CSV file whose header starts with ``required[0]`` and
-    holds every ``required`` column, keys lower-cased."""
+CSV_FORMS = ("a palette with the columns name,r,g,b (like DeepGlobe's class_dict.csv) or an index list "
+             "with the columns value,name (and optionally r,g,b display colours), in any order")
+"""The two CSV schema files :meth:`ClassSchema.from_file` reads."""
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The lower-cased column names of a CSV file's first line."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: schema file not found")
     with path.open(newline="") as f:
+        return [h.strip().lower() for h in next(csv.reader(f), [])]
+
+
+def _read_csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """``(line number, row)`` pairs of a CSV file whose header holds every ``required`` column (in
+    any order), keys lower-cased."""
+    header = _csv_header(path)
+    if not set(required) <= set(header):
+        missing = ", ".join(sorted(set(required) - set(header)))
+        raise ValueError(f"{path}: expected {CSV_FORMS}; the header {header} lacks {missing}")
+    with path.open(newline="") as f:
         reader = csv.DictReader(f)
-        header = [h.strip().lower() for h in reader.fieldnames or []]
-        if header[:1] != [required[0]] or not set(required) <= set(header):
-            raise ValueError(f"{path}: expected a header '{','.join(required)}', found {reader.fieldnames}")
         return [(line_no, {k.strip().lower(): (v or "").strip() for k, v in row.items() if k})
                 for line_no, row in enumerate(reader, start=2)]
 

@@ -8,7 +8,6 @@ the sparse dataset, which turns point annotations into label maps, is
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from .caller import warn
 from .classes import DEEPGLOBE, ClassSchema
 from .files import image_id_of, read_rgb, source_id
 from .masks import OnInvalid, read_mask
@@ -38,8 +38,8 @@ def split_pairs(pairs: Sequence[tuple[Path, Path]], seed: int = 0,
     for pair in pairs:
         groups.setdefault(source_id(image_id_of(pair[0])), []).append(pair)
     if len(groups) < len(fractions) <= len(pairs):
-        warnings.warn(f"the {len(pairs)} tiles come from {len(groups)} image(s), too few to keep each "
-                      "image's tiles in one part: tiles of one image are split apart", stacklevel=2)
+        warn(f"the {len(pairs)} tiles come from {len(groups)} image(s), too few to keep each "
+             "image's tiles in one part: tiles of one image are split apart")
         groups = {str(i): [pair] for i, pair in enumerate(pairs)}
     parts = split_items(list(groups), fractions, seed)
     return {name: [pair for group in part for pair in groups[group]]

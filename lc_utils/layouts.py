@@ -4,15 +4,22 @@ Layouts that :func:`scan_dataset` detects (:func:`detect_layout`):
 
 - ``"deepglobe"``: the Kaggle copy of DeepGlobe (``metadata.csv`` with columns ``split``,
   ``sat_image_path``, ``mask_path``, beside ``train/``, ``valid/``, ``test/``); split subfolders of
-  ``<id>_sat.jpg`` + ``<id>_mask.png``; or one flat folder of them;
-- ``"mmseg"``: mmsegmentation's ``img_dir/{train,val,...}`` + ``ann_dir/{train,val,...}``, an
-  image and its mask sharing a name (Potsdam, Vaihingen and LoveDA as its converters write them);
-- ``"loveda"``: LoveDA's ``{Train,Val,Test}/{Urban,Rural}/{images_png,masks_png}`` (or one split);
+  ``<id>_sat.jpg`` + ``<id>_mask.png``; or one flat folder of them (with other endings where
+  they are named: ``<id>_naip_rgb.png`` + ``<id>_lc.png`` with ``image_suffix="_naip_rgb"``,
+  ``mask_suffix="_lc"``);
+- ``"mmseg"``: mmsegmentation's ``img_dir/{train,val,...}`` + ``ann_dir/{train,val,...}``, or
+  ``img_dir/`` + ``ann_dir/`` with the files directly inside (one split), an image and its mask
+  sharing a name (Potsdam, Vaihingen and LoveDA as its converters write them);
+- ``"loveda"``: LoveDA's ``{Train,Val,Test}/{Urban,Rural}/{images_png,masks_png}`` (or one split,
+  or one domain folder);
 - ``"folders"``: an images folder and a masks folder (``images/`` + ``masks/``, ``img/`` +
   ``labels/``, ISPRS's ``2_Ortho_RGB/`` + ``5_Labels_all/``, ...), at the top or in each split
   subfolder, an image and its mask matched by name: the same stem, or the same stem once a
   known suffix (``_RGB``, ``_sat``; ``_label``, ``_mask``, ``_gt``, ``_noBoundary``, ...) or the
-  ``mask_suffix`` given is taken off.
+  ``image_suffix`` / ``mask_suffix`` given is taken off.
+
+Endings that are none of the known ones are named with ``image_suffix`` and ``mask_suffix``, or
+with ``$DATA_IMAGE_SUFFIX`` and ``$DATA_MASK_SUFFIX`` (as ``$DATA_SCHEMA`` names a schema).
 
 A folder in which no image has a mask (the challenge's ``valid/`` and ``test/``, LoveDA's
 ``Test/``) holds images for inference only; a folder in which some images have masks and others
@@ -25,10 +32,10 @@ from __future__ import annotations
 import csv
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from .caller import warn
 from .classes import DEEPGLOBE, ClassSchema, load_preset, resolve_schema
 from .files import IMAGE_EXTENSIONS, IMAGE_SUFFIX, MASK_SUFFIX, image_id_of, image_id_or_none
 from .masks import JPEG_EXTENSIONS, LOSSY_MASK_HINT
@@ -73,13 +80,20 @@ def _without_suffix(stem: str, suffixes: tuple[str, ...]) -> str:
     return stem
 
 
+ENDINGS_HINT = ("name the endings: find_pairs(..., image_suffix=..., mask_suffix=...), IMAGE_SUFFIX and "
+                "MASK_SUFFIX in a notebook's parameters cell, or $DATA_IMAGE_SUFFIX and $DATA_MASK_SUFFIX")
+
+
 def _pair_up(folder: Path, images: dict[str, Path], masks: dict[str, Path], split: str,
              mask_hint: str) -> list[Sample]:
     """Samples from id -> image and id -> mask, checking that they match."""
     orphans = sorted(set(masks) - set(images))
     if orphans:
-        raise ValueError(f"{folder}: {len(orphans)} mask(s) without an image, e.g. "
-                         f"{masks[orphans[0]].name}")
+        mask, first = masks[orphans[0]], min(images, default=None)
+        example = f"; the images' ids look like {first!r} (from {images[first].name})" if images else ""
+        raise ValueError(f"{folder}: {len(orphans)} mask(s) without an image, e.g. {mask.name}: read as id "
+                         f"{orphans[0]!r}, and no image has that id{example}. If the names differ only in "
+                         f"their endings, {ENDINGS_HINT}")
     missing = sorted(set(images) - set(masks))
     if masks and missing:
         names = ", ".join(images[i].name for i in missing[:5])
@@ -94,18 +108,35 @@ def _add(found: dict[str, Path], key: str, path: Path, folder: Path) -> None:
     found[key] = path
 
 
-def _scan_deepglobe_folder(folder: Path, split: str) -> list[Sample]:
+@dataclass(frozen=True)
+class Endings:
+    """The endings of image and mask names beyond their shared id (None: the layout's own)."""
+
+    image: str | None = None
+    mask: str | None = None
+
+    @classmethod
+    def given(cls, image_suffix: str | None = None, mask_suffix: str | None = None) -> Endings:
+        """The endings given, else those of ``$DATA_IMAGE_SUFFIX`` and ``$DATA_MASK_SUFFIX``."""
+        return cls(image_suffix or os.environ.get("DATA_IMAGE_SUFFIX") or None,
+                   mask_suffix or os.environ.get("DATA_MASK_SUFFIX") or None)
+
+
+def _scan_deepglobe_folder(folder: Path, split: str, endings: Endings) -> list[Sample]:
+    """One flat folder of ``<id><image ending>.<ext>`` + ``<id><mask ending>.png`` (``_sat`` and
+    ``_mask`` unless named)."""
+    image_end, mask_end = endings.image or IMAGE_SUFFIX, endings.mask or MASK_SUFFIX
     images: dict[str, Path] = {}
     masks: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if not path.is_file():
             continue
-        image_id = image_id_or_none(path)
-        if image_id is not None:
-            _add(images, image_id, path, folder)
-        elif path.stem.endswith(MASK_SUFFIX) and path.suffix.lower() in MASK_EXTENSIONS:
-            _add(masks, path.stem[: -len(MASK_SUFFIX)], path, folder)
-    return _pair_up(folder, images, masks, split, f"<id>{MASK_SUFFIX}.png")
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.stem.endswith(image_end):
+            _add(images, path.stem[: -len(image_end)], path, folder)
+        elif path.stem.endswith(mask_end) and path.suffix.lower() in MASK_EXTENSIONS:
+            _add(masks, path.stem[: -len(mask_end)], path, folder)
+    samples = _pair_up(folder, images, masks, split, f"<id>{mask_end}.png")
+    return [Sample(image_id_of(s.image), s.image, s.mask, s.split) for s in samples]
 
 
 def _scan_metadata(root: Path) -> list[Sample]:
@@ -128,58 +159,71 @@ def _scan_metadata(root: Path) -> list[Sample]:
     return samples
 
 
-def _scan_deepglobe(root: Path) -> list[Sample]:
+def _scan_deepglobe(root: Path, endings: Endings) -> list[Sample]:
     if (root / "metadata.csv").is_file():
         return _scan_metadata(root)
-    samples = _scan_deepglobe_folder(root, "")
+    samples = _scan_deepglobe_folder(root, "", endings)
     if not samples:
         for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-            samples += _scan_deepglobe_folder(sub, sub.name)
+            samples += _scan_deepglobe_folder(sub, sub.name, endings)
     return samples
 
 
 def _scan_image_and_mask_folders(image_dir: Path, mask_dir: Path | None, split: str,
-                                 mask_suffix: str | None) -> list[Sample]:
+                                 endings: Endings) -> list[Sample]:
     """Images of ``image_dir`` paired by name with the masks of ``mask_dir`` (none where it is
     ``None`` or absent: images for inference only)."""
     if mask_dir is not None and not mask_dir.is_dir():
         mask_dir = None
     images: dict[str, Path] = {}
+    image_suffixes = (endings.image,) if endings.image is not None else IMAGE_NAME_SUFFIXES
     for path in sorted(image_dir.iterdir()):
         if _is_image(path):
-            _add(images, _without_suffix(path.stem, IMAGE_NAME_SUFFIXES), path, image_dir)
+            _add(images, _without_suffix(path.stem, image_suffixes), path, image_dir)
     masks: dict[str, Path] = {}
-    suffixes = (mask_suffix,) if mask_suffix is not None else MASK_NAME_SUFFIXES
+    suffixes = (endings.mask,) if endings.mask is not None else MASK_NAME_SUFFIXES
     for path in sorted(mask_dir.iterdir()) if mask_dir is not None else ():
         if not (path.is_file() and path.suffix.lower() in MASK_EXTENSIONS):
             continue
         key = path.stem if path.stem in images else _without_suffix(path.stem, suffixes)
         _add(masks, key, path, mask_dir)
-    hint = f"{mask_dir.name}/<name>{mask_suffix or ''}.png" if mask_dir else "mask"
+    hint = f"{mask_dir.name}/<name>{endings.mask or ''}.png" if mask_dir else "mask"
     samples = _pair_up(mask_dir or image_dir, images, masks, split, hint)
     return [Sample(image_id_of(s.image), s.image, s.mask, s.split) for s in samples]
 
 
-def _scan_mmseg(root: Path, mask_suffix: str | None) -> list[Sample]:
+def _scan_mmseg(root: Path, endings: Endings) -> list[Sample]:
+    """``img_dir/<split>`` + ``ann_dir/<split>``; files directly in ``img_dir`` are one split ("")."""
+    image_dir, mask_dir = root / "img_dir", root / "ann_dir"
     samples = []
-    for split_dir in sorted(p for p in (root / "img_dir").iterdir() if p.is_dir()):
-        samples += _scan_image_and_mask_folders(split_dir, root / "ann_dir" / split_dir.name,
-                                                split_dir.name, mask_suffix)
+    if any(_is_image(p) for p in image_dir.iterdir()):
+        samples += _scan_image_and_mask_folders(image_dir, mask_dir, "", endings)
+    for split_dir in sorted(p for p in image_dir.iterdir() if p.is_dir()):
+        samples += _scan_image_and_mask_folders(split_dir, mask_dir / split_dir.name, split_dir.name, endings)
     return samples
 
 
+def _is_loveda_domain(folder: Path) -> bool:
+    """A LoveDA domain folder (``Urban``, ``Rural``): ``images_png`` and ``masks_png`` inside."""
+    return (folder / "images_png").is_dir() and ((folder / "masks_png").is_dir() or folder.name.lower()
+                                                 in ("urban", "rural"))
+
+
 def _loveda_domains(folder: Path) -> list[Path]:
-    return [p for p in sorted(folder.iterdir()) if p.is_dir() and (p / "images_png").is_dir()]
+    return [p for p in sorted(folder.iterdir()) if p.is_dir() and _is_loveda_domain(p)]
 
 
-def _scan_loveda(root: Path, mask_suffix: str | None) -> list[Sample]:
+def _scan_loveda(root: Path, endings: Endings) -> list[Sample]:
+    if _is_loveda_domain(root):  # one domain: its split is the folder above (Train/Urban: train)
+        return _scan_image_and_mask_folders(root / "images_png", root / "masks_png",
+                                            root.resolve().parent.name.lower(), endings)
     splits = [root] if _loveda_domains(root) else [p for p in sorted(root.iterdir())
                                                     if p.is_dir() and _loveda_domains(p)]
     samples = []
     for split_dir in splits:
         for domain in _loveda_domains(split_dir):
             samples += _scan_image_and_mask_folders(domain / "images_png", domain / "masks_png",
-                                                    split_dir.name.lower(), mask_suffix)
+                                                    split_dir.name.lower(), endings)
     return samples
 
 
@@ -198,13 +242,13 @@ def _image_and_mask_dirs(folder: Path) -> tuple[Path, Path] | None:
     return None
 
 
-def _scan_folders(root: Path, mask_suffix: str | None) -> list[Sample]:
+def _scan_folders(root: Path, endings: Endings) -> list[Sample]:
     if found := _image_and_mask_dirs(root):
-        return _scan_image_and_mask_folders(*found, "", mask_suffix)
+        return _scan_image_and_mask_folders(*found, "", endings)
     samples = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         if found := _image_and_mask_dirs(sub):
-            samples += _scan_image_and_mask_folders(*found, sub.name, mask_suffix)
+            samples += _scan_image_and_mask_folders(*found, sub.name, endings)
     return samples
 
 
@@ -217,38 +261,59 @@ def detect_layout(root: str | Path) -> str:
         return "deepglobe"
     if (root / "img_dir").is_dir() and (root / "ann_dir").is_dir():
         return "mmseg"
-    if _loveda_domains(root) or any(_loveda_domains(p) for p in root.iterdir() if p.is_dir()):
+    if (_is_loveda_domain(root) or _loveda_domains(root)
+            or any(_loveda_domains(p) for p in root.iterdir() if p.is_dir())):
         return "loveda"
     if _image_and_mask_dirs(root) or any(_image_and_mask_dirs(p) for p in root.iterdir() if p.is_dir()):
         return "folders"
     return "deepglobe"
 
 
-def scan_dataset(root: str | Path, layout: str | None = None, mask_suffix: str | None = None) -> list[Sample]:
+def _not_found(root: Path, layout: str, endings: Endings) -> str:
+    """What a scan of ``root`` in ``layout`` looked for and did not find."""
+    if layout == "mmseg":
+        splits = [p.name for p in (root / "img_dir").iterdir() if p.is_dir()]
+        return (f"img_dir/ holds no image file ({', '.join(IMAGE_EXTENSIONS)}) and no split folder with "
+                f"images{f' (its folders: {splits})' if splits else ''}")
+    if layout == "loveda":
+        return "no image file in its images_png folders"
+    if layout == "folders":
+        return "its images folder holds no image file"
+    files = sorted(p.name for p in root.iterdir() if p.is_file())[:3]
+    return (f"no <id>{endings.image or IMAGE_SUFFIX}.jpg/.png/.tif file, flat or in a split folder"
+            f"{f' (files here: {files})' if files else ''}")
+
+
+def scan_dataset(root: str | Path, layout: str | None = None, mask_suffix: str | None = None, *,
+                 image_suffix: str | None = None) -> list[Sample]:
     """Every image under ``root`` with its mask (or ``None``) and split, sorted by split then id.
 
-    ``layout`` is one of :data:`LAYOUTS` (detected when ``None``); ``mask_suffix`` is the ending
-    a mask's stem has beyond its image's (say ``"_label"``) where it is none of the known ones.
-    Masks saved as JPEG give one :class:`LossyMaskWarning`.
+    ``layout`` is one of :data:`LAYOUTS` (detected when ``None``). ``image_suffix`` and
+    ``mask_suffix`` are the endings an image's and a mask's stem have beyond their shared id (say
+    ``"_naip_rgb"`` and ``"_lc"``) where they are none of the known ones; by default those of
+    ``$DATA_IMAGE_SUFFIX`` and ``$DATA_MASK_SUFFIX``. Masks saved as JPEG give one
+    :class:`LossyMaskWarning`.
     """
     root = Path(root)
+    endings = Endings.given(image_suffix, mask_suffix)
     layout = layout or detect_layout(root)
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r} is not one of {LAYOUTS}")
     if layout == "deepglobe":
-        samples = _scan_deepglobe(root)
+        samples = _scan_deepglobe(root, endings)
     elif layout == "mmseg":
-        samples = _scan_mmseg(root, mask_suffix)
+        samples = _scan_mmseg(root, endings)
     elif layout == "loveda":
-        samples = _scan_loveda(root, mask_suffix)
+        samples = _scan_loveda(root, endings)
     else:
-        samples = _scan_folders(root, mask_suffix)
+        samples = _scan_folders(root, endings)
     if not samples:
         raise FileNotFoundError(
-            f"{root}: no images found ({layout} layout). Expected one of: <id>{IMAGE_SUFFIX}.jpg + "
-            f"<id>{MASK_SUFFIX}.png files (flat, in split subfolders, or with a metadata.csv); "
-            "img_dir/ + ann_dir/ (mmsegmentation); Train/Urban/images_png + masks_png (LoveDA); "
-            "an images folder beside a masks folder")
+            f"{root}: no images found as the {layout} layout: {_not_found(root, layout, endings)}. The "
+            f"layouts read: <id>{IMAGE_SUFFIX}.jpg + <id>{MASK_SUFFIX}.png files (flat, in split subfolders, "
+            "or with a metadata.csv); img_dir/ + ann_dir/ (mmsegmentation, with or without split "
+            "folders); Train/Urban/images_png + masks_png (LoveDA); an images folder beside a masks folder. "
+            f"Other endings than _sat and _mask: {ENDINGS_HINT}")
     _check_unique_ids(root, samples)
     _warn_on_jpeg_masks(root, samples)
     return sorted(samples, key=lambda s: (s.split, s.image_id))
@@ -267,16 +332,18 @@ def _check_unique_ids(root: Path, samples: list[Sample]) -> None:
 def _warn_on_jpeg_masks(root: Path, samples: list[Sample]) -> None:
     jpeg = [s.mask for s in samples if s.mask is not None and s.mask.suffix.lower() in JPEG_EXTENSIONS]
     if jpeg:
-        warnings.warn(f"{root}: {len(jpeg)} mask(s) are JPEG files, e.g. {jpeg[0].name}. {LOSSY_MASK_HINT}. "
-                      "They are decoded by thresholding each channel at 128, which recovers 0/255 palettes "
-                      "(DeepGlobe, ISPRS) away from class edges; any other schema refuses them",
-                      LossyMaskWarning, stacklevel=3)
+        warn(f"{root}: {len(jpeg)} mask(s) are JPEG files, e.g. {jpeg[0].name}. {LOSSY_MASK_HINT}. A schema "
+             "whose colours are all 0 or 255 (DeepGlobe, ISPRS) reads them by thresholding each channel at "
+             "128, which recovers the classes away from class edges; any other schema refuses JPEG masks",
+             LossyMaskWarning)
 
 
 def find_pairs(root: str | Path, split: str | None = None, *, layout: str | None = None,
-               mask_suffix: str | None = None) -> list[tuple[Path, Path]]:
-    """Sorted (image_path, mask_path) pairs under ``root``, optionally of one split only."""
-    samples = [s for s in scan_dataset(root, layout, mask_suffix) if s.mask is not None]
+               image_suffix: str | None = None, mask_suffix: str | None = None) -> list[tuple[Path, Path]]:
+    """Sorted (image_path, mask_path) pairs under ``root``, optionally of one split only (endings
+    as in :func:`scan_dataset`)."""
+    samples = [s for s in scan_dataset(root, layout, mask_suffix, image_suffix=image_suffix)
+               if s.mask is not None]
     if split is not None:
         splits = sorted({s.split for s in samples})
         samples = [s for s in samples if s.split == split]
@@ -287,9 +354,10 @@ def find_pairs(root: str | Path, split: str | None = None, *, layout: str | None
     return sorted((s.image, s.mask) for s in samples)
 
 
-def find_unlabelled_images(root: str | Path, split: str | None = None) -> list[Path]:
+def find_unlabelled_images(root: str | Path, split: str | None = None, *, image_suffix: str | None = None,
+                           mask_suffix: str | None = None) -> list[Path]:
     """Images under ``root`` without a mask (for inference only), optionally of one split."""
-    return sorted(s.image for s in scan_dataset(root)
+    return sorted(s.image for s in scan_dataset(root, None, mask_suffix, image_suffix=image_suffix)
                   if s.mask is None and (split is None or s.split == split))
 
 

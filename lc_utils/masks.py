@@ -9,12 +9,12 @@ file holds and checks it against what the schema expects.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from .caller import warn
 from .classes import DEEPGLOBE, IGNORE_INDEX, PRESETS, ClassSchema
 from .files import read_mask_pixels
 
@@ -111,12 +111,11 @@ def _apply_policy(classes: np.ndarray, invalid: np.ndarray, seen: np.ndarray, sc
         if on_invalid == "raise":
             raise InvalidMaskError(what)
         if on_invalid == "unknown" and schema.unknown_index is not None:
-            warnings.warn(f"{what}; mapped to '{schema.names[schema.unknown_index]}'",
-                          OffPaletteWarning, stacklevel=3)
+            warn(f"{what}; mapped to '{schema.names[schema.unknown_index]}'", OffPaletteWarning)
             classes[invalid] = schema.unknown_index
         else:
             why = "" if on_invalid == "ignore" else f", as schema {schema.name!r} has no unknown class"
-            warnings.warn(f"{what}; mapped to {IGNORE_INDEX} (ignored{why})", OffPaletteWarning, stacklevel=3)
+            warn(f"{what}; mapped to {IGNORE_INDEX} (ignored{why})", OffPaletteWarning)
             classes[invalid] = IGNORE_INDEX
     return classes.astype(np.uint8)
 

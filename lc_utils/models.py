@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -16,6 +15,8 @@ from torchvision.models.segmentation import (
     deeplabv3_mobilenet_v3_large,
     deeplabv3_resnet50,
 )
+
+from .caller import warn
 
 Backbone = Literal["resnet50", "mobilenet_v3_large"]
 BACKBONES: tuple[str, ...] = ("resnet50", "mobilenet_v3_large")
@@ -142,8 +143,8 @@ def _load_local(model: SegmentationNet, path: Path, strict: bool) -> None:
         raise ValueError(f"{path}: missing keys {missing[:4]}, unexpected keys "
                          f"{list(result.unexpected_keys)[:4]}")
     if not strict and len(missing) > 0:
-        warnings.warn(f"{path}: {len(missing)} weights not in the file kept their random start "
-                      f"(e.g. {missing[:3]})", PretrainedWeightsWarning, stacklevel=3)
+        warn(f"{path}: {len(missing)} weights not in the file kept their random start "
+             f"(e.g. {missing[:3]})", PretrainedWeightsWarning)
 
 
 def build_deeplabv3(
@@ -200,10 +201,10 @@ def build_deeplabv3(
         except (OSError, RuntimeError) as error:  # URLError is an OSError
             if strict:
                 raise RuntimeError(f"could not load {weights} weights for {backbone}: {error}") from error
-            warnings.warn(
+            warn(
                 f"Could not download the {weights} weights for DeepLabV3-{backbone} ({error}); the "
                 "model starts from random weights and needs far more training. Pass weights="
-                "'path/to/file.pth' to use a local copy.", PretrainedWeightsWarning, stacklevel=2)
+                "'path/to/file.pth' to use a local copy.", PretrainedWeightsWarning)
             _UNAVAILABLE.add((weights, backbone))
             net, label = None, None
     elif weights is not None and not isinstance(weights, Path) and weights in BACKBONES:

@@ -1,11 +1,15 @@
 """Notebooks as committed: no outputs, no execution counts, no per-machine metadata.
 
-Opening a notebook in JupyterLab writes the kernel's exact Python version into it, so with
-autosave a notebook that was only looked at would differ from the committed one.
-:func:`pre_save_hook`, which ``make install`` sets up for the project's Jupyter server, takes the
-version out again before a notebook is saved: open and close leaves the file as it was.
+Opening a notebook in JupyterLab writes the kernel's exact Python version into it (JupyterLab then
+shows the notebook as modified), so with autosave a notebook that was only looked at would differ
+from the committed one. :func:`pre_save_hook`, which ``make install`` sets up for the project's
+Jupyter server, takes the version out again before a notebook is saved: open and close (saving or
+not) leaves the file as it was. After a save with outputs the file's size differs from the one git
+recorded, and git then lists the notebook as modified without running its clean filter, although
+``git diff`` is empty; :func:`post_save_hook` refreshes git's record of the file whenever its clean
+form is what git already has, so ``git status`` stays clean too (real edits still show).
 
-``python -m lc_utils.nbclean --install-hook`` sets up the hook (``make install`` runs it).
+``python -m lc_utils.nbclean --install-hook`` sets up both hooks (``make install`` runs it).
 ``python -m lc_utils.nbclean`` reads a notebook on standard input and writes its clean form to
 standard output: the git "clean" filter that ``make install`` sets up for ``notebooks/*.ipynb``
 (see ``.gitattributes``), so that outputs and execution counts never reach a diff or a commit.
@@ -15,6 +19,7 @@ With file arguments it cleans those files in place.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -53,15 +58,47 @@ def pre_save_hook(model: dict, **kwargs: object) -> None:
         model["content"].get("metadata", {}).get("language_info", {}).pop("version", None)
 
 
+def refresh_git_record(path: str | Path) -> bool:
+    """Where git's index holds exactly the clean form of the notebook at ``path`` (only outputs,
+    counts or the Python version changed), refresh the index's record of the file (``git add``
+    stores nothing new then) and return True; change nothing otherwise (real edits, files outside
+    a repository, no git, no clean filter set up)."""
+    path = Path(path).resolve()
+    if path.suffix != ".ipynb":
+        return False
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=path.parent, check=True, capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+
+    try:
+        staged = git("ls-files", "--stage", "--", path.name).split()
+        if len(staged) < 2 or git("hash-object", "--path", path.name, "--", path.name) != staged[1]:
+            return False
+        git("add", "--", path.name)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+def post_save_hook(model: dict, os_path: str, **kwargs: object) -> None:
+    """Jupyter server hook: after a notebook is saved, :func:`refresh_git_record`."""
+    if model.get("type") == "notebook":
+        refresh_git_record(os_path)
+
+
 HOOK = "lc_utils.nbclean.pre_save_hook"
+POST_HOOK = "lc_utils.nbclean.post_save_hook"
 
 
 def install_hook(prefix: str | Path = sys.prefix) -> Path:
-    """Name :func:`pre_save_hook` in the Jupyter server configuration of the environment at
-    ``prefix`` (``<prefix>/etc/jupyter/jupyter_server_config.json``, other settings kept)."""
+    """Name :func:`pre_save_hook` and :func:`post_save_hook` in the Jupyter server configuration of
+    the environment at ``prefix`` (``<prefix>/etc/jupyter/jupyter_server_config.json``, other
+    settings kept)."""
     path = Path(prefix) / "etc" / "jupyter" / "jupyter_server_config.json"
     config = json.loads(path.read_text()) if path.is_file() else {}
     config.setdefault("ContentsManager", {})["pre_save_hook"] = HOOK
+    config.setdefault("FileContentsManager", {})["post_save_hook"] = POST_HOOK
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config, indent=2) + "\n")
     return path
@@ -75,7 +112,7 @@ def clean_text(text: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     paths = sys.argv[1:] if argv is None else argv
     if paths == ["--install-hook"]:
-        print(f"pre-save hook set in {install_hook()}")
+        print(f"pre- and post-save hooks set in {install_hook()}")
         return
     if not paths:
         sys.stdout.write(clean_text(sys.stdin.read()))

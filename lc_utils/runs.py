@@ -78,6 +78,10 @@ class RunSpec:
     """The data folder (any layout :func:`lc_utils.layouts.find_pairs` reads)."""
     schema: str | None = None
     """A preset name or a schema file; None: read from the data folder."""
+    image_suffix: str | None = None
+    """The ending of image names beyond the id (``"_naip_rgb"``); None: the layout's own."""
+    mask_suffix: str | None = None
+    """The ending of mask names beyond the id (``"_lc"``); None: the layout's own."""
     split_seed: int = 0
     """Seeds the train / validation / test split and the fixed validation windows."""
     val_images: int | None = None
@@ -287,7 +291,7 @@ def load_data(spec: RunSpec) -> RunData:
     """The data folder, its class schema, its pairs and the split a spec describes."""
     root = settings.prepare_data(spec.data)
     schema = load_schema(root, spec.schema)
-    pairs = find_pairs(root)
+    pairs = find_pairs(root, image_suffix=spec.image_suffix, mask_suffix=spec.mask_suffix)
     if spec.val_images is None:
         return RunData(root, schema, pairs, split_pairs(pairs, seed=spec.split_seed))
     if spec.val_images >= len(pairs):

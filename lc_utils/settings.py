@@ -3,6 +3,7 @@ generated sample) and where runs, annotations and results go."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import warnings
@@ -90,10 +91,12 @@ def runs_dir(folder: str | Path | None = None) -> Path:
 
 
 def dataset_tag(data_root: str | Path) -> str:
-    """The data folder's name and the mode (:func:`mode_name`), e.g. ``tiles_512_fast``: run and
-    annotation folders carry it, so switching ``DATA_DIR`` or the mode never collides with earlier
-    files (nor does a smoke run resume a real one)."""
-    return f"{Path(data_root).resolve().name}_{mode_name()}"
+    """The data folder's name, a short digest of its full path and the mode (:func:`mode_name`),
+    e.g. ``tiles_512-3f9a1c_fast``: run and annotation folders carry it, so switching ``DATA_DIR``
+    or the mode never collides with earlier files, not even between two folders of one name (two
+    ``full_2448`` folders of other originals), nor does a smoke run resume a real one."""
+    root = Path(data_root).resolve()
+    return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:6]}_{mode_name()}"
 
 
 def prepare_data(data_dir: str | Path | None = None) -> Path:
@@ -125,5 +128,5 @@ def annotation_path(data_root: str | Path, filename: str, runs: str | Path | Non
 
 
 def default_run_name(data_root: str | Path, prefix: str = "sparse") -> str:
-    """A run folder name that keeps datasets and modes apart, e.g. ``sparse_tiles_512_fast``."""
+    """A run folder name that keeps datasets and modes apart, e.g. ``sparse_tiles_512-3f9a1c_fast``."""
     return f"{prefix}_{dataset_tag(data_root)}"

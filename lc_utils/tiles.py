@@ -6,25 +6,30 @@ them. Tiles do not overlap and cover the whole image: an original of 2448 pixels
 tiles of 489 or 490 pixels for ``size=512`` (the size is a target, met as closely as an even cut
 allows). Tile ``r``, ``c`` of image ``<id>`` is ``<id>-r<r>-c<c>``; masks are cut from their pixels
 as stored (RGB, index values, a palette), so the reader's checks still apply to them. Tiles are
-written in DeepGlobe's layout whatever the source's, with the source's schema beside them as a
-file (``class_dict.csv`` or ``schema.toml``), so that the tiles read as the originals did.
+written in DeepGlobe's layout whatever the source's, with the schema beside them as a file (the
+source's ``class_dict.csv`` or ``schema.toml``, or the resolved schema as ``schema.toml``), so
+that the tiles read as the originals did.
 
-Command line: ``python -m lc_utils.tiles SOURCE DEST [--size 512]``.
+Command line: ``python -m lc_utils.tiles SOURCE DEST [--size 512] [--schema NAME|FILE]``; a
+failure prints one line and exits with status 2, leaving DEST as it was.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .classes import DEEPGLOBE, PRESETS, SCHEMA_DIR, load_preset
+from .classes import ClassSchema
 from .files import IMAGE_SUFFIX, MASK_SUFFIX, read_rgb, tile_id
-from .layouts import SCHEMA_FILES, load_schema, scan_dataset
+from .layouts import SCHEMA_FILES, Sample, load_schema, scan_dataset
+from .masks import read_mask
 
 
 def tile_bounds(length: int, size: int) -> list[tuple[int, int]]:
@@ -42,46 +47,80 @@ def _save_image(array: np.ndarray, path: Path, quality: int) -> None:
         Image.fromarray(array).save(path, quality=quality, subsampling=0)
 
 
-def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *, image_format: str = "jpg",
-              quality: int = 95, progress: bool = True) -> list[tuple[Path, Path | None]]:
-    """Cut every image under ``source`` (any layout :func:`lc_utils.layouts.scan_dataset` reads)
-    and its mask into tiles of about ``size`` pixels under ``dest``, split subfolders kept.
+def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *,
+              schema: ClassSchema | str | Path | None = None, image_suffix: str | None = None,
+              mask_suffix: str | None = None, image_format: str = "jpg", quality: int = 95,
+              progress: bool = True) -> list[tuple[Path, Path | None]]:
+    """Cut every image under ``source`` (any layout :func:`lc_utils.layouts.scan_dataset` reads,
+    with its ``image_suffix`` / ``mask_suffix``) and its mask into tiles of about ``size`` pixels
+    under ``dest``, split subfolders kept.
 
     Images are written as JPEG (``quality``, no chroma subsampling) or, with ``image_format="png"``,
-    losslessly; masks as PNG with their pixels as stored. The source's schema file is copied, or
-    the preset its layout or names imply written as ``schema.toml``. Returns the (image, mask)
-    paths written; the mask is ``None`` for images that had none.
+    losslessly; masks as PNG with their pixels as stored. ``schema`` (default: what
+    :func:`lc_utils.layouts.load_schema` finds for ``source``, ``$DATA_SCHEMA`` included) is
+    checked against the first mask before anything is cut, and written beside the tiles (the
+    source's schema file as it is, else ``schema.toml``), so that the tiles read as the originals
+    did. Everything is written to a temporary folder beside ``dest`` and moved into place at the
+    end: a failure leaves ``dest`` as it was (``dest`` must not exist yet, or be empty). Returns the
+    (image, mask) paths written; the mask is ``None`` for images that had none.
     """
     if image_format not in ("jpg", "png"):
         raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
     source, dest = Path(source), Path(dest)
     if dest.resolve() == source.resolve():
         raise ValueError(f"{dest}: write the tiles to another folder than the originals")
-    samples = scan_dataset(source)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ValueError(f"{dest}: already exists and is not an empty folder; choose a new folder for the "
+                         "tiles")
+    samples = scan_dataset(source, image_suffix=image_suffix, mask_suffix=mask_suffix)
+    schema = load_schema(source, schema)
+    first = next((s for s in samples if s.mask is not None), None)
+    if first is not None:
+        read_mask(first.mask, schema)  # a mask the schema cannot read fails here, before any tile
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     written: list[tuple[Path, Path | None]] = []
-    for number, sample in enumerate(samples, start=1):
-        folder = dest / sample.split
-        folder.mkdir(parents=True, exist_ok=True)
-        image = read_rgb(sample.image)
-        mask = _open_mask(sample.mask) if sample.mask is not None else None
-        if mask is not None and mask.size != (image.shape[1], image.shape[0]):
-            raise ValueError(f"{sample.mask}: mask is {mask.size[0]}x{mask.size[1]} but its image "
-                             f"{sample.image.name} is {image.shape[1]}x{image.shape[0]}")
-        for r, (top, bottom) in enumerate(tile_bounds(image.shape[0], size)):
-            for c, (left, right) in enumerate(tile_bounds(image.shape[1], size)):
-                name = tile_id(sample.image_id, r, c)
-                image_path = folder / f"{name}{IMAGE_SUFFIX}.{image_format}"
-                _save_image(image[top:bottom, left:right], image_path, quality)
-                mask_path = None
-                if mask is not None:
-                    mask_path = folder / f"{name}{MASK_SUFFIX}.png"
-                    mask.crop((left, top, right, bottom)).save(mask_path)
-                written.append((image_path, mask_path))
-        if progress:
-            print(f"\r{number}/{len(samples)} images cut", end="", flush=True)
+    try:
+        for number, sample in enumerate(samples, start=1):
+            written += _cut_one(sample, partial, size, image_format, quality)
+            if progress:
+                print(f"\r{number}/{len(samples)} images cut", end="", flush=True)
+        _keep_schema(source, partial, schema)
+        if dest.exists():
+            dest.rmdir()
+        partial.rename(dest)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        if progress and samples:
+            print(flush=True)  # end the progress line before the error
+        raise
     if progress:
         print(f"\n{len(written)} tiles in {dest}")
-    _keep_schema(source, dest)
+    return [(dest / i.relative_to(partial), None if m is None else dest / m.relative_to(partial))
+            for i, m in written]
+
+
+def _cut_one(sample: Sample, dest: Path, size: int, image_format: str, quality: int
+             ) -> list[tuple[Path, Path | None]]:
+    """The tiles of one image (and its mask) in ``dest`` / its split."""
+    folder = dest / sample.split
+    folder.mkdir(parents=True, exist_ok=True)
+    image = read_rgb(sample.image)
+    mask = _open_mask(sample.mask) if sample.mask is not None else None
+    if mask is not None and mask.size != (image.shape[1], image.shape[0]):
+        raise ValueError(f"{sample.mask}: mask is {mask.size[0]}x{mask.size[1]} but its image "
+                         f"{sample.image.name} is {image.shape[1]}x{image.shape[0]}")
+    written = []
+    for r, (top, bottom) in enumerate(tile_bounds(image.shape[0], size)):
+        for c, (left, right) in enumerate(tile_bounds(image.shape[1], size)):
+            name = tile_id(sample.image_id, r, c)
+            image_path = folder / f"{name}{IMAGE_SUFFIX}.{image_format}"
+            _save_image(image[top:bottom, left:right], image_path, quality)
+            mask_path = None
+            if mask is not None:
+                mask_path = folder / f"{name}{MASK_SUFFIX}.png"
+                mask.crop((left, top, right, bottom)).save(mask_path)
+            written.append((image_path, mask_path))
     return written
 
 
@@ -95,32 +134,42 @@ def _open_mask(path: Path) -> Image.Image:
         raise ValueError(f"{path}: cannot read mask (corrupt or truncated file?): {error}") from error
 
 
-def _keep_schema(source: Path, dest: Path) -> None:
-    """Put the source's schema beside the tiles, whose DeepGlobe layout no longer implies it."""
+def _keep_schema(source: Path, dest: Path, schema: ClassSchema) -> None:
+    """Put the schema beside the tiles, whose DeepGlobe layout no longer implies it: the source's
+    schema file where it is the one in use, else ``schema.toml``."""
     for name in SCHEMA_FILES:
-        if (source / name).is_file():
+        if (source / name).is_file() and ClassSchema.from_file(source / name) == schema:
             shutil.copy(source / name, dest / name)
             return
-    schema = load_schema(source)
-    preset = next((p for p in PRESETS if load_preset(p) == schema), None)
-    if schema != DEEPGLOBE and preset is not None:
-        shutil.copy(SCHEMA_DIR / f"{preset}.toml", dest / "schema.toml")
+    (dest / "schema.toml").write_text(schema.to_toml())
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; bad input exits with status 2 and one line saying why."""
     parser = argparse.ArgumentParser(
         prog="python -m lc_utils.tiles",
         description="Cut large satellite images and their masks into tiles of about SIZE pixels "
                     "(no overlap, nothing left out), keeping the pairs, their ids and split folders.")
     parser.add_argument("source", type=Path,
                         help="folder of <id>_sat.jpg + <id>_mask.png (any layout the course reads)")
-    parser.add_argument("dest", type=Path, help="folder to write the tiles to")
+    parser.add_argument("dest", type=Path, help="a new folder to write the tiles to")
     parser.add_argument("--size", type=int, default=512, help="tile size to aim for, in pixels (default 512)")
+    parser.add_argument("--schema", metavar="NAME|FILE",
+                        help="the masks' class schema: deepglobe, loveda, potsdam, vaihingen or a schema "
+                             "file (default: $DATA_SCHEMA, else read from the source folder)")
+    parser.add_argument("--image-suffix", metavar="ENDING", help="the ending of image names beyond the id")
+    parser.add_argument("--mask-suffix", metavar="ENDING", help="the ending of mask names beyond the id")
     parser.add_argument("--png", action="store_true",
                         help="write images as PNG (lossless, larger) instead of JPEG")
     args = parser.parse_args(argv)
-    cut_tiles(args.source, args.dest, args.size, image_format="png" if args.png else "jpg")
+    try:
+        cut_tiles(args.source, args.dest, args.size, schema=args.schema, image_suffix=args.image_suffix,
+                  mask_suffix=args.mask_suffix, image_format="png" if args.png else "jpg")
+    except (OSError, ValueError) as error:
+        print(f"python -m lc_utils.tiles: error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n"
                "  python -m lc_utils.train --data /data/deepglobe --epochs 40\n"
                "  python -m lc_utils.train --config runs.toml --seed 1\n"
-               "  python -m lc_utils.train --config runs/sparse_sample_fast/run.toml --epochs 40 "
+               "  python -m lc_utils.train --config runs/RUN_NAME/run.toml --epochs 40 "
                "--run-name longer\n"
                "  torchrun --nproc_per_node=2 -m lc_utils.train --batch-size 16 --sync-bn\n"
                "Every run writes run.toml, best.pt, last.pt and history.csv to RUNS_DIR/RUN_NAME; "
@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--schema", metavar="NAME|FILE",
                       help="class schema: deepglobe, loveda, potsdam, vaihingen or a schema file "
                            "(default: $DATA_SCHEMA, else read from the data folder, as in the notebooks)")
+    data.add_argument("--image-suffix", metavar="ENDING",
+                      help="the ending of image names beyond the id, e.g. _naip_rgb (default: "
+                           "$DATA_IMAGE_SUFFIX, else the layout's own)")
+    data.add_argument("--mask-suffix", metavar="ENDING",
+                      help="the ending of mask names beyond the id, e.g. _lc (default: $DATA_MASK_SUFFIX, "
+                           "else the layout's own)")
     data.add_argument("--split-seed", type=int, help="seed of the train/val/test split and the "
                                                      "validation windows (default: %(default)s)")
     data.add_argument("--val-images", type=_optional(int), metavar="N",

@@ -11,11 +11,11 @@ handled by the pieces, not by branches in the loop.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from . import distributed
+from .caller import warn
 from .classes import IGNORE_INDEX
 from .devices import autocast, device_of, resolve_device
 from .distributed import EpochSampler
@@ -342,8 +343,14 @@ class Checkpoints:
         if state["config"] != self.config:
             changed = sorted(k for k in {*self.config, *state["config"]}
                              if state["config"].get(k) != self.config.get(k))
-            raise ValueError(f"{path} was trained with other settings ({', '.join(changed)}); "
-                             "resume with the same settings or start a new run_dir")
+            what = "other settings"
+            if "train_images" in changed:
+                changed.remove("train_images")
+                what = "other images (another data folder or split)"
+                what += " and other settings" if changed else ""
+            detail = f" ({', '.join(changed)})" if changed else ""
+            raise ValueError(f"{path} was trained on {what}{detail}; resume with the same data and settings "
+                             "or start a new run_dir")
         model.load_state_dict(state["model"])
         if "optimizer" in state:  # a finished run's last.pt keeps the weights only
             step.load_state_dict(state)
@@ -372,16 +379,35 @@ class Checkpoints:
         pd.DataFrame(history).to_csv(self.run_dir / HISTORY, index=False)
 
 
+def _training_images(loader: DataLoader) -> dict[str, str]:
+    """``{"train_images": digest}`` of the full paths of the images a loader's dataset reads (none
+    for a dataset without image files): a run resumed on another data folder or split is refused."""
+    pairs = getattr(loader.dataset, "pairs", None)
+    if not pairs:
+        return {}
+    paths = "\n".join(sorted(str(Path(image).resolve()) for image, _ in pairs))
+    return {"train_images": hashlib.sha1(paths.encode()).hexdigest()[:16]}
+
+
 def _warn_unlabelled(record: Mapping[str, float], steps_per_epoch: int) -> bool:
     """Warn (rank 0) when too many of an epoch's batches held no label; True if it warned."""
     unlabelled = record["batches_without_labels"]
     if unlabelled <= steps_per_epoch * UNLABELLED_BATCHES_WARNING or not distributed.is_main():
         return False
-    warnings.warn(
+    warn(
         f"epoch {record['epoch']}: {unlabelled} of {steps_per_epoch} batches held no labelled "
         "pixel and taught the model nothing. Crop with make_transforms(labelled_crops=True), "
-        "use larger crops or more points per image.", stacklevel=3)
+        "use larger crops or more points per image.")
     return True
+
+
+def _epoch_line(record: Mapping[str, float], epochs: int, improved: bool) -> str:
+    """One short line per epoch (the whole record is in the history): loss, validation mIoU, time."""
+    parts = [f"loss {record['train_loss']:.3f}"]
+    if "val_mean_iou" in record:
+        parts.append(f"val mIoU {record['val_mean_iou']:.3f}")
+    parts.append(f"{record['seconds'] + record.get('val_seconds', 0.0):.1f} s")
+    return f"epoch {record['epoch']}/{epochs}: {', '.join(parts)}{' (best)' if improved else ''}"
 
 
 def _validated(model: nn.Module, validate: Validate) -> dict[str, float]:
@@ -485,7 +511,8 @@ def fit(
         run_dir, checkpoint_every,
         config={"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "schedule": schedule,
                 "warmup_steps": warmup_steps, "seed": seed, "aux_weight": aux_weight,
-                "steps_per_epoch": steps_per_epoch, **dict(config or {})},
+                "steps_per_epoch": steps_per_epoch, **_training_images(train_loader),
+                **dict(config or {})},
         model_config={"backbone": getattr(model, "backbone_name", None),
                       "num_classes": num_classes or getattr(model, "num_classes", None)})
     optimizer = optimizer or make_optimizer(model, lr, weight_decay)
@@ -509,8 +536,7 @@ def fit(
         improved = score > best
         best = max(best, score)
         if progress:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "lr"))
-            print(f"epoch {epoch + 1}/{epochs}: {shown}{' (best)' if improved else ''}")
+            print(_epoch_line(record, epochs, improved))
         checkpoints.save(model, step, history, best, improved, epochs)
     return history
 

@@ -43,9 +43,10 @@ def legend_handles(schema: ClassSchema = DEEPGLOBE, classes: Sequence[int] | Non
 
 def add_legend(fig: Figure, schema: ClassSchema = DEEPGLOBE, classes: Sequence[int] | None = None,
                extra: Sequence[Patch] = ()) -> None:
-    """A single legend of the classes (and ``extra`` patches) below the figure's axes."""
+    """A single legend of the classes (and ``extra`` patches) below the figure's axes, four a row so
+    that it never makes the figure wider than :data:`COLUMN_WIDTH`."""
     handles = [*legend_handles(schema, classes), *extra]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False)
 
 
 def overlay(image: np.ndarray, class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE,
@@ -68,7 +69,15 @@ def error_map(truth: np.ndarray, prediction: np.ndarray) -> np.ndarray:
     return out
 
 
+COLUMN_WIDTH = 7.5
+"""The widest a figure is drawn, in inches: 750 pixels at the notebook's 100 dpi, so that a
+notebook column of 600-800 pixels (a laptop with JupyterLab's file browser open) shows every figure
+at 80% of its size or more, and its titles and legends stay legible."""
+
+
 def _axes_grid(n_rows: int, n_cols: int, cell: float = 3.2, legend_space: float = 0.6):
+    """A grid of square panels of ``cell`` inches, narrowed to fit :data:`COLUMN_WIDTH`."""
+    cell = min(cell, COLUMN_WIDTH / n_cols)
     fig = Figure(figsize=(cell * n_cols, cell * n_rows + legend_space), layout="constrained")
     axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
     for ax in axes.ravel():
@@ -86,13 +95,14 @@ def _show(ax: Axes, picture: np.ndarray, title: str | None = None) -> None:
         spine.set_edgecolor("0.55")
         spine.set_linewidth(0.8)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=10)
 
 
 def show_pairs(images: Sequence[np.ndarray], class_maps: Sequence[np.ndarray],
                schema: ClassSchema = DEEPGLOBE, titles: Sequence[str] | None = None,
-               columns: int = 4) -> Figure:
-    """A grid of image / mask pairs (image above its colour-coded mask), with one legend."""
+               columns: int = 3) -> Figure:
+    """A grid of image / mask pairs (image above its colour-coded mask), ``columns`` pairs a row,
+    with one legend."""
     n = len(images)
     columns = min(columns, n)
     rows = int(np.ceil(n / columns))
@@ -113,15 +123,15 @@ def plot_zoom(image: np.ndarray, class_map: np.ndarray, crop: int | None = None,
     height, width = class_map.shape
     crop = min(crop or max(64, min(height, width) // 4), height, width)
     top, left = (height - crop) // 2, (width - crop) // 2
-    fig, axes = _axes_grid(1, 4, cell=3.6)
+    fig, axes = _axes_grid(2, 2, cell=3.4)  # whole image above, the centre at full resolution below
     _show(axes[0, 0], image, f"{width} x {height} image")
     _show(axes[0, 1], class_to_rgb(class_map, schema), "its mask")
-    _show(axes[0, 2], image[top:top + crop, left:left + crop], f"centre {crop} x {crop}, 1:1")
-    _show(axes[0, 3], class_to_rgb(class_map[top:top + crop, left:left + crop], schema), "its mask")
+    _show(axes[1, 0], image[top:top + crop, left:left + crop], f"centre {crop} x {crop}, 1:1")
+    _show(axes[1, 1], class_to_rgb(class_map[top:top + crop, left:left + crop], schema), "its mask")
     for ax in axes[0, :2]:
         ax.add_patch(Rectangle((left, top), crop, crop, fill=False, edgecolor="red", linewidth=1.5))
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=11)
     add_legend(fig, schema)
     return fig
 
@@ -149,16 +159,16 @@ def plot_mask_decoding(mask: np.ndarray, schema: ClassSchema = DEEPGLOBE, title:
     else:
         top = max(1, int(mask.max()))
         stored = np.repeat((mask.astype(np.float64) * 255 / top).round().astype(np.uint8)[..., None], 3, -1)
-        stored_title = f"index mask as stored (values 0..{top} as grey)"
+        stored_title = f"index mask as stored\n(values 0..{top} as grey)"
     lookup = "exact colour" if rgb_coded else "value"
     thresholded = rgb_coded and is_binary_palette(schema)
     fig, axes = _axes_grid(1, 3, cell=4)
     _show(axes[0, 0], stored, stored_title)
-    _show(axes[0, 1], highlight, f"{int(missed.sum())} pixels {lookup} lookup misses"
-                                 f"{f', {int(no_data.sum())} no data' if no_data.any() else ''}")
+    _show(axes[0, 1], highlight, f"{int(missed.sum()):,} pixels the {lookup}\nlookup misses"
+                                 f"{f', {int(no_data.sum()):,} no data' if no_data.any() else ''}")
     painted = class_to_rgb(decoded, schema)
     painted[no_data] = NO_DATA_RGB
-    _show(axes[0, 2], painted, "decoded with the 128 threshold" if thresholded else "decoded")
+    _show(axes[0, 2], painted, "decoded with\nthe 128 threshold" if thresholded else "decoded")
     if title:
         fig.suptitle(title, fontsize=10)
     no_data_patch = Patch(facecolor=np.array(NO_DATA_RGB) / 255, edgecolor="0.3", label="no data (ignored)")
@@ -216,7 +226,7 @@ def plot_points(image: np.ndarray, annotation: PointAnnotation, schema: ClassSch
 def plot_annotation_summary(image: np.ndarray, class_map: np.ndarray, annotation: PointAnnotation,
                             schema: ClassSchema = DEEPGLOBE, title: str | None = None) -> Figure:
     """Points over the image, and per class the share of pixels next to the share of points."""
-    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    fig = Figure(figsize=(COLUMN_WIDTH, 3.9), layout="constrained")
     ax_image, ax_bars = fig.subplots(1, 2, width_ratios=[1.1, 1])
     ax_image.set_axis_off()
     share = len(annotation) / class_map.size
@@ -231,7 +241,7 @@ def plot_annotation_summary(image: np.ndarray, class_map: np.ndarray, annotation
     ax_bars.bar(x + 0.2, point_share, 0.4, color=colours, edgecolor="black", hatch="//")
     ax_bars.set_xticks(x, schema.names, rotation=45, ha="right")
     ax_bars.set_ylabel("share")
-    ax_bars.set_title("class shares: pixels (plain) vs labelled points (hatched)")
+    ax_bars.set_title("class shares: pixels (plain)\nand labelled points (hatched)", fontsize=10)
     ax_bars.legend(handles=[Patch(facecolor="0.85", edgecolor="0.3", label="pixels"),
                             Patch(facecolor="0.85", edgecolor="black", hatch="//", label="points")])
     ax_bars.grid(axis="y", alpha=0.3)
@@ -241,10 +251,13 @@ def plot_annotation_summary(image: np.ndarray, class_map: np.ndarray, annotation
 def compare_strategies(image: np.ndarray, class_map: np.ndarray, n_points: int,
                        strategies: Sequence[str] = ("uniform", "stratified", "grid"),
                        schema: ClassSchema = DEEPGLOBE, seed: int = 0) -> Figure:
-    """The same image annotated by each strategy with ``n_points`` points, side by side."""
-    fig, axes = _axes_grid(1, len(strategies) + 1, cell=4)
-    _show(axes[0, 0], class_to_rgb(class_map, schema), "ground truth")
-    for ax, strategy in zip(axes[0, 1:], strategies):
+    """The ground truth and the same image annotated by each strategy with ``n_points`` points,
+    two panels a row."""
+    rows = (len(strategies) + 2) // 2
+    fig, axes = _axes_grid(rows, 2, cell=3.4)
+    panels = axes.ravel()
+    _show(panels[0], class_to_rgb(class_map, schema), "ground truth")
+    for ax, strategy in zip(panels[1:], strategies):
         points = sample_points(annotatable(class_map, schema), n_points=n_points, strategy=strategy,
                                seed=seed)
         plot_points(image, points, schema, ax=ax, title=f"{strategy}: {len(points):,} points")
@@ -286,7 +299,8 @@ def plot_confusion_matrix(confusion: ConfusionMatrix, normalize: bool = True,
     """Heat map of the confusion matrix, each row divided by its sum (recall on the diagonal)."""
     values = confusion.normalized() if normalize else confusion.matrix.astype(float)
     names = confusion.class_names
-    fig = Figure(figsize=(1.0 * len(names) + 2, 0.9 * len(names) + 1.5), layout="constrained")
+    width = min(1.0 * len(names) + 2, COLUMN_WIDTH)
+    fig = Figure(figsize=(width, 0.9 * width - 0.3), layout="constrained")
     ax = fig.subplots()
     shown = np.nan_to_num(values, nan=0.0)
     image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
@@ -310,7 +324,7 @@ def plot_history(history: Sequence[Mapping[str, float]] | pd.DataFrame,
     reference line (e.g. the majority-class baseline) on the mIoU plot."""
     frame = pd.DataFrame(history)
     has_val = "val_mean_iou" in frame
-    fig = Figure(figsize=(10 if has_val else 5, 3.5), layout="constrained")
+    fig = Figure(figsize=(COLUMN_WIDTH if has_val else 4.5, 3.3), layout="constrained")
     axes = fig.subplots(1, 2 if has_val else 1, squeeze=False)[0]
     axes[0].plot(frame["epoch"], frame["train_loss"], marker="o")
     axes[0].set_xlabel("epoch")
@@ -329,16 +343,22 @@ def plot_history(history: Sequence[Mapping[str, float]] | pd.DataFrame,
     return fig
 
 
+SHARE_TITLES = {"pixel_share": "share of all pixels", "image_share": "share of images holding the class",
+                "pixels": "pixels", "images": "images holding the class"}
+"""Readable titles for the columns of :func:`lc_utils.statistics.class_statistics`."""
+
+
 def plot_class_shares(shares: pd.DataFrame, schema: ClassSchema = DEEPGLOBE) -> Figure:
-    """Bar charts of each column of ``shares`` (rows = classes), coloured by class."""
-    fig = Figure(figsize=(4.5 * shares.shape[1], 3.5), layout="constrained")
+    """Bar charts of each column of ``shares`` (rows = classes), coloured by class, titled in words
+    (:data:`SHARE_TITLES`)."""
+    fig = Figure(figsize=(min(3.6 * shares.shape[1], COLUMN_WIDTH), 3.4), layout="constrained")
     axes = fig.subplots(1, shares.shape[1], squeeze=False)[0]
     colours = [np.array(schema.colors[schema.names.index(n)]) / 255 if n in schema.names else "0.5"
                for n in shares.index]
     for ax, column in zip(axes, shares.columns):
         ax.bar(range(len(shares)), shares[column], color=colours, edgecolor="0.3")
         ax.set_xticks(range(len(shares)), shares.index, rotation=45, ha="right")
-        ax.set_title(column)
+        ax.set_title(SHARE_TITLES.get(column, str(column).replace("_", " ")), fontsize=11)
         ax.grid(axis="y", alpha=0.3)
     return fig
 

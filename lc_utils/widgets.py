@@ -154,7 +154,8 @@ def label_density_explorer(pairs: Sequence[tuple[Path, Path]], schema: ClassSche
 
     def describe(n_points: int, strategy: str, image_index: int) -> str:
         size = read(image_index)[1].size
-        return (f"<b>{n_points:,}</b> points = {n_points / size:.3%} of the pixels, "
+        unit = "point" if n_points == 1 else "points"
+        return (f"<b>{n_points:,}</b> {unit} = {n_points / size:.3%} of the pixels, "
                 f"{n_points / size * 1e6:,.0f} per megapixel")
 
     def controls() -> dict[str, Any]:

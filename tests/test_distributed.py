@@ -161,7 +161,7 @@ def test_torchrun_two_processes_train_and_write_one_run(tmp_path: Path) -> None:
                           timeout=TIME_LIMIT_S)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "global batch 4 = 2 x 2; 2 steps per epoch" in done.stdout
-    assert done.stdout.count("epoch 2/2: train_loss") == 1  # rank 0 alone reports
+    assert done.stdout.count("epoch 2/2: loss") == 1  # rank 0 alone reports
     run = tmp_path / "runs" / "ddp"
     assert sorted(p.name for p in run.iterdir()) == ["best.pt", "history.csv", "last.pt", "run.toml"]
     checkpoint = torch.load(run / "last.pt", weights_only=True)

@@ -12,7 +12,16 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from traitlets.utils.importstring import import_item
 
-from lc_utils.nbclean import HOOK, KERNELSPEC, clean_notebook, clean_text, install_hook, pre_save_hook
+from lc_utils.nbclean import (
+    HOOK,
+    KERNELSPEC,
+    POST_HOOK,
+    clean_notebook,
+    clean_text,
+    install_hook,
+    post_save_hook,
+    pre_save_hook,
+)
 from lc_utils.settings import PROJECT_ROOT
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -72,11 +81,13 @@ def test_git_sees_no_outputs_in_a_notebook_jupyterlab_saved(tmp_path: Path) -> N
     git("commit", "-q", "-m", "notebook")
     notebook.write_text(_as_jupyterlab_saves_it(notebook), encoding="utf-8")
     assert git("diff", "--stat") == ""  # outputs and counts never reach a diff or a commit
-    git("add", "-u")
-    assert git("status", "--porcelain") == ""
+    post_save_hook({"type": "notebook"}, os_path=str(notebook), contents_manager=None)
+    assert git("status", "--porcelain") == ""  # what the server runs after each save
     edited = notebook.read_text().replace("Sparse point labels", "Sparse labels")
     notebook.write_text(edited, encoding="utf-8")
+    post_save_hook({"type": "notebook"}, os_path=str(notebook), contents_manager=None)
     assert git("status", "--porcelain").strip() == "M notebooks/03_sparse_labeling.ipynb"  # real edits show
+    assert git("diff", "--cached", "--stat") == ""  # and nothing is staged behind the learner's back
 
 
 def test_pre_save_hook_drops_the_python_version_only() -> None:
@@ -97,5 +108,7 @@ def test_install_hook_keeps_other_settings(tmp_path: Path) -> None:
     config.write_text('{"ServerApp": {"port": 9999}}')
     assert install_hook(tmp_path) == config
     assert json.loads(config.read_text()) == {"ServerApp": {"port": 9999},
-                                              "ContentsManager": {"pre_save_hook": HOOK}}
-    assert import_item(HOOK) is pre_save_hook  # the name the server imports
+                                              "ContentsManager": {"pre_save_hook": HOOK},
+                                              "FileContentsManager": {"post_save_hook": POST_HOOK}}
+    assert import_item(HOOK) is pre_save_hook  # the names the server imports
+    assert import_item(POST_HOOK) is post_save_hook

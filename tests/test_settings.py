@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,13 @@ def test_runs_dir(tmp_path: Path) -> None:
 
 def test_dataset_tag(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("LC_FAST", "1")
-    assert settings.dataset_tag(tmp_path / "tiles_512") == "tiles_512_fast"
+    fast = settings.dataset_tag(tmp_path / "tiles_512")
+    assert re.fullmatch(r"tiles_512-[0-9a-f]{6}_fast", fast)
+    assert settings.dataset_tag(tmp_path / "x" / ".." / "tiles_512") == fast  # the folder, however named
+    # Two folders of one name (two full_2448 of other originals) get their own annotations and runs.
+    assert settings.dataset_tag(tmp_path / "other" / "tiles_512") != fast
     monkeypatch.setenv("LC_FAST", "0")
-    assert settings.dataset_tag(tmp_path / "sample" / ".") == "sample_full"
+    assert re.fullmatch(r"sample-[0-9a-f]{6}_full", settings.dataset_tag(tmp_path / "sample" / "."))
 
 
 def test_the_course_pins_a_relative_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,7 +88,7 @@ def test_smoke_mode_caps_steps_and_data_but_keeps_the_shapes(tmp_path: Path,
     assert settings.smoke_mode() and settings.capped(20, smoke=2) == 2
     assert settings.pick(256, 128) == 256 and settings.mode_name() == "full_smoke"
     # A smoke run never resumes (nor overwrites) a real full-mode run: its folders have their own tag.
-    assert settings.dataset_tag(tmp_path / "sample") == "sample_full_smoke"
+    assert settings.dataset_tag(tmp_path / "sample").endswith("_full_smoke")
     monkeypatch.setattr(settings, "SAMPLE_SIZES", {"fast": {"n_images": 20, "size": 32},
                                                           "full": {"n_images": 30, "size": 48}})
     monkeypatch.setattr(settings, "sample_dir", lambda: tmp_path / "sample")
