@@ -29,7 +29,7 @@ from PIL import Image
 from .classes import ClassSchema
 from .files import IMAGE_SUFFIX, MASK_SUFFIX, read_rgb, tile_id
 from .layouts import SCHEMA_FILES, Sample, load_schema, scan_dataset
-from .masks import read_mask
+from .masks import MaskEncodingError, read_mask
 
 
 def tile_bounds(length: int, size: int) -> list[tuple[int, int]]:
@@ -75,8 +75,12 @@ def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *,
     samples = scan_dataset(source, image_suffix=image_suffix, mask_suffix=mask_suffix)
     schema = load_schema(source, schema)
     first = next((s for s in samples if s.mask is not None), None)
-    if first is not None:
-        read_mask(first.mask, schema)  # a mask the schema cannot read fails here, before any tile
+    if first is not None:  # a mask the schema cannot read fails here, before any tile is cut
+        try:
+            read_mask(first.mask, schema)
+        except MaskEncodingError as error:
+            raise MaskEncodingError(f"{error}. Name the schema: --schema NAME|FILE (schema= in cut_tiles, or "
+                                    "$DATA_SCHEMA)") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     written: list[tuple[Path, Path | None]] = []

@@ -485,7 +485,9 @@ def fit(
       (lowest training loss without validation) and every ``checkpoint_every`` epochs;
       ``resume=True`` continues from ``last.pt`` exactly as if the run had not stopped, and
       refuses a run made with another ``config`` (what the run is: its data, labels and settings;
-      :class:`lc_utils.runs.RunSpec` gives one) or other training settings. Every epoch reseeds all
+      :class:`lc_utils.runs.RunSpec` gives one), other training settings, or other training
+      images (the full paths the loader's dataset reads: another data folder or split). Every
+      epoch prints one line (loss, validation mIoU, seconds) and reseeds all
       generators from (``seed``, epoch). ``num_classes`` (default: the model's) is saved for
       :func:`load_trained_model`.
     - The history records the training loss, learning rate, seconds (training and validation
