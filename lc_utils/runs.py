@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from . import distributed, settings
 from .classes import ClassSchema
 from .datasets import DenseLandCoverDataset, SegmentationDataset, split_items, split_pairs
-from .files import image_shapes
+from .files import image_id_of, image_shapes
 from .inference import validator
 from .layouts import find_pairs, load_schema
 from .losses import PartialCrossEntropyLoss, class_weights_from_counts, prior_correction
@@ -331,7 +331,7 @@ def _training_points(spec: RunSpec, path: Path, data: RunData) -> dict[str, Poin
             torch.distributed.barrier()
         if not distributed.is_main():
             annotations = load_annotations(path, data.schema, shapes)
-    train_ids = list(image_shapes(data.split["train"]))
+    train_ids = [image_id_of(image) for image, _ in data.split["train"]]
     missing = [i for i in train_ids if i not in annotations]
     if missing:
         raise ValueError(f"{path}: no points for {len(missing)} training images (e.g. {missing[:3]})")
