@@ -11,6 +11,7 @@ made with. ``python -m lc_utils.train`` has one option per field.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import tomllib
 import types
@@ -60,6 +61,11 @@ CACHE_MB = 2048
 
 _NONE = "none"
 """How a missing value is written where the format has no null (TOML, the command line)."""
+
+
+def is_unset(text: str) -> bool:
+    """Whether ``text`` stands for a missing value (``"none"`` or empty) in a file or an option."""
+    return text.strip().lower() in (_NONE, "")
 
 
 @dataclass(frozen=True)
@@ -247,7 +253,7 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     optional = type(None) in args
     kind = next(t for t in args if t is not type(None))
-    if value is None or (optional and isinstance(value, str) and value.strip().lower() in (_NONE, "")):
+    if value is None or (optional and isinstance(value, str) and is_unset(value)):
         if optional:
             return None
         raise ValueError(f"{source}: {name} needs a value")
@@ -371,7 +377,7 @@ class Run:
     model: nn.Module
     loss_fn: PartialCrossEntropyLoss
 
-    @property
+    @functools.cached_property
     def labelled_fraction(self) -> float:
         """Share of the training pixels that carry a label."""
         if self.annotations is None:

@@ -26,7 +26,7 @@ import torch
 
 from . import distributed, models, settings
 from .devices import describe_device
-from .runs import CACHE_MB, LABELS, LOSS_WEIGHTS, Run, RunSpec, build_run, read_table
+from .runs import CACHE_MB, LABELS, LOSS_WEIGHTS, Run, RunSpec, build_run, is_unset, read_table
 from .training import BEST
 
 EXECUTION_OPTIONS = ("config", "device", "num_workers", "cache_mb", "sync_bn", "runs_dir", "run_name",
@@ -37,7 +37,7 @@ executes, not what it is (``sync_bn`` matters under ``torchrun`` only)."""
 
 def _optional(kind: type) -> Any:
     def parse(text: str) -> Any:
-        return None if text.strip().lower() in ("none", "") else kind(text)
+        return None if is_unset(text) else kind(text)
 
     parse.__name__ = kind.__name__  # argparse names the type in its errors
     return parse
