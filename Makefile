@@ -13,7 +13,7 @@ help:
 	@echo "make test     install into .venv and run the unit tests and the notebooks (nbval)"
 	@echo "make lab      open the notebooks in JupyterLab (fast mode where there is no GPU)"
 	@echo "make bench    run the benchmarks in benchmarks/ (JSON + one-line summaries)"
-	@echo "make density  the label-density study on the real DeepGlobe tiles (3 seeds per setting; resumable)"
+	@echo "make density  the label-density study on the real DeepGlobe tiles, real-tile recipe (3 seeds; resumable)"
 	@echo "make lint     ruff over the package, tests, benchmarks and notebooks; the package's layers (lint-imports)"
 	@echo "make clean    remove the virtual environment, generated data, runs and build output"
 
@@ -64,7 +64,11 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 density: $(STAMP)
-	$(BIN)/python -m benchmarks.label_density
+	$(BIN)/python -m benchmarks.label_density --data ../shared/data/deepglobe_sample/tiles_512 \
+		--strategies uniform --points-per-mp 100 1000 10000 \
+		--also stratified:1000 --seeds 0 1 2 --weights none --crop 128 --batch-size 8 --epochs 10 \
+		--samples-per-epoch 960 --lr 3e-4 --dice-weight 1.0 --val-window 128 --val-overlap 0.5 \
+		--out benchmarks/results/label_density_deepglobe.json
 
 clean:
 	rm -rf $(VENV) build runs data/sample .pytest_cache .ruff_cache .hypothesis .import_linter_cache

@@ -7,10 +7,15 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 import torchvision
+
+from lc_utils.settings import PROJECT_ROOT
+
+README = PROJECT_ROOT / "README.md"
 
 
 def time_call(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> dict[str, float]:
@@ -51,3 +56,19 @@ def report(name: str, record: dict[str, Any], summary: str) -> None:
     """Print the JSON record (with the machine) and the one-line summary."""
     print(json.dumps({"benchmark": name, "machine": machine(), **record}, indent=2))
     print(f"[{name}] {summary}")
+
+
+def table_markers(name: str) -> tuple[str, str]:
+    """The README comments around the table of the record called ``name`` (its file stem)."""
+    return f"<!-- {name}: start -->", f"<!-- {name}: end -->"
+
+
+def write_readme_table(table: str, name: str, readme: Path = README) -> None:
+    """Replace what lies between the README's markers for ``name`` with ``table``."""
+    start, end = table_markers(name)
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme}: the markers {start} ... {end} are missing")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")

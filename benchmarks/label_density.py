@@ -26,38 +26,62 @@ from typing import Any
 import pandas as pd
 
 from lc_utils.metrics import majority_baseline
-from lc_utils.runs import DENSE, RunSpec, load_data
+from lc_utils.runs import DENSE, LOSS_WEIGHTS, RunSpec, load_data
 from lc_utils.settings import PROJECT_ROOT
 from lc_utils.study import PRIOR_CORRECTED, run_density_study, summarize
+from lc_utils.transforms import CROP_SAMPLING
 from lc_utils.viz import plot_density_curve
+from lc_utils.windows import DEFAULT_OVERLAP
 
-from ._common import machine
+from ._common import README, machine, write_readme_table
 
 REAL_TILES = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "tiles_512"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "label_density_deepglobe.json"
-README = PROJECT_ROOT / "README.md"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REAL_TILES, help="folder of <id>_sat.jpg/<id>_mask.png")
-    parser.add_argument("--points", type=int, nargs="+", default=[26, 262, 2621],
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--points", type=int, nargs="+",
                         help="points per image (26, 262, 2621 are 0.01%%, 0.1%%, 1%% of a 512x512 tile)")
+    budget.add_argument("--points-per-mp", type=float, nargs="+",
+                        help="points per megapixel (default: 100, 1000, 10000, or 0.01%%, 0.1%%, 1%%)")
     parser.add_argument("--strategies", nargs="+", default=["uniform", "stratified", PRIOR_CORRECTED])
+    parser.add_argument("--also", nargs="+", default=[], metavar="STRATEGY:PER_MP", type=_extra_row,
+                        help="rows outside the grid of strategies and budgets, e.g. stratified:1000")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--backbone", default="mobilenet_v3_large")
     parser.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a local file")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--samples-per-epoch", type=int,
+                        help="crops per epoch (default: every training image once)")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--crop-sampling", choices=list(CROP_SAMPLING), default="labelled")
+    parser.add_argument("--color-jitter", type=float, default=0.0)
+    parser.add_argument("--loss-weights", choices=list(LOSS_WEIGHTS), default="none")
+    parser.add_argument("--dice-weight", type=float, default=0.0)
     parser.add_argument("--warmup-steps", type=int, default=30)
     parser.add_argument("--val-images", type=int, default=16)
+    parser.add_argument("--val-window", type=int, default=512,
+                        help="whole validation images are scored in windows of this size ...")
+    parser.add_argument("--val-overlap", type=float, default=DEFAULT_OVERLAP,
+                        help="... overlapping by at least this share of a window")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON record (a PNG is written beside)")
     parser.add_argument("--readme", action="store_true",
                         help="only rewrite the README's table from the record at --out")
     return parser.parse_args(argv)
+
+
+def _extra_row(text: str) -> tuple[str, float]:
+    strategy, _, density = text.partition(":")
+    try:
+        return strategy, float(density)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected STRATEGY:POINTS_PER_MP, got {text!r}") from None
 
 
 def markdown_table(record: dict[str, Any]) -> str:
@@ -66,8 +90,13 @@ def markdown_table(record: dict[str, Any]) -> str:
     lines = ["| labels | labelled pixels | val mIoU, mean ± sd | vs dense | pixel accuracy |",
              "|---|---|---|---|---|"]
     for row in summary.itertuples():
-        labels = ("dense masks" if row.strategy == DENSE
-                  else f"{row.strategy}, {int(row.points_per_image):,} points per image")
+        if row.strategy == DENSE:
+            labels = "dense masks"
+        elif pd.notna(row.points_per_mp):
+            labels = (f"{row.strategy}, {row.points_per_mp:,.0f} points per MP "
+                      f"({int(row.points_per_image):,} per image)")
+        else:
+            labels = f"{row.strategy}, {int(row.points_per_image):,} points per image"
         lines.append(f"| {labels} | {row.labelled_fraction:.2%} | {row.miou_mean:.3f} ± {row.miou_sd:.3f} "
                      f"| {row.miou_vs_dense:.2f} | {row.pixel_accuracy_mean:.3f} |")
     baseline = record["majority_baseline"]
@@ -76,20 +105,9 @@ def markdown_table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def table_markers(name: str) -> tuple[str, str]:
-    """The README comments around the table of the record called ``name`` (its file stem)."""
-    return f"<!-- {name}: start -->", f"<!-- {name}: end -->"
-
-
 def update_readme(record: dict[str, Any], name: str, readme: Path = README) -> None:
     """Replace the table between the README's markers for ``name`` with the one made from ``record``."""
-    start, end = table_markers(name)
-    text = readme.read_text()
-    if start not in text or end not in text:
-        raise SystemExit(f"{readme}: the markers {start} ... {end} are missing")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{markdown_table(record)}\n{end}{tail}")
+    write_readme_table(markdown_table(record), name, readme)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,13 +122,18 @@ def main(argv: list[str] | None = None) -> None:
     # at the end (study.train_and_score), so no windows during training.
     spec = RunSpec(data=str(args.data), split_seed=args.split_seed, val_images=args.val_images,
                    backbone=args.backbone, weights=args.weights, crop=args.crop, batch_size=args.batch_size,
-                   epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, val_windows=0)
+                   epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, lr=args.lr,
+                   warmup_steps=args.warmup_steps, crop_sampling=args.crop_sampling,
+                   color_jitter=args.color_jitter, loss_weights=args.loss_weights,
+                   dice_weight=args.dice_weight, val_window=args.val_window, val_overlap=args.val_overlap,
+                   val_windows=0)
     data = load_data(spec)
     train_pairs, val_pairs = data.split["train"], data.split["val"]
     started = time.perf_counter()
     baseline = majority_baseline(train_pairs, val_pairs, data.schema)
-    results = run_density_study(spec, args.points, strategies=args.strategies, seeds=args.seeds,
-                                results_file=args.out)
+    per_mp = args.points_per_mp or ([] if args.points else [100.0, 1000.0, 10000.0])
+    results = run_density_study(spec, args.points or [], points_per_mp=per_mp, strategies=args.strategies,
+                                extra_rows=args.also, seeds=args.seeds, results_file=args.out)
     summary = summarize(results)
     record = json.loads(args.out.read_text())
     record.update({

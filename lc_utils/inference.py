@@ -3,10 +3,13 @@ confusion matrices over a loader or over whole images, and the validation that t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -161,6 +164,102 @@ def evaluate_tiled(
     for _, truth, prediction in predict_pairs(model, pairs, schema, on_invalid, **predict_kwargs):
         confusion.update(prediction, truth)
     return confusion
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """One way to predict a whole image: ``window`` squares (None: the whole image in one pass)
+    overlapping by at least ``overlap`` of a window, blended as :func:`predict_tiled` does."""
+
+    name: str
+    window: int | None
+    overlap: float = DEFAULT_OVERLAP
+
+    def windows(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        """(top, left, height, width) of every window this tiling slides over an image."""
+        size = self.window or max(height, width)
+        tops, lefts = prediction_windows(height, width, size, self.overlap)
+        return [(t, left, min(size, height), min(size, width)) for t in tops for left in lefts]
+
+    def predict(self, model: nn.Module, image: np.ndarray, **predict_kwargs) -> np.ndarray:
+        """The class map of ``image`` under this tiling."""
+        size = self.window or max(image.shape[:2])
+        return predict_tiled(model, image, tile_size=size, overlap=self.overlap, **predict_kwargs)
+
+
+def seam_tilings(window: int, image_side: int | None = None) -> list[Tiling]:
+    """The tilings notebook 05 compares: ``window`` squares without overlap (the seams bare) and
+    with half a window of blended overlap, windows twice as large (where they are smaller than
+    ``image_side``, the shorter side of the images), and the whole image in one pass."""
+    tilings = [Tiling(f"{window} px, no overlap", window, 0.0),
+               Tiling(f"{window} px, overlap 0.5", window, 0.5)]
+    if image_side is None or 2 * window < image_side:
+        tilings.append(Tiling(f"{2 * window} px, overlap 0.5", 2 * window, 0.5))
+    return [*tilings, Tiling("whole image", None)]
+
+
+def compare_tilings(
+    model: nn.Module,
+    pairs: Sequence[tuple[str | Path, str | Path]],
+    schema: ClassSchema,
+    tilings: Sequence[Tiling],
+    *,
+    on_invalid: OnInvalid = "unknown",
+    **predict_kwargs,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Every tiling's windows, seconds and scores over the whole images of ``pairs``, and each
+    one's prediction of the first image.
+
+    Windows of a weak model disagree: each one sees only its own content (DeepLabV3's image
+    pooling sums up the whole window), so neighbouring windows can call one field two classes and
+    meet at a straight seam. Overlap with blending, larger windows and the whole image at once are
+    the remedies this table measures (a row per tiling, by ``tiling``, its name): ``windows``
+    (over all images), ``seconds``, ``mean_iou``,
+    ``pixel_accuracy``, and ``agrees_with_whole``, the share of pixels predicted as the whole image
+    at once predicts them (NaN without a tiling whose ``window`` is None). A tiling that runs out of
+    memory gets NaN scores and ``out_of_memory`` True.
+    """
+    confusions = {t.name: ConfusionMatrix(schema.num_classes, schema=schema) for t in tilings}
+    seconds = dict.fromkeys(confusions, 0.0)
+    windows = dict.fromkeys(confusions, 0)
+    agree = dict.fromkeys(confusions, 0.0)
+    failed: set[str] = set()
+    whole = next((t.name for t in tilings if t.window is None), None)
+    first: dict[str, np.ndarray] = {}
+    total_pixels = 0
+    for index, (image_path, mask_path) in enumerate(pairs):
+        image, truth = read_pair(image_path, mask_path, schema, on_invalid)
+        predictions = {}
+        for tiling in tilings:
+            if tiling.name in failed:
+                continue
+            started = time.perf_counter()
+            try:
+                predictions[tiling.name] = tiling.predict(model, image, **predict_kwargs)
+            except torch.OutOfMemoryError:
+                failed.add(tiling.name)
+                torch.cuda.empty_cache()
+                continue
+            seconds[tiling.name] += time.perf_counter() - started
+            windows[tiling.name] += len(tiling.windows(*image.shape[:2]))
+            confusions[tiling.name].update(predictions[tiling.name], truth)
+        if whole in predictions:
+            for name, prediction in predictions.items():
+                agree[name] += float((prediction == predictions[whole]).sum())
+        total_pixels += truth.size
+        if index == 0:
+            first = predictions
+    rows = []
+    for tiling in tilings:
+        name = tiling.name
+        summary = confusions[name].summary() if name not in failed else {}
+        rows.append({"tiling": name, "windows": windows[name], "seconds": seconds[name],
+                     "mean_iou": summary.get("mean_iou", np.nan),
+                     "pixel_accuracy": summary.get("pixel_accuracy", np.nan),
+                     "agrees_with_whole": (agree[name] / total_pixels if whole and whole not in failed
+                                           and name not in failed else np.nan),
+                     "out_of_memory": name in failed})
+    return pd.DataFrame(rows), first
 
 
 def dataset_schema(dataset: object) -> ClassSchema | None:

@@ -1,4 +1,5 @@
-"""The partial cross-entropy: cross-entropy averaged over labelled pixels only."""
+"""Losses over labelled pixels only: the partial cross-entropy, and a soft Dice term that keeps
+rare classes from vanishing."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ class PartialCrossEntropyLoss(nn.Module):
     :func:`prior_correction`, a model trained on points whose class shares differ from the
     image's (stratified points: equal shares) learns logits for the *true* class prior, so
     prediction needs no change.
+
+    ``dice_weight`` adds that multiple of :func:`partial_soft_dice` over the same labelled pixels,
+    a term in which every class present counts alike.
     """
 
     def __init__(
@@ -34,9 +38,13 @@ class PartialCrossEntropyLoss(nn.Module):
         weight: torch.Tensor | None = None,
         label_smoothing: float = 0.0,
         logit_adjustment: torch.Tensor | None = None,
+        dice_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        if dice_weight < 0:
+            raise ValueError(f"dice_weight cannot be negative, got {dice_weight}")
         self.ignore_index = ignore_index
+        self.dice_weight = dice_weight
         self.label_smoothing = label_smoothing
         weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
         self.register_buffer("weight", weight)
@@ -69,7 +77,38 @@ class PartialCrossEntropyLoss(nn.Module):
         else:
             denominator = self.weight.to(logits.dtype)[target[labelled]].sum()
         # sum() keeps the graph even when nothing is labelled; clamp avoids 0/0.
-        return per_pixel.sum() / denominator.clamp_min(1e-12 if self.weight is not None else 1)
+        loss = per_pixel.sum() / denominator.clamp_min(1e-12 if self.weight is not None else 1)
+        if self.dice_weight:
+            loss = loss + self.dice_weight * partial_soft_dice(logits, target, self.ignore_index)
+        return loss
+
+
+def partial_soft_dice(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+                      smooth: float = 1.0) -> torch.Tensor:
+    """``1 - mean soft Dice`` over the classes the batch's labelled pixels hold, unlabelled pixels
+    left out.
+
+    Each class counts once whatever its number of pixels, so a class on 2% of the pixels weighs as
+    much as one on 60%: the gradient that cross-entropy gives a rare class grows with its
+    mistakes instead of its pixels (Milletari et al., 2016; the DeepGlobe 2018 land cover entries
+    paired cross-entropy with such a region term). Classes absent from the batch's labels are left
+    out rather than pushed to zero. Zero, still connected to the logits, without labelled pixels.
+    """
+    target = target.long()
+    labelled = (target != ignore_index).unsqueeze(1)  # (N, 1, H, W)
+    if not labelled.any():
+        return logits.sum() * 0.0
+    # Masks and sums over the whole map: indexing the labelled pixels out is several times slower
+    # on a CPU, forwards and backwards.
+    probs = F.softmax(logits.float(), dim=1) * labelled
+    onehot = torch.zeros_like(probs).scatter_(1, target.masked_fill(~labelled[:, 0], 0).unsqueeze(1), 1.0)
+    onehot = onehot * labelled
+    dims = (0, *range(2, probs.ndim))
+    counts = onehot.sum(dims)
+    present = counts > 0
+    intersection = (probs * onehot).sum(dims)
+    dice = (2 * intersection + smooth) / (probs.sum(dims) + counts + smooth)
+    return 1 - dice[present].mean()
 
 
 def class_weights_from_counts(counts: torch.Tensor, power: float = 0.5) -> torch.Tensor:

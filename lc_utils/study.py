@@ -20,10 +20,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
+from .classes import ClassSchema
 from .files import image_id_of
 from .inference import evaluate_tiled
 from .runs import DENSE, Run, RunSpec, build_run, load_data
+from .windows import DEFAULT_OVERLAP
 
 PRIOR_CORRECTED = "stratified+prior"
 """Stratified points with the loss's prior correction (:func:`lc_utils.losses.prior_correction`)."""
@@ -33,22 +36,31 @@ _PER_RUN = ("strategy", "points_per_mp", "points_per_image", "prior_correction",
 """The fields of a study's spec that each run sets; every other one is the study's."""
 
 
+def score_images(model: nn.Module, pairs: Sequence[tuple[Path, Path]], schema: ClassSchema,
+                 window: int, overlap: float = DEFAULT_OVERLAP) -> dict[str, Any]:
+    """Whole-image scores of ``model`` on ``pairs`` (notebook 05's tiled prediction in ``window``
+    squares overlapping by ``overlap``): mean IoU (unknown excluded), pixel accuracy, macro F1 and
+    IoU per class (None for a class absent from both the masks and the predictions)."""
+    confusion = evaluate_tiled(model, pairs, schema, tile_size=window, overlap=overlap)
+    summary = confusion.summary()
+    per_class = confusion.per_class()["iou"]
+    return {"mean_iou": summary["mean_iou"], "pixel_accuracy": summary["pixel_accuracy"],
+            "macro_f1": summary["macro_f1"],
+            "iou": {name: None if np.isnan(v) else float(v) for name, v in per_class.items()}}
+
+
 def train_and_score(run: Run, progress: bool = False) -> dict[str, Any]:
-    """Train ``run`` (no checkpoints) and score it on its whole validation images: mean IoU
-    (unknown excluded), pixel accuracy, macro F1 and IoU per class. ``weights_used`` says what the
-    model started from (None: random weights, e.g. where the pretrained ones could not be
-    downloaded)."""
+    """Train ``run`` (no checkpoints) and score it on its whole validation images
+    (:func:`score_images`, as ``val_mean_iou``, ``val_pixel_accuracy``, ``val_macro_f1`` and
+    ``val_iou``). ``history`` is what every epoch printed; ``weights_used`` says what the model
+    started from (None: random weights, e.g. where the pretrained ones could not be downloaded)."""
     started = time.perf_counter()
     history = run.fit(progress=progress)
     seconds = time.perf_counter() - started
-    confusion = evaluate_tiled(run.model, run.split["val"], run.schema, tile_size=run.spec.val_window)
-    summary = confusion.summary()
-    per_class = confusion.per_class()["iou"]
-    return {"val_mean_iou": summary["mean_iou"], "val_pixel_accuracy": summary["pixel_accuracy"],
-            "val_macro_f1": summary["macro_f1"],
-            "val_iou": {name: None if np.isnan(v) else float(v) for name, v in per_class.items()},
-            "final_train_loss": history[-1]["train_loss"], "steps": run.steps,
-            "train_seconds": seconds, "weights_used": run.model.weights}
+    scores = score_images(run.model, run.split["val"], run.schema, run.spec.val_window, run.spec.val_overlap)
+    return {**{f"val_{name}": value for name, value in scores.items()},
+            "final_train_loss": history[-1]["train_loss"], "steps": run.steps, "train_seconds": seconds,
+            "weights_used": run.model.weights, "history": history}
 
 
 def _shared_fields(spec: RunSpec) -> dict[str, Any]:
@@ -104,6 +116,7 @@ def run_density_study(
     points_per_mp: Sequence[float] = (),
     strategies: Sequence[str] = ("uniform", "stratified", PRIOR_CORRECTED),
     include_dense: bool = True,
+    extra_rows: Sequence[tuple[str, float]] = (),
     seeds: Sequence[int] = (0,),
     results_file: str | Path | None = None,
     runs_dir: str | Path | None = None,
@@ -117,23 +130,27 @@ def run_density_study(
     same share of the pixels whatever the image size). Strategies are those of
     :func:`lc_utils.sparse.sample_points`, plus :data:`PRIOR_CORRECTED`: the stratified points
     trained with the loss's logit adjustment for the true class prior (pixel shares of the
-    training masks). A seed draws the points, the starting weights and the crops; the images stay
-    the same. Columns: strategy, points_per_image (the mean over the images for a density),
-    points_per_mp (None for a count per image), seed, labelled_fraction (of all training pixels),
-    the validation scores of :func:`train_and_score`, the final training loss, steps and seconds.
-    Annotations are made once per setting at their one path under ``runs_dir`` and reused. With
-    ``results_file`` (JSON) each finished run is saved there at once and reused when the study
-    runs again, so an interrupted study loses at most the run under way; a file made with other
-    settings or images is refused (:func:`results_filename` names one per setting).
+    training masks). ``extra_rows`` adds (strategy, points per megapixel) settings outside that
+    grid, such as one density of stratified points beside uniform ones. A seed draws the points, the
+    starting weights and the crops; the images stay the same. Columns: strategy, points_per_image
+    (the mean over the images for a density), points_per_mp (None for a count per image), seed,
+    labelled_fraction (of all training pixels), the validation scores of :func:`train_and_score`,
+    the final training loss, steps and seconds. Annotations are made once per setting at their one
+    path under ``runs_dir`` and reused. With ``results_file`` (JSON) each finished run is saved
+    there at once and reused when the study runs again, so an interrupted study loses at most the
+    run under way; a file made with other settings or images is refused (:func:`results_filename`
+    names one per setting).
     """
     key = study_key(spec, load_data(spec).split)
     results_file = Path(results_file) if results_file is not None else None
     done = read_results_file(results_file, key) if results_file is not None else []
     budgets: list[tuple[int | None, float | None]] = ([(n, None) for n in points_per_image]
                                                       + [(None, d) for d in points_per_mp])
-    plan = [(s, n, d, seed) for seed in seeds for s in strategies for n, d in budgets]
-    if include_dense:
-        plan += [(DENSE, None, None, seed) for seed in seeds]
+    plan = []  # seed by seed, so that a study stopped early holds whole seeds
+    for seed in seeds:
+        plan += [(s, n, d, seed) for s in strategies for n, d in budgets]
+        plan += [(s, None, d, seed) for s, d in extra_rows]
+        plan += [(DENSE, None, None, seed)] if include_dense else []
     rows = []
     for strategy, n_points, density, seed in plan:
         if strategy == DENSE:

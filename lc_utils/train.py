@@ -28,6 +28,7 @@ from . import distributed, models, settings
 from .devices import describe_device
 from .runs import CACHE_MB, LABELS, LOSS_WEIGHTS, Run, RunSpec, build_run, is_unset, read_table
 from .training import BEST
+from .transforms import CROP_SAMPLING
 
 EXECUTION_OPTIONS = ("config", "device", "num_workers", "cache_mb", "sync_bn", "runs_dir", "run_name",
                      "checkpoint_every", "resume")
@@ -93,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help='"imagenet", "coco", "none" or a local weights file (default: %(default)s)')
     run = parser.add_argument_group("training")
     run.add_argument("--crop", type=int, help="training crop size (default: %(default)s)")
+    run.add_argument("--crop-sampling", choices=list(CROP_SAMPLING),
+                     help="labelled: uniform among windows holding a label; class-balanced: centred on a "
+                          "class drawn uniformly among each image's labelled classes (default: %(default)s)")
+    run.add_argument("--color-jitter", type=float,
+                     help="brightness, contrast and saturation jitter, 0 to 1 (default: %(default)s)")
     run.add_argument("--batch-size", type=int,
                      help="global batch size: under torchrun, divided among the processes (default: "
                           "%(default)s)")
@@ -111,8 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="logit adjustment for points whose class shares differ from the pixels' "
                            "(notebook 06)")
     loss.add_argument("--label-smoothing", type=float)
+    loss.add_argument("--dice-weight", type=float,
+                      help="weight of a soft Dice term over the labelled pixels, added to the cross-entropy "
+                           "(default: %(default)s)")
     val = parser.add_argument_group("validation")
     val.add_argument("--val-window", type=int, help="validation window size (default: %(default)s)")
+    val.add_argument("--val-overlap", type=float,
+                     help="least overlap of neighbouring windows when whole images are scored (default: "
+                          "%(default)s)")
     val.add_argument("--val-windows", type=int,
                      help="fixed validation windows scored every epoch; 0: none (default: %(default)s)")
     val.add_argument("--seed", type=int, help="points, starting weights and crops (default: %(default)s)")
@@ -154,11 +166,13 @@ def _read_config(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Options from the command line over those of ``--config``, over the defaults."""
+    """Options from the command line over those of ``--config``, over the defaults for the data
+    (fast mode's recipe follows the data: :func:`lc_utils.runs.fast_recipe`)."""
     parser = build_parser()
     first, _ = parser.parse_known_args(argv)
-    if first.config is not None:
-        parser.set_defaults(**_read_config(first.config, parser))
+    config = _read_config(first.config, parser) if first.config is not None else {}
+    data = first.data if first.data is not None else config.get("data")
+    parser.set_defaults(**{**RunSpec.course_defaults(data=data).to_dict(), **config})
     return parser.parse_args(argv)
 
 

@@ -544,7 +544,9 @@ def fit(
 
 
 def load_trained_model(path: str | Path, device: str | torch.device | None = None) -> nn.Module:
-    """Rebuild the DeepLabV3 saved in a checkpoint of :func:`fit` and load its weights (eval mode)."""
+    """Rebuild the DeepLabV3 saved in a checkpoint of :func:`fit` and load its weights (eval mode).
+    ``crop_size`` on the model is the training crop the checkpoint's run spec names (None where it
+    names none): the window it predicts best in (notebook 05)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint here. Train a model first (notebook 04 writes one).")
@@ -555,4 +557,5 @@ def load_trained_model(path: str | Path, device: str | torch.device | None = Non
     model = build_deeplabv3(model_config["num_classes"], model_config["backbone"])
     weights = {k: v for k, v in state["model"].items() if not k.startswith("net.aux_classifier.")}
     model.load_state_dict(weights)
+    model.crop_size = (state.get("config") or {}).get("crop")
     return model.to(resolve_device(device)).eval()

@@ -14,7 +14,11 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .classes import IGNORE_INDEX
-from .windows import labelled_window
+from .windows import class_balanced_window, labelled_window
+
+CROP_SAMPLING = ("labelled", "class-balanced")
+"""Where training crops fall: uniformly among the windows that hold a label, or centred on a
+class drawn uniformly among each image's labelled classes."""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -43,13 +47,17 @@ class LabelledRandomCrop(v2.Transform):
     plain random cropping with the label-free windows, which teach nothing to a partial loss,
     left out. With dense labels every window qualifies and it is plain random cropping. Images
     smaller than the crop are padded at the bottom and right (image 0, labels 255), as
-    ``RandomCrop(pad_if_needed=True)`` would.
+    ``RandomCrop(pad_if_needed=True)`` would. With ``balance_classes`` the window is centred on a
+    pixel of a class drawn uniformly among the labels' classes instead
+    (:func:`~lc_utils.windows.class_balanced_window`).
     """
 
-    def __init__(self, size: int | tuple[int, int], ignore_index: int = IGNORE_INDEX) -> None:
+    def __init__(self, size: int | tuple[int, int], ignore_index: int = IGNORE_INDEX,
+                 balance_classes: bool = False) -> None:
         super().__init__()
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.ignore_index = ignore_index
+        self.balance_classes = balance_classes
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         masks = [x for x in flat_inputs if isinstance(x, tv_tensors.Mask)]
@@ -62,7 +70,8 @@ class LabelledRandomCrop(v2.Transform):
             labels = torch.full((height + pad[0], width + pad[1]), self.ignore_index, dtype=torch.uint8)
             if masks:
                 labels[:height, :width] = masks[0]
-        top, left = labelled_window(labels, self.size, self.ignore_index)
+        place = class_balanced_window if self.balance_classes else labelled_window
+        top, left = place(labels, self.size, self.ignore_index)
         return {"pad": pad, "top": top, "left": left}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
@@ -84,6 +93,7 @@ def make_transforms(
     *,
     train: bool = True,
     labelled_crops: bool = True,
+    crop_sampling: str = "labelled",
     flips: bool = True,
     rotate90: bool = True,
     color_jitter: float = 0.0,
@@ -94,17 +104,21 @@ def make_transforms(
     vertical flips, 90-degree rotations, optional colour jitter on the image only. With
     ``labelled_crops`` (the default) the crop is a :class:`LabelledRandomCrop`: it always holds a
     labelled pixel, so that a few points on a large image still reach every batch; otherwise a
-    plain ``RandomCrop``. Evaluation (``train=False``): a centre crop, or nothing without
+    plain ``RandomCrop``. ``crop_sampling="class-balanced"`` centres each crop on a class drawn
+    uniformly among the image's labelled classes (:data:`CROP_SAMPLING`). Evaluation
+    (``train=False``): a centre crop, or nothing without
     ``crop_size``. Geometric transforms only move pixels, so a sparse label map keeps every
     labelled point.
     """
+    if crop_sampling not in CROP_SAMPLING:
+        raise ValueError(f"crop_sampling must be one of {list(CROP_SAMPLING)}, got {crop_sampling!r}")
     steps: list[v2.Transform] = []
     fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
     if crop_size is not None:
         if not train:
             steps.append(v2.CenterCrop(crop_size))
         elif labelled_crops:
-            steps.append(LabelledRandomCrop(crop_size))
+            steps.append(LabelledRandomCrop(crop_size, balance_classes=crop_sampling == "class-balanced"))
         else:
             steps.append(v2.RandomCrop(crop_size, pad_if_needed=True, fill=fill))
     if train and flips:

@@ -18,6 +18,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
+from .inference import Tiling
 from .masks import (
     OffPaletteWarning,
     class_to_rgb,
@@ -192,6 +193,40 @@ def compare_prediction(image: np.ndarray, truth: np.ndarray, prediction: np.ndar
                       title="classes", title_fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
+    return fig
+
+
+MAX_OUTLINED_WINDOWS = 49
+"""More windows than this are not outlined: their outlines would hide the prediction."""
+
+
+def plot_tilings(image: np.ndarray, truth: np.ndarray, predictions: Mapping[str, np.ndarray],
+                 tilings: Sequence[Tiling], schema: ClassSchema = DEEPGLOBE,
+                 scores: pd.DataFrame | None = None) -> Figure:
+    """The image, its truth, and its prediction under each tiling with the windows' outlines (dark,
+    dashed where windows overlap; none beyond :data:`MAX_OUTLINED_WINDOWS`), titled with the
+    tiling's mIoU and seconds from ``scores`` (:func:`lc_utils.inference.compare_tilings`): seams
+    show as straight class edges that follow an outline."""
+    shown = [t for t in tilings if t.name in predictions]
+    n_cols = 3
+    n_rows = -(-(len(shown) + 2) // n_cols)
+    fig, axes = _axes_grid(n_rows, n_cols, cell=2.6, legend_space=0.35)
+    _show(axes.flat[0], image, "image")
+    _show(axes.flat[1], class_to_rgb(truth, schema), "ground truth")
+    by_name = scores.set_index("tiling") if scores is not None else None
+    for ax, tiling in zip(axes.flat[2:], shown):
+        title = tiling.name
+        if by_name is not None:
+            row = by_name.loc[tiling.name]
+            title += f"\nmIoU {row['mean_iou']:.3f}, {row['seconds']:.1f} s"
+        _show(ax, class_to_rgb(predictions[tiling.name], schema), title)
+        boxes = tiling.windows(*image.shape[:2])
+        if 1 < len(boxes) <= MAX_OUTLINED_WINDOWS:
+            for top, left, height, width in boxes:
+                ax.add_patch(Rectangle((left - 0.5, top - 0.5), width, height, fill=False, edgecolor="black",
+                                       linewidth=0.8, linestyle="--" if tiling.overlap else "-", alpha=0.6))
+    present = np.unique(np.concatenate([truth.ravel(), *(p.ravel() for p in predictions.values())]))
+    add_legend(fig, schema, [int(c) for c in present if c < schema.num_classes])
     return fig
 
 

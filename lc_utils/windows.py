@@ -109,6 +109,36 @@ def labelled_window(labels: torch.Tensor, size: tuple[int, int], ignore_index: i
             return top, left
 
 
+def class_balanced_window(labels: torch.Tensor, size: tuple[int, int],
+                          ignore_index: int = IGNORE_INDEX) -> tuple[int, int]:
+    """Top-left corner of a ``size`` window inside ``labels`` centred, as near as the borders
+    allow, on a pixel of a class drawn uniformly among the classes the labels hold.
+
+    A class that covers 2% of an image is then in half the crops of an image of two classes,
+    instead of one in fifty: the rare classes' pixels reach the batches, at the price of a
+    training distribution that is no longer the images' (the scores, on whole images, are not
+    affected). The pixel is uniform among that class's labelled pixels, then the window is
+    centred on it and moved inside the image. Without any labelled pixel: a uniform window.
+    Draws use torch's global generator, as :func:`labelled_window`'s do.
+    """
+    crop_h, crop_w = size
+    height, width = labels.shape
+    if height < crop_h or width < crop_w:
+        raise ValueError(f"a {crop_w}x{crop_h} window does not fit in a {width}x{height} label map")
+    flat = labels.reshape(-1).long()
+    counts = torch.bincount(flat[flat != ignore_index])
+    present = torch.nonzero(counts, as_tuple=True)[0]
+    if len(present) == 0:
+        return int(torch.randint(height - crop_h + 1, ())), int(torch.randint(width - crop_w + 1, ()))
+    chosen = present[torch.randint(len(present), ())]
+    pixels = torch.nonzero(flat == chosen, as_tuple=True)[0]
+    pixel = int(pixels[torch.randint(len(pixels), ())])
+    row, col = divmod(pixel, width)
+    top = min(max(row - crop_h // 2, 0), height - crop_h)
+    left = min(max(col - crop_w // 2, 0), width - crop_w)
+    return top, left
+
+
 class ImagePairDataset(Protocol):
     """What :class:`WindowDataset` needs of the dataset it cuts: its (image, mask) pairs, their
     ids, no random transform, and items of (image (3, H, W), labels (H, W))."""

@@ -1,4 +1,5 @@
-"""The crop sampler for sparse labels: every crop holds a label, and the crops are unbiased."""
+"""The crop samplers: every crop holds a label and the crops are unbiased; class-balanced crops
+reach the rare classes."""
 
 from collections import Counter
 
@@ -12,7 +13,7 @@ from torchvision import tv_tensors
 
 from lc_utils.classes import IGNORE_INDEX
 from lc_utils.transforms import LabelledRandomCrop, make_transforms
-from lc_utils.windows import labelled_window
+from lc_utils.windows import class_balanced_window, labelled_window
 
 
 def _labels(labelled: np.ndarray) -> torch.Tensor:
@@ -118,3 +119,50 @@ def test_make_transforms_uses_it_and_can_do_without() -> None:
             hits[labelled_crops] += int((out != IGNORE_INDEX).any())
     assert hits[True] == 50
     assert hits[False] < 5  # a 16-pixel crop of a 200-pixel image rarely meets the one point
+
+
+def test_class_balanced_windows_reach_a_rare_class_as_often_as_a_common_one() -> None:
+    """A 3 x 3 patch of water in a 96 x 96 field: a uniform window of 16 holds it 4% of the time,
+    a class-balanced one half of the time, and every window lies inside the map."""
+    labels = torch.zeros(96, 96, dtype=torch.uint8)
+    labels[90:93, 2:5] = 4
+    labels[:4] = IGNORE_INDEX  # unlabelled rows are never a centre
+    torch.manual_seed(0)
+    draws = 2000
+    hits = {"balanced": 0, "uniform": 0}
+    for _ in range(draws):
+        for name, place in (("balanced", class_balanced_window), ("uniform", labelled_window)):
+            top, left = place(labels, (16, 16))
+            assert 0 <= top <= 80 and 0 <= left <= 80
+            hits[name] += int((labels[top:top + 16, left:left + 16] == 4).any())
+    assert 0.45 < hits["balanced"] / draws < 0.55
+    assert hits["uniform"] / draws < 0.08
+
+
+def test_class_balanced_windows_centre_a_labelled_pixel_of_sparse_labels() -> None:
+    labels = torch.full((200, 300), IGNORE_INDEX, dtype=torch.uint8)
+    points = {(10, 290): 5, (100, 150): 1, (195, 3): 1, (60, 60): 1}
+    for (row, col), cls in points.items():
+        labels[row, col] = cls
+    torch.manual_seed(3)
+    tops_lefts = [class_balanced_window(labels, (32, 32)) for _ in range(400)]
+    held = [[(r, c) for r, c in points if top <= r < top + 32 and left <= c < left + 32]
+            for top, left in tops_lefts]
+    assert all(held)
+    with_class_5 = sum((10, 290) in h for h in held) / len(held)
+    assert 0.4 < with_class_5 < 0.6  # one point of class 5 against three of class 1
+    torch.manual_seed(3)
+    assert [class_balanced_window(labels, (32, 32)) for _ in range(400)] == tops_lefts
+
+
+def test_class_balanced_crops_come_from_make_transforms() -> None:
+    labels = torch.zeros(128, 128, dtype=torch.uint8)
+    labels[120:, 120:] = 2
+    image = torch.zeros(3, 128, 128, dtype=torch.uint8)
+    torch.manual_seed(0)
+    transform = make_transforms(16, crop_sampling="class-balanced", flips=False, rotate90=False)
+    hits = sum(int((transform(tv_tensors.Image(image), tv_tensors.Mask(labels))[1] == 2).any())
+               for _ in range(200))
+    assert hits > 80
+    with pytest.raises(ValueError, match="crop_sampling"):
+        make_transforms(16, crop_sampling="rare-first")

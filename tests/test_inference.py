@@ -6,8 +6,15 @@ import torch
 from torch import nn
 
 from lc_utils.datasets import read_pair
-from lc_utils.inference import blend_window, evaluate_tiled, predict_tiled
-from lc_utils.layouts import find_pairs
+from lc_utils.inference import (
+    Tiling,
+    blend_window,
+    compare_tilings,
+    evaluate_tiled,
+    predict_tiled,
+    seam_tilings,
+)
+from lc_utils.layouts import find_pairs, load_schema
 from lc_utils.models import build_deeplabv3
 from lc_utils.transforms import normalize_image
 from lc_utils.windows import DEFAULT_OVERLAP, prediction_windows, window_starts
@@ -23,6 +30,19 @@ def _local_model() -> nn.Module:
     """Two 3x3 convolutions: equivariant except within 2 pixels of a window's border (zero padding)."""
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 7, 3, padding=1))
+
+
+class _PooledContextModel(nn.Module):
+    """A pixel's class from its colour plus the mean colour of the whole input, as DeepLabV3's
+    image pooling adds a summary of the window: windows of one image disagree."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.pixel, self.context = nn.Conv2d(3, 7, 1), nn.Conv2d(3, 7, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pixel(x) + self.context(x.mean((2, 3), keepdim=True))
 
 
 def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -151,3 +171,30 @@ def test_prediction_runs_in_the_device_format_and_leaves_the_model_as_it_was() -
     predict_tiled(model, torch.randn(3, 40, 40), tile_size=32, device="cpu")
     assert seen and all(all(pair) for pair in seen)  # windows and weights channels-last on the CPU
     assert model[0].weight.is_contiguous()  # and the model's own format is back
+
+
+def test_compare_tilings_measures_what_windows_change(sample_root: Path) -> None:
+    pairs = find_pairs(sample_root)[:2]  # 96 x 96 images
+    schema = load_schema(sample_root)
+    tilings = [Tiling("quarters", 48, 0.0), Tiling("blended", 48, 0.5), Tiling("whole", None)]
+    for model, windows_differ in ((_pointwise_model(), False), (_PooledContextModel(), True)):
+        table, first = compare_tilings(model, pairs, schema, tilings)
+        rows = table.set_index("tiling")
+        assert rows.loc["quarters", "windows"] == 2 * 4 and rows.loc["whole", "windows"] == 2
+        assert rows.loc["blended", "windows"] == 2 * 9
+        assert rows.loc["whole", "agrees_with_whole"] == 1.0
+        assert set(first) == {"quarters", "blended", "whole"} and first["whole"].shape == (96, 96)
+        reference = evaluate_tiled(model, pairs, schema, tile_size=48, overlap=0.0).summary()["mean_iou"]
+        assert rows.loc["quarters", "mean_iou"] == pytest.approx(reference)
+        if windows_differ:  # each window's own summary moves its pixels' classes
+            assert rows.loc["quarters", "agrees_with_whole"] < 0.99
+        else:
+            assert rows.loc["quarters", "agrees_with_whole"] > 0.999
+    assert [tuple(w) for w in Tiling("x", 48, 0.0).windows(96, 100)] == [
+        (0, 0, 48, 48), (0, 26, 48, 48), (0, 52, 48, 48), (48, 0, 48, 48), (48, 26, 48, 48), (48, 52, 48, 48)]
+
+
+def test_seam_tilings_leave_out_windows_as_large_as_the_image() -> None:
+    names = [t.name for t in seam_tilings(128, image_side=256)]
+    assert names == ["128 px, no overlap", "128 px, overlap 0.5", "whole image"]
+    assert [t.window for t in seam_tilings(512, image_side=2448)] == [512, 512, 1024, None]

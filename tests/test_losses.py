@@ -5,7 +5,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lc_utils.classes import IGNORE_INDEX
-from lc_utils.losses import PartialCrossEntropyLoss, class_weights_from_counts, prior_correction
+from lc_utils.losses import (
+    PartialCrossEntropyLoss,
+    class_weights_from_counts,
+    partial_soft_dice,
+    prior_correction,
+)
 
 
 def _batch(seed: int, labelled_share: float = 0.1, n: int = 2, c: int = 7, size: int = 12):
@@ -138,3 +143,45 @@ def test_logit_adjustment_must_fit_the_logits() -> None:
         PartialCrossEntropyLoss(logit_adjustment=torch.zeros(3))(logits, target)
     with pytest.raises(ValueError, match="finite"):
         PartialCrossEntropyLoss(logit_adjustment=torch.tensor([0.0, float("-inf")]))
+
+
+def test_soft_dice_is_zero_for_a_perfect_prediction_and_ignores_unlabelled_pixels() -> None:
+    target = torch.full((1, 6, 6), IGNORE_INDEX)
+    target[0, :2] = 0
+    target[0, 4, 4] = 3  # one pixel of a rare class
+    logits = torch.full((1, 7, 6, 6), -30.0)
+    logits[0, 0, :2] = 30.0
+    logits[0, 3, 4, 4] = 30.0
+    logits[0, 5, 2:] = 30.0  # whatever the model says on unlabelled pixels does not count
+    logits[0, 5, 4, 4] = -30.0
+    assert float(partial_soft_dice(logits, target, smooth=0.0)) == pytest.approx(0.0, abs=1e-6)
+    logits[0, 3, 4, 4], logits[0, 0, 4, 4] = -30.0, 30.0  # the rare pixel called class 0
+    # class 3: dice 0; class 0: 2 * 12 / (13 + 12): the one wrong pixel costs as much as a class
+    expected = 1 - (0 + 24 / 25) / 2
+    assert float(partial_soft_dice(logits, target, smooth=0.0)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_dice_term_pulls_harder_on_the_pixels_of_a_rare_class() -> None:
+    """Cross-entropy pulls every pixel's true class alike, so a class's share of the pull is its
+    share of the pixels; the Dice term pulls a rare class's pixels harder."""
+    target = torch.zeros(1, 20, 20, dtype=torch.long)
+    target[0, :2, :2] = 4  # 1% of the pixels
+    logits = torch.zeros(1, 7, 20, 20, requires_grad=True)
+
+    def rare_over_common(loss_fn) -> float:
+        """How much harder a rare pixel's true-class logit is pulled than a common pixel's."""
+        (grad,) = torch.autograd.grad(loss_fn(logits, target), logits)
+        pull = grad.gather(1, target[:, None]).abs()[:, 0]
+        return float(pull[target == 4].mean() / pull[target == 0].mean())
+
+    assert rare_over_common(PartialCrossEntropyLoss()) == pytest.approx(1.0)
+    assert rare_over_common(partial_soft_dice) > 5
+    combined = PartialCrossEntropyLoss(dice_weight=1.0)
+    torch.testing.assert_close(combined(logits, target),
+                               PartialCrossEntropyLoss()(logits, target) + partial_soft_dice(logits, target))
+    empty = torch.full((1, 20, 20), IGNORE_INDEX)
+    loss = combined(logits, empty)
+    loss.backward()
+    assert float(loss) == 0.0
+    with pytest.raises(ValueError, match="dice_weight"):
+        PartialCrossEntropyLoss(dice_weight=-1.0)

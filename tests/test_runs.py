@@ -9,10 +9,12 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from torchvision.transforms import v2
 
 from lc_utils import files, runs, settings, sparse, training
 from lc_utils.runs import DENSE, RunSpec, build_run
 from lc_utils.train import EXECUTION_OPTIONS, build_parser, main, parse_args, spec_from_args
+from lc_utils.transforms import LabelledRandomCrop
 
 NOTEBOOK_04 = settings.PROJECT_ROOT / "notebooks" / "04_training_partial_loss.ipynb"
 
@@ -51,6 +53,14 @@ def test_a_spec_says_what_is_wrong_and_names_the_source() -> None:
         RunSpec(batch_size=0)
     with pytest.raises(ValueError, match="prior_correction must be bool"):
         RunSpec.from_dict({"prior_correction": "maybe"})
+    with pytest.raises(ValueError, match="crop_sampling must be one of"):
+        RunSpec(crop_sampling="rare-first")
+    with pytest.raises(ValueError, match="color_jitter must be between 0 and 1"):
+        RunSpec(color_jitter=1.5)
+    with pytest.raises(ValueError, match="dice_weight cannot be negative"):
+        RunSpec(dice_weight=-1)
+    with pytest.raises(ValueError, match=r"val_overlap must be in \[0, 1\)"):
+        RunSpec(val_overlap=1.0)
 
 
 def test_a_spec_has_one_budget() -> None:
@@ -75,6 +85,13 @@ def test_every_field_is_one_option_of_the_training_command(fast: str, monkeypatc
     assert spec == RunSpec.course_defaults()
     assert spec_from_args(parse_args(["--points-per-image", "30", "--seed", "2", "--schedule", "none"])) == \
         RunSpec.course_defaults(points_per_image=30, seed=2, schedule=None)
+    # Fast mode's recipe follows the data: the sample's rate, or real imagery's with the Dice term.
+    real = spec_from_args(parse_args(["--data", "/data/tiles"]))
+    assert real == RunSpec.course_defaults(data="/data/tiles")
+    if fast == "1":
+        for made, recipe in ((real, runs.REAL_IMAGERY_RECIPE), (spec, runs.SAMPLE_RECIPE)):
+            assert {name: getattr(made, name) for name in recipe} == recipe
+    assert spec_from_args(parse_args(["--data", "/data/tiles", "--lr", "0.01"])).lr == 0.01
 
 
 def _notebook_04_steps(data: Path, runs_dir: Path) -> dict:
@@ -167,3 +184,16 @@ def test_build_run_takes_dense_labels_an_annotation_file_and_loss_options(sample
     with pytest.raises(ValueError, match="partial.csv: no points for 1 training images"):
         build_run(_tiny(sample_root, annotations=str(partial)), runs_dir=tmp_path)
     assert json.loads(json.dumps(sampled.spec.to_dict())) == sampled.spec.to_dict()  # plain values
+
+
+def test_the_recipe_fields_reach_the_run(sample_root: Path, tmp_path: Path) -> None:
+    run = build_run(_tiny(sample_root, strategy=DENSE, crop_sampling="class-balanced", color_jitter=0.2,
+                          dice_weight=1.0), runs_dir=tmp_path)
+    assert run.loss_fn.dice_weight == 1.0
+    steps = run.train_set.transform.transforms
+    assert any(isinstance(t, LabelledRandomCrop) and t.balance_classes for t in steps)
+    assert any(isinstance(t, v2.ColorJitter) for t in steps)
+    plain = build_run(_tiny(sample_root, strategy=DENSE), runs_dir=tmp_path)
+    assert plain.loss_fn.dice_weight == 0.0
+    assert not any(isinstance(t, v2.ColorJitter) or getattr(t, "balance_classes", False)
+                   for t in plain.train_set.transform.transforms)

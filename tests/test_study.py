@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.label_density import RESULTS, markdown_table, table_markers, update_readme
+from benchmarks._common import table_markers
+from benchmarks.label_density import RESULTS, markdown_table, update_readme
 from lc_utils import study
 from lc_utils.classes import DEEPGLOBE
 from lc_utils.datasets import DenseLandCoverDataset, read_pair
