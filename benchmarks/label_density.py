@@ -92,7 +92,7 @@ def markdown_table(record: dict[str, Any]) -> str:
     for row in summary.itertuples():
         if row.strategy == DENSE:
             labels = "dense masks"
-        elif pd.notna(row.points_per_mp):
+        elif pd.notna(getattr(row, "points_per_mp", None)):  # records before budgets per MP have none
             labels = (f"{row.strategy}, {row.points_per_mp:,.0f} points per MP "
                       f"({int(row.points_per_image):,} per image)")
         else:

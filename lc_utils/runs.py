@@ -45,7 +45,8 @@ from .sparse import (
     point_counts,
 )
 from .statistics import class_statistics
-from .training import LAST, SCHEDULES, fit, make_loader
+from .synthetic import is_generated_sample
+from .training import LAST, SCHEDULES, fit, make_loader, register_config_defaults
 from .transforms import CROP_SAMPLING, make_transforms
 from .windows import DEFAULT_OVERLAP, WindowDataset
 
@@ -253,9 +254,11 @@ term they do not: best validation mIoU 0.26 against 0.55)."""
 
 def fast_recipe(data: str | Path | None = None) -> dict[str, float]:
     """Fast mode's learning rate, Dice weight and crops per epoch for ``data`` (else ``$DATA_DIR``):
-    :data:`SAMPLE_RECIPE` for the generated sample, :data:`REAL_IMAGERY_RECIPE` for any other folder."""
+    :data:`SAMPLE_RECIPE` for the generated sample (none given, or a folder that
+    :func:`lc_utils.synthetic.is_generated_sample` recognises), :data:`REAL_IMAGERY_RECIPE` for any
+    other folder."""
     chosen = data or os.environ.get("DATA_DIR")
-    return dict(REAL_IMAGERY_RECIPE if chosen else SAMPLE_RECIPE)
+    return dict(REAL_IMAGERY_RECIPE if chosen and not is_generated_sample(chosen) else SAMPLE_RECIPE)
 
 
 _HINTS = typing.get_type_hints(RunSpec)
@@ -318,6 +321,9 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     if not isinstance(value, str):
         raise wrong
     return value
+
+
+register_config_defaults(RunSpec().to_dict())  # a checkpoint made before a field existed resumes
 
 
 class RunData(NamedTuple):

@@ -207,9 +207,9 @@ def make_sample_dataset(
 ) -> Path:
     """Write a DeepGlobe-format dataset in the Kaggle layout under ``root`` and return ``root``.
 
-    ``root/train/<id>_sat.jpg`` and ``<id>_mask.png``, ``root/class_dict.csv`` and
-    ``root/metadata.csv``. The same arguments always give the same files; image ``i`` does not
-    depend on ``n_images``.
+    ``root/train/<id>_sat.jpg`` and ``<id>_mask.png``, ``root/class_dict.csv``,
+    ``root/metadata.csv`` and ``root/sample.json`` (how it was made). The same arguments always
+    give the same files; image ``i`` does not depend on ``n_images``.
     """
     if n_images < 1 or size < 32:
         raise ValueError(f"need n_images >= 1 and size >= 32, got {n_images}, {size}")
@@ -235,23 +235,30 @@ def make_sample_dataset(
         writer.writerow(["name", "r", "g", "b"])
         for name, color in zip(DEEPGLOBE.names, DEEPGLOBE.colors):
             writer.writerow([name, *color])
+    (root / _PARAMS_FILE).write_text(json.dumps(_params(n_images, size, seed)))
     return root
+
+
+def _params(n_images: int, size: int, seed: int) -> dict[str, int]:
+    return {"n_images": n_images, "size": size, "seed": seed, "version": _GENERATOR_VERSION}
+
+
+def is_generated_sample(root: str | Path) -> bool:
+    """Whether ``root`` holds a sample this module generated (it records how, in ``sample.json``)."""
+    return (Path(root) / _PARAMS_FILE).is_file()
 
 
 def ensure_sample_dataset(root: str | Path, n_images: int = 24, size: int = 256,
                           seed: int = 0) -> Path:
     """Generate the sample under ``root`` unless the same one is already there; return ``root``."""
     root = Path(root)
-    params = {"n_images": n_images, "size": size, "seed": seed, "version": _GENERATOR_VERSION}
     params_file = root / _PARAMS_FILE
-    if params_file.is_file() and json.loads(params_file.read_text()) == params:
+    if params_file.is_file() and json.loads(params_file.read_text()) == _params(n_images, size, seed):
         return root
     if root.exists():
         for path in (root / SAMPLE_SPLIT).glob("*"):
             path.unlink()
-    make_sample_dataset(root, n_images=n_images, size=size, seed=seed)
-    params_file.write_text(json.dumps(params))
-    return root
+    return make_sample_dataset(root, n_images=n_images, size=size, seed=seed)
 
 
 STANDIN_CLASSES = {

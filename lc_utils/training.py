@@ -308,6 +308,16 @@ def train_epoch(step: TrainingStep, loader: DataLoader, epoch: int, epochs: int,
             "batches_without_labels": int(unlabelled_batches)}
 
 
+_CONFIG_DEFAULTS: dict[str, Any] = {}
+
+
+def register_config_defaults(defaults: Mapping[str, Any]) -> None:
+    """What a key missing from an older checkpoint's config stands for: a field added to the run
+    description since (:class:`lc_utils.runs.RunSpec` registers its defaults), whose default is how
+    the run was made before it existed. Resuming compares with these filled in."""
+    _CONFIG_DEFAULTS.update(defaults)
+
+
 @dataclass
 class Checkpoints:
     """A run folder's files and when they are written.
@@ -340,9 +350,11 @@ class Checkpoints:
             return [], -math.inf, 0
         path = self.run_dir / LAST
         state = load_checkpoint(path, map_location=step.device)
-        if state["config"] != self.config:
-            changed = sorted(k for k in {*self.config, *state["config"]}
-                             if state["config"].get(k) != self.config.get(k))
+        added_since = {k: _CONFIG_DEFAULTS[k] for k in self.config
+                       if k not in state["config"] and k in _CONFIG_DEFAULTS}
+        saved = {**added_since, **state["config"]}
+        if saved != self.config:
+            changed = sorted(k for k in {*self.config, *saved} if saved.get(k) != self.config.get(k))
             what = "other settings"
             if "train_images" in changed:
                 changed.remove("train_images")

@@ -152,6 +152,14 @@ def test_a_run_folder_keeps_its_spec_and_refuses_another(sample_root: Path, tmp_
             "--run-name", "tiny"]
     assert main(args) == 0
     assert main([*args, "--seed", "1"]) == 2  # another seed is another run
+    # A checkpoint written before a field existed (no dice_weight in its config) is the same run
+    # when the field keeps its default, and another run when it does not.
+    state = training.load_checkpoint(run_dir / training.LAST)
+    del state["config"]["dice_weight"]
+    torch.save(state, run_dir / training.LAST)
+    assert build_run(spec, runs_dir=tmp_path / "runs").fit(run_dir, progress=False) == history
+    with pytest.raises(ValueError, match=r"other settings \(dice_weight\)"):
+        build_run(spec.replace(dice_weight=1.0), runs_dir=tmp_path / "runs").fit(run_dir, progress=False)
 
 
 @pytest.mark.slow

@@ -6,10 +6,12 @@ import numpy as np
 from lc_utils.classes import DEEPGLOBE
 from lc_utils.datasets import read_pair
 from lc_utils.layouts import find_pairs
+from lc_utils.runs import REAL_IMAGERY_RECIPE, SAMPLE_RECIPE, fast_recipe
 from lc_utils.synthetic import (
     CLASS_SHARES,
     ensure_sample_dataset,
     generate_pair,
+    is_generated_sample,
     make_sample_dataset,
 )
 
@@ -24,8 +26,14 @@ def test_same_seed_same_files(tmp_path: Path) -> None:
     c = _file_bytes(make_sample_dataset(tmp_path / "c", n_images=3, size=64, seed=6))
     assert a == b
     assert a["train/0000_sat.jpg"] != c["train/0000_sat.jpg"]
-    assert set(a) == {"class_dict.csv", "metadata.csv"} | {
+    assert set(a) == {"class_dict.csv", "metadata.csv", "sample.json"} | {
         f"train/{i:04d}_{kind}" for i in range(3) for kind in ("sat.jpg", "mask.png")}
+
+
+def test_a_generated_sample_is_recognised(tmp_path: Path, real_tiles: Path) -> None:
+    sample = make_sample_dataset(tmp_path / "s", n_images=1, size=64)
+    assert is_generated_sample(sample) and not is_generated_sample(real_tiles)
+    assert fast_recipe(sample) == SAMPLE_RECIPE and fast_recipe(real_tiles) == REAL_IMAGERY_RECIPE
 
 
 def test_an_image_does_not_depend_on_how_many_are_made() -> None:
