@@ -213,11 +213,11 @@ def compare_tilings(
     Windows of a weak model disagree: each one sees only its own content (DeepLabV3's image
     pooling sums up the whole window), so neighbouring windows can call one field two classes and
     meet at a straight seam. Overlap with blending, larger windows and the whole image at once are
-    the remedies this table measures (a row per tiling, by ``tiling``, its name): ``windows``
-    (over all images), ``seconds``, ``mean_iou``,
-    ``pixel_accuracy``, and ``agrees_with_whole``, the share of pixels predicted as the whole image
-    at once predicts them (NaN without a tiling whose ``window`` is None). A tiling that runs out of
-    memory gets NaN scores and ``out_of_memory`` True.
+    the remedies this table measures, a row per tiling (``tiling``, its name): ``windows`` (over
+    all images), ``seconds``, ``mean_iou``, ``pixel_accuracy``, and ``agrees_with_whole``, the
+    share of pixels predicted as the whole image at once predicts them (NaN without a tiling whose
+    ``window`` is None). A tiling that runs out of memory gets NaN scores and ``out_of_memory``
+    True.
     """
     confusions = {t.name: ConfusionMatrix(schema.num_classes, schema=schema) for t in tilings}
     seconds = dict.fromkeys(confusions, 0.0)
