@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -210,3 +211,36 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     summary["_order"] = summary["strategy"].map({s: i for i, s in enumerate(_ORDER)}).fillna(len(_ORDER))
     return (summary.sort_values(["_order", "labelled_fraction"]).drop(columns="_order")
             .reset_index(drop=True))
+
+
+def setting_label(strategy: str, points_per_image: float | None, points_per_mp: float | None) -> str:
+    """How a table names a setting: "dense", "uniform, 1,000/MP" or "uniform, 100 per image"."""
+    if strategy == DENSE:
+        return DENSE
+    if points_per_mp is not None and not pd.isna(points_per_mp):
+        return f"{strategy}, {points_per_mp:,.0f}/MP"
+    return f"{strategy}, {points_per_image:,.0f} per image"
+
+
+def per_class_iou(runs: pd.DataFrame, exclude: Sequence[str] = ("unknown",)) -> pd.DataFrame:
+    """Mean validation IoU of each class per setting over its seeds (a row per setting, in the
+    order the runs first name them), the classes in ``exclude`` left out as the headline mean
+    leaves them out."""
+    rows = [{"setting": setting_label(r.strategy, r.points_per_image, getattr(r, "points_per_mp", None)),
+             **r.val_iou} for r in runs.itertuples()]
+    table = pd.DataFrame(rows).groupby("setting", sort=False).mean()
+    return table.drop(columns=[c for c in exclude if c in table.columns])
+
+
+def describe_record(record: dict[str, Any], width: int = 72) -> str:
+    """Where, when and how a committed study record was made, and its command wrapped to ``width``
+    characters (a notebook column), for printing above its results."""
+    runs = pd.DataFrame(record["runs"])
+    machine = record["machine"]
+    weights = runs["weights_used"].iloc[0] or "random"
+    command = " \\\n".join(textwrap.wrap(record["command"], width, subsequent_indent="    ",
+                                         break_on_hyphens=False, break_long_words=False))
+    return (f"{record['date']}, {machine['processor']}\n({machine['cpu_threads']} threads), "
+            f"torch {machine['torch']}:\n{record['train_images']} training and {record['val_images']} "
+            f"validation images, {int(runs['steps'].iloc[0])} steps per run,\n"
+            f"DeepLabV3-{record['settings']['backbone']} from {weights} weights; made with:\n{command}")

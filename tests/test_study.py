@@ -206,3 +206,20 @@ def test_majority_baseline_on_pairs_and_on_windows(sample_root: Path) -> None:
     window = maps[index][top:top + 40, left:left + 40]
     expected = (window == majority_index).mean()
     assert majority_baseline(train, corner)["pixel_accuracy"] == pytest.approx(expected)
+
+
+def test_per_class_iou_and_the_record_description_name_every_setting() -> None:
+    record = json.loads((RESULTS.parent / "label_density_sample.json").read_text())
+    runs = pd.DataFrame(record["runs"])
+    table = study.per_class_iou(runs)
+    assert list(table.index) == ["uniform, 100 per image", "stratified, 100 per image",
+                                 "stratified+prior, 100 per image", "dense"]
+    assert "unknown" not in table.columns and "water" in table.columns
+    dense = runs[runs.strategy == DENSE]
+    assert table.loc["dense", "water"] == pytest.approx(np.mean([r["water"] for r in dense["val_iou"]]))
+    assert study.setting_label("uniform", 262, 1000.0) == "uniform, 1,000/MP"
+    text = study.describe_record(record, width=40)
+    command_lines = [line.removesuffix(" \\").strip() for line in text.splitlines()[4:]]
+    assert record["date"] in text  # lines fit the width, and no word (a path) is cut to make them
+    assert all(len(line) <= 40 or " " not in line for line in command_lines)
+    assert text.replace(" \\\n    ", " ").endswith(record["command"])
