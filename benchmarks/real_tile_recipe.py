@@ -50,18 +50,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "baseline": {"crop": 128, "batch_size": 8},
     "balanced": {"crop": 128, "batch_size": 8, "crop_sampling": "class-balanced", "color_jitter": 0.2},
     "balanced-256": {"crop": 256, "batch_size": 4, "crop_sampling": "class-balanced", "color_jitter": 0.2},
-    "context-256": {"crop": 256, "batch_size": 4},
     "lr3e-4": {"crop": 128, "batch_size": 8, "lr": 3e-4},
     "lr3e-4-dice": {"crop": 128, "batch_size": 8, "lr": 3e-4, "dice_weight": 1.0},
-    "lr3e-4-weighted": {"crop": 128, "batch_size": 8, "lr": 3e-4, "loss_weights": "inverse-sqrt"},
-    "lr3e-4-balanced": {"crop": 128, "batch_size": 8, "lr": 3e-4, "crop_sampling": "class-balanced"},
-    "lr6e-4": {"crop": 128, "batch_size": 8, "lr": 6e-4},
     "lr6e-4-dice": {"crop": 128, "batch_size": 8, "lr": 6e-4, "dice_weight": 1.0},
-    "lr6e-4-jitter": {"crop": 128, "batch_size": 8, "lr": 6e-4, "color_jitter": 0.2},
-    "balanced-256-weighted": {"crop": 256, "batch_size": 4, "crop_sampling": "class-balanced",
-                              "color_jitter": 0.2, "loss_weights": "inverse-sqrt"},
-    "balanced-256-lr4e-3": {"crop": 256, "batch_size": 4, "crop_sampling": "class-balanced",
-                            "color_jitter": 0.2, "lr": 4e-3},
 }
 """Changes to :func:`base_spec` per candidate; the steps follow from the crop and batch."""
 

@@ -175,16 +175,20 @@ class Tiling:
     window: int | None
     overlap: float = DEFAULT_OVERLAP
 
+    def window_size(self, height: int, width: int) -> int:
+        """The window side on a ``height`` x ``width`` image (the whole image's for None)."""
+        return self.window or max(height, width)
+
     def windows(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
         """(top, left, height, width) of every window this tiling slides over an image."""
-        size = self.window or max(height, width)
+        size = self.window_size(height, width)
         tops, lefts = prediction_windows(height, width, size, self.overlap)
         return [(t, left, min(size, height), min(size, width)) for t in tops for left in lefts]
 
     def predict(self, model: nn.Module, image: np.ndarray, **predict_kwargs) -> np.ndarray:
         """The class map of ``image`` under this tiling."""
-        size = self.window or max(image.shape[:2])
-        return predict_tiled(model, image, tile_size=size, overlap=self.overlap, **predict_kwargs)
+        return predict_tiled(model, image, tile_size=self.window_size(*image.shape[:2]), overlap=self.overlap,
+                             **predict_kwargs)
 
 
 def seam_tilings(window: int, image_side: int | None = None) -> list[Tiling]:
