@@ -16,6 +16,7 @@ import os
 import textwrap
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +245,36 @@ def describe_record(record: dict[str, Any], width: int = 72) -> str:
             f"torch {machine['torch']}:\n{record['train_images']} training and {record['val_images']} "
             f"validation images, {int(runs['steps'].iloc[0])} steps per run,\n"
             f"DeepLabV3-{record['settings']['backbone']} from {weights} weights; made with:\n{command}")
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A committed study record read back: its JSON, every run, and the summary per setting."""
+
+    path: Path
+    record: dict[str, Any]
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+
+    @property
+    def majority_miou(self) -> float:
+        """The mIoU of the majority class painted everywhere, on the same validation images."""
+        return float(self.record["majority_baseline"]["mean_iou"])
+
+    def describe(self, width: int = 72) -> str:
+        """Where, when and how the study ran (:func:`describe_record`)."""
+        return describe_record(self.record, width)
+
+    def per_class_iou(self) -> pd.DataFrame:
+        """Mean IoU of each scored class per setting (:func:`per_class_iou`)."""
+        return per_class_iou(self.runs)
+
+
+def load_record(path: str | Path) -> StudyRecord:
+    """Read a study record written by ``benchmarks/label_density.py`` and summarise its runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no study record here (run the command in the README to make it)")
+    record = json.loads(path.read_text())
+    runs = pd.DataFrame(record["runs"])
+    return StudyRecord(path, record, runs, summarize(runs))

@@ -166,8 +166,8 @@ def _write_pair(folder: Path, name: str, seed: int) -> tuple[Path, Path]:
     return image_path, folder / f"{name}_mask.png"
 
 
-def test_the_cache_is_reused_and_remade_when_points_or_settings_change(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_is_reused_and_remade_when_points_or_settings_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pairs = [_write_pair(tmp_path, "a", 0), _write_pair(tmp_path, "b", 1)]
     points = {"a": PointAnnotation([3, 20], [3, 20], [1, 3]), "b": PointAnnotation([10], [10], [4])}
     calls = []

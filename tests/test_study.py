@@ -223,3 +223,15 @@ def test_per_class_iou_and_the_record_description_name_every_setting() -> None:
     assert record["date"] in text  # lines fit the width, and no word (a path) is cut to make them
     assert all(len(line) <= 40 or " " not in line for line in command_lines)
     assert text.replace(" \\\n    ", " ").endswith(record["command"])
+
+
+def test_a_committed_record_loads_with_its_summary() -> None:
+    path = RESULTS.parent / "label_density_sample.json"
+    loaded = study.load_record(path)
+    record = json.loads(path.read_text())
+    assert loaded.majority_miou == record["majority_baseline"]["mean_iou"] < loaded.summary["miou_mean"].min()
+    np.testing.assert_allclose(loaded.summary["miou_mean"], [s["miou_mean"] for s in record["summary"]])
+    assert loaded.describe().startswith(record["date"])
+    assert list(loaded.per_class_iou().index)[-1] == DENSE
+    with pytest.raises(FileNotFoundError, match="nothing.json: no study record"):
+        study.load_record(path.parent / "nothing.json")
