@@ -34,6 +34,7 @@ from .inference import validator
 from .layouts import find_pairs, load_schema
 from .losses import PartialCrossEntropyLoss, class_weights_from_counts, prior_correction
 from .models import BACKBONES, build_deeplabv3
+from .propagation import LabelMapDataset, Propagation, ensure_propagated
 from .sparse import (
     STRATEGIES,
     PointAnnotation,
@@ -104,6 +105,9 @@ class RunSpec:
     """Points per training image; when set, it replaces ``points_per_mp``."""
     annotations: str | None = None
     """An annotation file to train on instead of sampling points (it replaces the budget)."""
+    superpixel_area: float | None = None
+    """Spread each point's class over its SLIC superpixel of about this many pixels
+    (:mod:`lc_utils.propagation`, notebook 07); None: train on the points alone."""
     # model
     backbone: str = "resnet50"
     weights: str | None = "imagenet"
@@ -171,6 +175,10 @@ class RunSpec:
             fail(f"color_jitter must be between 0 and 1, got {self.color_jitter}")
         if self.loss_weights not in LOSS_WEIGHTS:
             fail(f"loss_weights must be one of {list(LOSS_WEIGHTS)}, got {self.loss_weights!r}")
+        if self.superpixel_area is not None and self.strategy == DENSE:
+            fail("superpixel_area spreads points; dense labels have none to spread")
+        if self.superpixel_area is not None and self.superpixel_area < 4:
+            fail(f"superpixel_area must be at least 4 pixels, got {self.superpixel_area}")
         if self.prior_correction and self.strategy == DENSE:
             fail("prior_correction corrects the class shares of points; dense labels have none to correct")
         for name in ("crop", "batch_size", "epochs", "val_window"):
@@ -363,6 +371,12 @@ def annotation_file(spec: RunSpec, root: str | Path, runs_dir: str | Path | None
     return settings.annotation_path(root, name, runs_dir)
 
 
+def propagated_dir(annotation: Path, root: str | Path, runs_dir: str | Path | None = None) -> Path:
+    """Where the propagated label maps of an annotation file are cached: beside the course's
+    annotations (never beside a file of the user's), in a folder named after the file."""
+    return settings.annotation_path(root, f"propagated_{annotation.stem}", runs_dir)
+
+
 def _training_points(spec: RunSpec, path: Path, data: RunData) -> dict[str, PointAnnotation]:
     """The points of the training images: from the spec's file, or from the annotation of every
     image of the data set at ``path`` (made once; each image's points depend on the seed and the
@@ -471,6 +485,10 @@ def build_run(spec: RunSpec, *, runs_dir: str | Path | None = None, num_workers:
     transform = make_transforms(spec.crop, crop_sampling=spec.crop_sampling, color_jitter=spec.color_jitter)
     if annotations is None:
         train_set = DenseLandCoverDataset(split["train"], schema, transform, cache_mb=cache_mb)
+    elif spec.superpixel_area is not None:
+        label_maps = ensure_propagated(split["train"], annotations, propagated_dir(path, root, runs_dir),
+                                       Propagation(superpixel_area=spec.superpixel_area), schema)
+        train_set = LabelMapDataset(split["train"], label_maps, schema, transform, cache_mb=cache_mb)
     else:
         train_set = SparseLandCoverDataset(split["train"], annotations, schema, transform, cache_mb=cache_mb)
     train_loader = make_loader(train_set, spec.batch_size, shuffle=True, num_workers=num_workers,

@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--annotations", metavar="FILE",
                         help="a point annotation file to train on (default: made from --strategy and "
                              "the budget, as in notebook 03, and saved under RUNS_DIR/annotations)")
+    labels.add_argument("--superpixel-area", type=_optional(float), metavar="PIXELS",
+                        help="spread each point's class over its SLIC superpixel of about this many "
+                             "pixels (notebook 07; default: %(default)s, points alone)")
     model = parser.add_argument_group("model")
     model.add_argument("--backbone", choices=list(models.BACKBONES), help="(default: %(default)s)")
     model.add_argument("--weights", type=_optional(str),

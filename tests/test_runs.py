@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 import torch
 from torchvision.transforms import v2
@@ -205,3 +206,20 @@ def test_the_recipe_fields_reach_the_run(sample_root: Path, tmp_path: Path) -> N
     assert plain.loss_fn.dice_weight == 0.0
     assert not any(isinstance(t, v2.ColorJitter) or getattr(t, "balance_classes", False)
                    for t in plain.train_set.transform.transforms)
+
+
+def test_superpixel_area_trains_on_the_points_spread_over_their_superpixels(sample_root: Path,
+                                                                             tmp_path: Path) -> None:
+    points = build_run(_tiny(sample_root), runs_dir=tmp_path)
+    spread = build_run(_tiny(sample_root, superpixel_area=50), runs_dir=tmp_path)
+    assert spread.annotations == points.annotations and spread.labelled_fraction == points.labelled_fraction
+    for index, image_id in enumerate(spread.train_set.image_ids):
+        _, labels = spread.train_set.read_item(index)
+        annotation = spread.annotations[image_id]
+        assert np.array_equal(labels[annotation.rows, annotation.cols], annotation.labels)
+        assert (labels != 255).sum() > 3 * len(annotation)
+    assert all(p.parent.name == f"propagated_{points.annotation_path.stem}"
+               for p in spread.train_set.label_maps.values())
+    with pytest.raises(ValueError, match="dense labels have none to spread"):
+        RunSpec(strategy=DENSE, superpixel_area=50)
+    assert spec_from_args(parse_args(["--superpixel-area", "900"])).superpixel_area == 900
