@@ -272,13 +272,13 @@ def save_label_map(label_map: np.ndarray, path: str | Path) -> Path:
 
 
 class LabelMapDataset(SegmentationDataset):
-    """Images with label maps saved as PNG files (255 = unlabelled): propagated points or
-    pseudo-labels. ``label_maps`` maps each image id to its file."""
+    """Images with label maps (255 = unlabelled): propagated points or pseudo-labels.
+    ``label_maps`` maps each image id to a PNG file (:func:`save_label_map`) or an array."""
 
     def __init__(
         self,
         pairs: Sequence[tuple[str | Path, str | Path]],
-        label_maps: Mapping[str, str | Path],
+        label_maps: Mapping[str, str | Path | np.ndarray],
         schema: ClassSchema = DEEPGLOBE,
         transform: Callable | None = None,
         cache_mb: float = 0,
@@ -287,11 +287,13 @@ class LabelMapDataset(SegmentationDataset):
         missing = [i for i in self.image_ids if i not in label_maps]
         if missing:
             raise ValueError(f"{len(missing)} image(s) have no label map, e.g. {missing[:3]}")
-        self.label_maps = {i: Path(label_maps[i]) for i in self.image_ids}
+        self.label_maps = {i: label_maps[i] if isinstance(label_maps[i], np.ndarray) else Path(label_maps[i])
+                           for i in self.image_ids}
 
     def label_map(self, index: int, shape: tuple[int, int]) -> np.ndarray:
-        path = self.label_maps[self.image_ids[index]]
-        label_map = read_label_map(path)
+        source = self.label_maps[self.image_ids[index]]
+        label_map = source if isinstance(source, np.ndarray) else read_label_map(source)
+        path = source if isinstance(source, Path) else f"label map of image {self.image_ids[index]!r}"
         if label_map.shape != shape:
             raise ValueError(f"{path}: label map is {label_map.shape[1]}x{label_map.shape[0]} but its image "
                              f"is {shape[1]}x{shape[0]}")
@@ -302,31 +304,26 @@ class LabelMapDataset(SegmentationDataset):
         return label_map
 
 
-def pseudo_label_thresholds(probabilities: Iterable[np.ndarray], threshold: float = 0.9,
-                            class_share: float | None = 0.2, bins: int = 1000) -> np.ndarray:
+def pseudo_label_thresholds(predictions: Iterable[tuple[np.ndarray, np.ndarray]], num_classes: int,
+                            threshold: float = 0.9, class_share: float | None = 0.2,
+                            bins: int = 1000) -> np.ndarray:
     """One confidence threshold per class for :func:`pseudo_labels`, over all images at once.
 
     A pixel predicted as class c is kept when its confidence reaches ``threshold``, or when it is
     among the ``class_share`` most confident of all pixels predicted c (class-balanced
     self-training): rare classes are predicted with less confidence, and a single threshold
-    would drown them in the common ones. ``probabilities`` yields (C, H, W) softmax arrays.
+    would drown them in the common ones. ``predictions`` yields (predicted class map, confidence
+    map) pairs: a model's argmax and its softmax probability.
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     if class_share is not None and not 0 < class_share <= 1:
         raise ValueError(f"class_share must be in (0, 1], got {class_share}")
-    histogram = None
-    for probs in probabilities:
-        n = probs.shape[0]
-        if histogram is None:
-            histogram = np.zeros((n, bins), dtype=np.int64)
-        confidence = probs.max(axis=0)
-        predicted = probs.argmax(axis=0)
-        index = np.minimum((confidence * bins).astype(np.int64), bins - 1)
-        np.add.at(histogram, (predicted.ravel(), index.ravel()), 1)
-    if histogram is None:
-        raise ValueError("no probability maps given")
-    thresholds = np.full(histogram.shape[0], float(threshold))
+    histogram = np.zeros((num_classes, bins), dtype=np.int64)
+    for predicted, confidence in predictions:
+        index = np.minimum((np.asarray(confidence, np.float64) * bins).astype(np.int64), bins - 1)
+        np.add.at(histogram, (predicted.ravel().astype(np.int64), index.ravel()), 1)
+    thresholds = np.full(num_classes, float(threshold))
     if class_share is None:
         return thresholds
     for c, counts in enumerate(histogram):
@@ -340,21 +337,22 @@ def pseudo_label_thresholds(probabilities: Iterable[np.ndarray], threshold: floa
     return thresholds
 
 
-def pseudo_labels(probabilities: np.ndarray, base_labels: np.ndarray, thresholds: np.ndarray | float,
+def pseudo_labels(predicted: np.ndarray, confidence: np.ndarray, base_labels: np.ndarray,
+                  thresholds: np.ndarray | float,
                   unknown_index: int | None = DEEPGLOBE.unknown_index) -> np.ndarray:
     """A model's confident predictions added to ``base_labels`` (points or propagated labels,
     255 = unlabelled) where those hold no label: the base labels are never overwritten, and the
     unknown class is never pseudo-labelled.
 
-    ``probabilities``: the model's (C, H, W) softmax; ``thresholds``: one per class (see
-    :func:`pseudo_label_thresholds`) or one for all.
+    ``predicted`` and ``confidence``: the model's (H, W) argmax and its probability;
+    ``thresholds``: one per class (see :func:`pseudo_label_thresholds`) or one for all.
     """
-    if probabilities.shape[1:] != base_labels.shape:
-        raise ValueError(f"probabilities {probabilities.shape[1:]} and labels {base_labels.shape} "
+    if predicted.shape != base_labels.shape or confidence.shape != base_labels.shape:
+        raise ValueError(f"predictions {predicted.shape} / {confidence.shape} and labels {base_labels.shape} "
                          "differ in size")
-    confidence = probabilities.max(axis=0)
-    predicted = probabilities.argmax(axis=0)
-    per_class = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (probabilities.shape[0],))
+    per_class = np.asarray(thresholds, dtype=np.float64)
+    if per_class.ndim == 0:
+        per_class = np.full(int(predicted.max(initial=0)) + 1, float(per_class))
     keep = (confidence >= per_class[predicted]) & (base_labels == IGNORE_INDEX)
     if unknown_index is not None:
         keep &= predicted != unknown_index

@@ -27,14 +27,20 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import distributed, settings
-from .classes import ClassSchema
+from .classes import IGNORE_INDEX, ClassSchema
 from .datasets import DenseLandCoverDataset, SegmentationDataset, split_items, split_pairs
 from .files import image_id_of, image_shapes
-from .inference import validator
+from .inference import predict_tiled, validator
 from .layouts import find_pairs, load_schema
 from .losses import PartialCrossEntropyLoss, class_weights_from_counts, prior_correction
 from .models import BACKBONES, build_deeplabv3
-from .propagation import LabelMapDataset, Propagation, ensure_propagated
+from .propagation import (
+    LabelMapDataset,
+    Propagation,
+    ensure_propagated,
+    pseudo_label_thresholds,
+    pseudo_labels,
+)
 from .sparse import (
     STRATEGIES,
     PointAnnotation,
@@ -108,6 +114,16 @@ class RunSpec:
     superpixel_area: float | None = None
     """Spread each point's class over its SLIC superpixel of about this many pixels
     (:mod:`lc_utils.propagation`, notebook 07); None: train on the points alone."""
+    self_training_rounds: int = 0
+    """Rounds of self-training (notebook 07). The epochs are shared evenly between the first
+    training and the rounds; each round predicts the training images with the model so far, adds
+    its confident pixels to the labels (never over them) and fine-tunes on them, its warm-up and
+    schedule started again."""
+    pseudo_threshold: float = 0.9
+    """Confidence from which a predicted pixel becomes a pseudo-label."""
+    pseudo_class_share: float | None = 0.2
+    """Also keep this share of each class's most confident pixels, so that rare classes, predicted
+    with less confidence, are not drowned (class-balanced self-training); None: the threshold alone."""
     # model
     backbone: str = "resnet50"
     weights: str | None = "imagenet"
@@ -177,6 +193,15 @@ class RunSpec:
             fail(f"loss_weights must be one of {list(LOSS_WEIGHTS)}, got {self.loss_weights!r}")
         if self.superpixel_area is not None and self.strategy == DENSE:
             fail("superpixel_area spreads points; dense labels have none to spread")
+        if self.self_training_rounds and self.strategy == DENSE:
+            fail("self-training adds labels to points; dense labels leave no pixel to add")
+        if self.self_training_rounds < 0 or self.epochs % (self.self_training_rounds + 1):
+            fail(f"epochs ({self.epochs}) must be shared evenly between the first training and "
+                 f"{self.self_training_rounds} self-training round(s)")
+        if not 0 < self.pseudo_threshold <= 1:
+            fail(f"pseudo_threshold must be in (0, 1], got {self.pseudo_threshold}")
+        if self.pseudo_class_share is not None and not 0 < self.pseudo_class_share <= 1:
+            fail(f"pseudo_class_share must be in (0, 1], got {self.pseudo_class_share}")
         if self.superpixel_area is not None and self.superpixel_area < 4:
             fail(f"superpixel_area must be at least 4 pixels, got {self.superpixel_area}")
         if self.prior_correction and self.strategy == DENSE:
@@ -432,6 +457,12 @@ class Run:
     val_loader: DataLoader | None
     model: nn.Module
     loss_fn: PartialCrossEntropyLoss
+    pseudo_labelled: float | None = None
+    """Share of the training pixels labelled after the last self-training round (None: none ran)."""
+
+    def __post_init__(self) -> None:
+        self.base_train_set = self.train_set
+        """The training set before any pseudo-label: what each self-training round adds to."""
 
     @functools.cached_property
     def labelled_fraction(self) -> float:
@@ -457,17 +488,60 @@ class Run:
             progress: bool = True) -> list[dict[str, float]]:
         """Train with :func:`lc_utils.training.fit` as the spec says, validating on the fixed
         windows. With ``run_dir`` the folder gets the checkpoints and the spec (``run.toml``,
-        unless an existing checkpoint is resumed, whose spec must then be this one)."""
+        unless an existing checkpoint is resumed, whose spec must then be this one).
+
+        With self-training rounds the epochs are shared between the first training and the
+        rounds (each in ``run_dir/round<k>``, resumed alike); every history row then says its
+        ``round``, and :attr:`pseudo_labelled` holds the last round's share of labelled pixels."""
         spec = self.spec
         resuming = run_dir is not None and resume and (Path(run_dir) / LAST).is_file()
         if run_dir is not None and distributed.is_main() and not resuming:
             spec.save(Path(run_dir) / SPEC_FILE)
         validate = validator(self.val_loader, amp=amp) if self.val_loader is not None else None
-        return fit(self.model, self.train_loader, epochs=spec.epochs, validate=validate, loss_fn=self.loss_fn,
-                   lr=spec.lr, weight_decay=spec.weight_decay, schedule=spec.schedule,
-                   warmup_steps=spec.warmup_steps, seed=spec.seed, run_dir=run_dir, resume=resume,
-                   checkpoint_every=checkpoint_every, device=device, amp=amp,
-                   num_classes=self.schema.num_classes, config=spec.to_dict(), progress=progress)
+        rounds = spec.self_training_rounds
+        history: list[dict[str, float]] = []
+        for stage in range(rounds + 1):
+            stage_dir = run_dir if run_dir is None or stage == 0 else Path(run_dir) / f"round{stage}"
+            if stage > 0:
+                self.add_pseudo_labels()
+            stage_history = fit(
+                self.model, self.train_loader, epochs=spec.epochs // (rounds + 1), validate=validate,
+                loss_fn=self.loss_fn, lr=spec.lr, weight_decay=spec.weight_decay, schedule=spec.schedule,
+                # each round its own crops: the same seed would replay the first training's
+                warmup_steps=spec.warmup_steps, seed=spec.seed + 1000 * stage, run_dir=stage_dir,
+                resume=resume, checkpoint_every=checkpoint_every, device=device, amp=amp,
+                num_classes=self.schema.num_classes, config=spec.to_dict(), progress=progress)
+            history += [{**row, "round": stage} for row in stage_history] if rounds else stage_history
+        return history
+
+    def add_pseudo_labels(self) -> dict[str, np.ndarray]:
+        """Predict the training images with the model so far and train on from its confident
+        pixels added to the first labels (points or propagated points, never overwritten): the
+        step between self-training rounds. Returns the new label maps (image id -> (H, W))."""
+        spec = self.spec
+        base_set = self.base_train_set
+        predictions = {}
+        for index, image_id in enumerate(base_set.image_ids):
+            image, _ = base_set.read_item(index)
+            predicted, probs = predict_tiled(self.model, image, tile_size=spec.val_window,
+                                             overlap=spec.val_overlap, return_probs=True)
+            predictions[image_id] = (predicted, probs.max(axis=0).astype(np.float16))
+        thresholds = pseudo_label_thresholds(predictions.values(), self.schema.num_classes,
+                                             spec.pseudo_threshold, spec.pseudo_class_share)
+        label_maps = {}
+        for index, image_id in enumerate(base_set.image_ids):
+            base = base_set.read_item(index)[1]
+            predicted, confidence = predictions[image_id]
+            label_maps[image_id] = pseudo_labels(predicted, confidence, base, thresholds,
+                                                 self.schema.unknown_index)
+        self.train_set = LabelMapDataset(self.split["train"], label_maps, self.schema, base_set.transform,
+                                         cache_mb=base_set.cache_mb)
+        self.train_loader = make_loader(self.train_set, spec.batch_size, shuffle=True,
+                                        num_workers=self.train_loader.num_workers,
+                                        samples_per_epoch=spec.samples_per_epoch, seed=spec.seed)
+        labelled = sum(int((m != IGNORE_INDEX).sum()) for m in label_maps.values())
+        self.pseudo_labelled = labelled / sum(m.size for m in label_maps.values())
+        return label_maps
 
 
 def build_run(spec: RunSpec, *, runs_dir: str | Path | None = None, num_workers: int = 0,

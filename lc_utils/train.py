@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--superpixel-area", type=_optional(float), metavar="PIXELS",
                         help="spread each point's class over its SLIC superpixel of about this many "
                              "pixels (notebook 07; default: %(default)s, points alone)")
+    labels.add_argument("--self-training-rounds", type=int,
+                        help="rounds of self-training on the model's confident pixels, sharing the "
+                             "epochs (notebook 07; default: %(default)s)")
+    labels.add_argument("--pseudo-threshold", type=float,
+                        help="confidence from which a pixel becomes a pseudo-label (default: %(default)s)")
+    labels.add_argument("--pseudo-class-share", type=_optional(float), metavar="SHARE",
+                        help="also keep this share of each class's most confident pixels "
+                             "(default: %(default)s; none: the threshold alone)")
     model = parser.add_argument_group("model")
     model.add_argument("--backbone", choices=list(models.BACKBONES), help="(default: %(default)s)")
     model.add_argument("--weights", type=_optional(str),

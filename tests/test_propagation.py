@@ -202,25 +202,27 @@ def test_a_label_map_file_that_does_not_fit_is_refused(tmp_path: Path) -> None:
         LabelMapDataset(pairs, {})
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max(axis=0))
-    return exp / exp.sum(axis=0)
+def _predictions(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return probs.argmax(axis=0), probs.max(axis=0)
 
 
 def test_pseudo_labels_never_overwrite_points_nor_name_the_unknown_class() -> None:
     rng = np.random.default_rng(0)
-    probs = _softmax(rng.normal(0, 3, (DEEPGLOBE.num_classes, 16, 16)))
+    logits = rng.normal(0, 3, (DEEPGLOBE.num_classes, 16, 16))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=0)
+    predicted, confidence = _predictions(probs)
     base = np.full((16, 16), IGNORE_INDEX, np.uint8)
     base[2, 3], base[9, 9] = 5, UNKNOWN
-    labels = pseudo_labels(probs, base, 0.0)
+    labels = pseudo_labels(predicted, confidence, base, 0.0)
     assert labels[2, 3] == 5 and labels[9, 9] == UNKNOWN
     others = np.ones((16, 16), bool)
     others[2, 3] = others[9, 9] = False
-    predicted = probs.argmax(axis=0)
-    assert np.array_equal(labels[others & (predicted != UNKNOWN)], predicted[others & (predicted != UNKNOWN)])
+    known = others & (predicted != UNKNOWN)
+    assert np.array_equal(labels[known], predicted[known])
     assert (labels[others & (predicted == UNKNOWN)] == IGNORE_INDEX).all()
-    confident = pseudo_labels(probs, base, 0.99)
-    assert (confident[others] != IGNORE_INDEX).sum() < (labels[others] != IGNORE_INDEX).sum()
+    confident = pseudo_labels(predicted, confidence, base, 0.99)
+    assert 0 < (confident[others] != IGNORE_INDEX).sum() < (labels[others] != IGNORE_INDEX).sum()
+    assert (confidence[(confident != IGNORE_INDEX) & others] >= 0.99).all()
 
 
 def test_the_class_share_keeps_a_rare_unconfident_class() -> None:
@@ -229,10 +231,22 @@ def test_the_class_share_keeps_a_rare_unconfident_class() -> None:
     probs[:, :, :2] = [[[0.2]], [[0.7]], [[0.1]]]  # class 1: 20 pixels, never confident
     probs[1, :, 1] = 0.75
     probs[0, :, 1] = 0.15
-    alone = pseudo_label_thresholds([probs], threshold=0.9, class_share=None)
-    balanced = pseudo_label_thresholds([probs], threshold=0.9, class_share=0.5)
+    predicted, confidence = _predictions(probs)
+    alone = pseudo_label_thresholds([(predicted, confidence)], 3, threshold=0.9, class_share=None)
+    balanced = pseudo_label_thresholds([(predicted, confidence)], 3, threshold=0.9, class_share=0.5)
     base = np.full((10, 10), IGNORE_INDEX, np.uint8)
-    assert ((pseudo_labels(probs, base, alone, None)) == 1).sum() == 0
-    kept = pseudo_labels(probs, base, balanced, None) == 1
+    assert (pseudo_labels(predicted, confidence, base, alone, None) == 1).sum() == 0
+    kept = pseudo_labels(predicted, confidence, base, balanced, None) == 1
     assert kept.sum() == 10 and kept[:, 1].all()  # the more confident half
     assert balanced[0] == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="class_share"):
+        pseudo_label_thresholds([(predicted, confidence)], 3, class_share=0)
+
+
+def test_a_label_map_can_be_an_array(tmp_path: Path) -> None:
+    pairs = [_write_pair(tmp_path, "a", 0)]
+    labels = np.full((32, 32), IGNORE_INDEX, np.uint8)
+    labels[4, 5] = 2
+    assert LabelMapDataset(pairs, {"a": labels}).read_item(0)[1][4, 5] == 2
+    with pytest.raises(ValueError, match="label map of image 'a': label map is 8x8"):
+        LabelMapDataset(pairs, {"a": labels[:8, :8]}).read_item(0)

@@ -223,3 +223,25 @@ def test_superpixel_area_trains_on_the_points_spread_over_their_superpixels(samp
     with pytest.raises(ValueError, match="dense labels have none to spread"):
         RunSpec(strategy=DENSE, superpixel_area=50)
     assert spec_from_args(parse_args(["--superpixel-area", "900"])).superpixel_area == 900
+
+
+def test_self_training_shares_the_epochs_and_adds_confident_pixels_around_the_points(
+        sample_root: Path, tmp_path: Path) -> None:
+    spec = _tiny(sample_root, epochs=2, self_training_rounds=1, pseudo_threshold=0.5, val_windows=0)
+    run = build_run(spec, runs_dir=tmp_path)
+    points_steps = build_run(spec.replace(self_training_rounds=0), runs_dir=tmp_path).steps
+    history = run.fit(tmp_path / "run", progress=False)
+    assert [row["round"] for row in history] == [0, 1] and run.steps == points_steps
+    assert (tmp_path / "run" / "round1" / "last.pt").is_file()
+    assert run.pseudo_labelled > 3 * run.labelled_fraction
+    for index, image_id in enumerate(run.train_set.image_ids):
+        labels = run.train_set.read_item(index)[1]
+        points = run.annotations[image_id]
+        assert np.array_equal(labels[points.rows, points.cols], points.labels)
+        assert not (labels == run.schema.unknown_index).sum() > len(points)
+    resumed = build_run(spec, runs_dir=tmp_path)
+    assert resumed.fit(tmp_path / "run", progress=False) == history
+    with pytest.raises(ValueError, match="shared evenly"):
+        spec.replace(epochs=3)
+    with pytest.raises(ValueError, match="dense labels leave no pixel"):
+        RunSpec(strategy=DENSE, self_training_rounds=1, epochs=2)
