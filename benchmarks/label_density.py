@@ -1,12 +1,13 @@
 """The label-density study on real DeepGlobe tiles (``make density``).
 
 Trains DeepLabV3 at several point densities (uniform points, stratified points, stratified points
-with the loss's prior correction) and with dense labels, the same number of steps for each and
-several seeds per setting, on a seeded split of the real 512x512 tiles beside the project. Writes
-every finished run at once to a JSON record (settings, seeds, every run, mean and sd per setting,
-the majority baseline, date, versions, CPU, command) and, at the end, a plot beside it. Running the
-same command again skips the runs already in the record, so the study can be stopped and resumed.
-The code is notebook 06's (``lc_utils.study``).
+with the loss's prior correction; points spread over superpixels, self-training) and with dense
+labels, the same number of steps for each and several seeds per setting, on a seeded split of the
+real 512x512 tiles beside the project. Writes every finished run at once to a JSON record
+(settings, seeds, every run, mean and sd per setting, the majority baseline, date, versions, CPU,
+command) and, at the end, a plot beside it. Running the same command again skips the runs already
+in the record, so the study can be stopped and resumed. The code is notebook 06's
+(``lc_utils.study``).
 
     python -m benchmarks.label_density [--data DIR] [--seeds 0 1 2] [--points 26 262 2621] ...
     python -m benchmarks.label_density --readme [--out RECORD]   # rewrite the README's table from it
@@ -47,7 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="points per image (26, 262, 2621 are 0.01%%, 0.1%%, 1%% of a 512x512 tile)")
     budget.add_argument("--points-per-mp", type=float, nargs="+",
                         help="points per megapixel (default: 100, 1000, 10000, or 0.01%%, 0.1%%, 1%%)")
-    parser.add_argument("--strategies", nargs="+", default=["uniform", "stratified", PRIOR_CORRECTED])
+    parser.add_argument("--strategies", nargs="+", default=["uniform", "stratified", PRIOR_CORRECTED],
+                        help="point strategies, each with any of +prior, +propagation, +self-training "
+                             "(e.g. uniform+propagation)")
+    parser.add_argument("--superpixel-area", type=float, default=900.0,
+                        help="superpixel size in pixels of the +propagation settings (default: %(default)s)")
+    parser.add_argument("--self-training-rounds", type=int, default=1,
+                        help="rounds of the +self-training settings (default: %(default)s)")
     parser.add_argument("--also", nargs="+", default=[], metavar="STRATEGY:PER_MP", type=_extra_row,
                         help="rows outside the grid of strategies and budgets, e.g. stratified:1000")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -87,8 +94,10 @@ def _extra_row(text: str) -> tuple[str, float]:
 def markdown_table(record: dict[str, Any]) -> str:
     """The README's table: mean +- sd of validation mIoU per setting, and the ratio to dense."""
     summary = pd.DataFrame(record["summary"])
-    lines = ["| labels | labelled pixels | val mIoU, mean ± sd | vs dense | pixel accuracy |",
-             "|---|---|---|---|---|"]
+    spread = "trained_fraction" in summary  # records of propagation and self-training
+    lines = ["| labels | labelled pixels |" + (" trained on |" if spread else "")
+             + " val mIoU, mean ± sd | vs dense | pixel accuracy |",
+             "|---|---|" + ("---|" if spread else "") + "---|---|---|"]
     for row in summary.itertuples():
         if row.strategy == DENSE:
             labels = "dense masks"
@@ -97,11 +106,12 @@ def markdown_table(record: dict[str, Any]) -> str:
                       f"({int(row.points_per_image):,} per image)")
         else:
             labels = f"{row.strategy}, {int(row.points_per_image):,} points per image"
-        lines.append(f"| {labels} | {row.labelled_fraction:.2%} | {row.miou_mean:.3f} ± {row.miou_sd:.3f} "
-                     f"| {row.miou_vs_dense:.2f} | {row.pixel_accuracy_mean:.3f} |")
+        trained = f" {row.trained_fraction:.2%} |" if spread else ""
+        lines.append(f"| {labels} | {row.labelled_fraction:.2%} |{trained} {row.miou_mean:.3f} ± "
+                     f"{row.miou_sd:.3f} | {row.miou_vs_dense:.2f} | {row.pixel_accuracy_mean:.3f} |")
     baseline = record["majority_baseline"]
-    lines.append(f"| majority class ({baseline['class']}) everywhere | | {baseline['mean_iou']:.3f} | | "
-                 f"{baseline['pixel_accuracy']:.3f} |")
+    lines.append(f"| majority class ({baseline['class']}) everywhere | |{' |' if spread else ''} "
+                 f"{baseline['mean_iou']:.3f} | | {baseline['pixel_accuracy']:.3f} |")
     return "\n".join(lines)
 
 
@@ -133,7 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     baseline = majority_baseline(train_pairs, val_pairs, data.schema)
     per_mp = args.points_per_mp or ([] if args.points else [100.0, 1000.0, 10000.0])
     results = run_density_study(spec, args.points or [], points_per_mp=per_mp, strategies=args.strategies,
-                                extra_rows=args.also, seeds=args.seeds, results_file=args.out)
+                                extra_rows=args.also, seeds=args.seeds, results_file=args.out,
+                                superpixel_area=args.superpixel_area,
+                                self_training_rounds=args.self_training_rounds)
     summary = summarize(results)
     record = json.loads(args.out.read_text())
     record.update({
@@ -142,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine(), "data": args.data.name, "train_images": len(train_pairs),
         "val_images": len(val_pairs), "split_seed": args.split_seed, "seeds": args.seeds,
         "settings": spec.to_dict(), "majority_baseline": baseline,
+        "modifiers": {"superpixel_area": args.superpixel_area,
+                      "self_training_rounds": args.self_training_rounds},
         "minutes_this_call": (time.perf_counter() - started) / 60,
         "train_minutes_all_runs": float(results["train_seconds"].sum()) / 60,
         "summary": json.loads(summary.to_json(orient="records")),

@@ -303,6 +303,15 @@ class LabelMapDataset(SegmentationDataset):
                              f"(0..{self.schema.num_classes - 1} or {IGNORE_INDEX})")
         return label_map
 
+    def labelled_fraction(self) -> float:
+        """Share of all the images' pixels that carry a label."""
+        labelled = total = 0
+        for source in self.label_maps.values():
+            label_map = source if isinstance(source, np.ndarray) else read_label_map(source)
+            labelled += int(np.count_nonzero(label_map != IGNORE_INDEX))
+            total += label_map.size
+        return labelled / total
+
 
 def pseudo_label_thresholds(predictions: Iterable[tuple[np.ndarray, np.ndarray]], num_classes: int,
                             threshold: float = 0.9, class_share: float | None = 0.2,

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import distributed, settings
-from .classes import IGNORE_INDEX, ClassSchema
+from .classes import ClassSchema
 from .datasets import DenseLandCoverDataset, SegmentationDataset, split_items, split_pairs
 from .files import image_id_of, image_shapes
 from .inference import predict_tiled, validator
@@ -457,8 +457,6 @@ class Run:
     val_loader: DataLoader | None
     model: nn.Module
     loss_fn: PartialCrossEntropyLoss
-    pseudo_labelled: float | None = None
-    """Share of the training pixels labelled after the last self-training round (None: none ran)."""
 
     def __post_init__(self) -> None:
         self.base_train_set = self.train_set
@@ -470,6 +468,14 @@ class Run:
         if self.annotations is None:
             return 1.0
         return labelled_fraction(self.annotations, image_shapes(self.split["train"]))
+
+    @property
+    def trained_fraction(self) -> float:
+        """Share of the training pixels the training set labels now: the points, or the points
+        spread over superpixels, or those with the last self-training round's pseudo-labels."""
+        if isinstance(self.train_set, LabelMapDataset):
+            return self.train_set.labelled_fraction()
+        return self.labelled_fraction
 
     @property
     def points_per_image(self) -> float:
@@ -492,7 +498,7 @@ class Run:
 
         With self-training rounds the epochs are shared between the first training and the
         rounds (each in ``run_dir/round<k>``, resumed alike); every history row then says its
-        ``round``, and :attr:`pseudo_labelled` holds the last round's share of labelled pixels."""
+        ``round``."""
         spec = self.spec
         resuming = run_dir is not None and resume and (Path(run_dir) / LAST).is_file()
         if run_dir is not None and distributed.is_main() and not resuming:
@@ -539,8 +545,6 @@ class Run:
         self.train_loader = make_loader(self.train_set, spec.batch_size, shuffle=True,
                                         num_workers=self.train_loader.num_workers,
                                         samples_per_epoch=spec.samples_per_epoch, seed=spec.seed)
-        labelled = sum(int((m != IGNORE_INDEX).sum()) for m in label_maps.values())
-        self.pseudo_labelled = labelled / sum(m.size for m in label_maps.values())
         return label_maps
 
 

@@ -33,9 +33,30 @@ from .windows import DEFAULT_OVERLAP
 PRIOR_CORRECTED = "stratified+prior"
 """Stratified points with the loss's prior correction (:func:`lc_utils.losses.prior_correction`)."""
 
+MODIFIERS = ("prior", "propagation", "self-training")
+"""What a study's setting may add to a point strategy, written ``"uniform+propagation"``: the
+loss's prior correction, superpixel propagation (:mod:`lc_utils.propagation`) and self-training
+rounds (notebook 07)."""
+
 _ORDER = ("uniform", "stratified", PRIOR_CORRECTED, "grid", DENSE)
-_PER_RUN = ("strategy", "points_per_mp", "points_per_image", "prior_correction", "seed")
+_PER_RUN = ("strategy", "points_per_mp", "points_per_image", "prior_correction", "superpixel_area",
+            "self_training_rounds", "seed")
 """The fields of a study's spec that each run sets; every other one is the study's."""
+
+
+def setting_changes(setting: str, superpixel_area: float = 900.0, self_training_rounds: int = 1
+                    ) -> dict[str, Any]:
+    """The spec fields a study's setting sets: ``"uniform"``, ``"dense"``, or a strategy with
+    :data:`MODIFIERS` such as ``"uniform+propagation+self-training"`` (those take the study's
+    ``superpixel_area`` and ``self_training_rounds``)."""
+    strategy, *modifiers = setting.split("+")
+    unknown = [m for m in modifiers if m not in MODIFIERS]
+    if unknown or len(set(modifiers)) != len(modifiers) or (modifiers and strategy == DENSE):
+        raise ValueError(f"setting {setting!r}: expected a strategy or {DENSE!r}, then any of "
+                         f"{['+' + m for m in MODIFIERS]} once each (on points)")
+    return {"strategy": strategy, "prior_correction": "prior" in modifiers,
+            "superpixel_area": superpixel_area if "propagation" in modifiers else None,
+            "self_training_rounds": self_training_rounds if "self-training" in modifiers else 0}
 
 
 def score_images(model: nn.Module, pairs: Sequence[tuple[Path, Path]], schema: ClassSchema,
@@ -120,28 +141,34 @@ def run_density_study(
     include_dense: bool = True,
     extra_rows: Sequence[tuple[str, float]] = (),
     seeds: Sequence[int] = (0,),
+    superpixel_area: float = 900.0,
+    self_training_rounds: int = 1,
     results_file: str | Path | None = None,
     runs_dir: str | Path | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """One row per run: every (strategy, label budget) and dense labels, for every seed.
+    """One row per run: every (setting, label budget) and dense labels, for every seed.
 
     ``spec`` is what every run shares (data, split, model, schedule, ...); each run replaces its
     labels and seed. A budget is a number of points per image (``points_per_image``) or a density
     in points per megapixel (``points_per_mp``, :func:`lc_utils.sparse.points_for_density`: the
-    same share of the pixels whatever the image size). Strategies are those of
-    :func:`lc_utils.sparse.sample_points`, plus :data:`PRIOR_CORRECTED`: the stratified points
-    trained with the loss's logit adjustment for the true class prior (pixel shares of the
-    training masks). ``extra_rows`` adds (strategy, points per megapixel) settings outside that
-    grid, such as one density of stratified points beside uniform ones. A seed draws the points, the
-    starting weights and the crops; the images stay the same. Columns: strategy, points_per_image
-    (the mean over the images for a density), points_per_mp (None for a count per image), seed,
-    labelled_fraction (of all training pixels), the validation scores of :func:`train_and_score`,
-    the final training loss, steps and seconds. Annotations are made once per setting at their one
-    path under ``runs_dir`` and reused. With ``results_file`` (JSON) each finished run is saved
-    there at once and reused when the study runs again, so an interrupted study loses at most the
-    run under way; a file made with other settings or images is refused (:func:`results_filename`
-    names one per setting).
+    same share of the pixels whatever the image size). A setting is a strategy of
+    :func:`lc_utils.sparse.sample_points` with any of :data:`MODIFIERS` (:func:`setting_changes`):
+    :data:`PRIOR_CORRECTED` is the stratified points trained with the loss's logit adjustment for
+    the true class prior (pixel shares of the training masks); ``"+propagation"`` spreads the
+    points over superpixels of ``superpixel_area`` pixels; ``"+self-training"`` shares the steps
+    with ``self_training_rounds`` rounds. ``extra_rows`` adds (setting, points per megapixel)
+    outside that grid, such as one density of stratified points beside uniform ones. A seed
+    draws the points, the starting weights and the crops; the images stay the same. Columns:
+    strategy (the setting), points_per_image (the mean over the images for a density),
+    points_per_mp (None for a count per image), seed, labelled_fraction (the points' share of all
+    training pixels), superpixel_area, self_training_rounds, trained_fraction (the share the
+    last training stage learned from), the validation scores of :func:`train_and_score`, the
+    final training loss, steps and seconds. Annotations are made once per budget and seed at
+    their one path under ``runs_dir`` and reused. With ``results_file`` (JSON) each finished run
+    is saved there at once and reused when the study runs again, so an interrupted study loses at
+    most the run under way; a file made with other settings or images is refused
+    (:func:`results_filename` names one per setting).
     """
     key = study_key(spec, load_data(spec).split)
     results_file = Path(results_file) if results_file is not None else None
@@ -159,18 +186,19 @@ def run_density_study(
             amount = "dense labels"
         else:
             amount = f"{n_points} points per image" if density is None else f"{density:,g} points per MP"
+        changes = setting_changes(strategy, superpixel_area, self_training_rounds)
         saved = next((r for r in done if r["strategy"] == strategy and r["seed"] == seed
                       and r.get("points_per_mp") == density
-                      and (density is not None or r["points_per_image"] == n_points)), None)
+                      and (density is not None or r["points_per_image"] == n_points)
+                      and r.get("superpixel_area") == changes["superpixel_area"]
+                      and r.get("self_training_rounds", 0) == changes["self_training_rounds"]), None)
         if saved is not None:
             rows.append(saved)
             if progress:
                 print(f"{strategy:>16}, {amount}, seed {seed}: val mIoU {saved['val_mean_iou']:.3f} "
                       "(saved earlier)", flush=True)
             continue
-        sampling = "stratified" if strategy == PRIOR_CORRECTED else strategy
-        run = build_run(spec.replace(strategy=sampling, points_per_image=n_points, points_per_mp=density,
-                                     prior_correction=strategy == PRIOR_CORRECTED, seed=seed),
+        run = build_run(spec.replace(points_per_image=n_points, points_per_mp=density, seed=seed, **changes),
                         runs_dir=runs_dir)
         if progress:
             print(f"{strategy:>16}, {amount} ({run.labelled_fraction:.4%} of pixels), seed {seed} ...",
@@ -178,7 +206,10 @@ def run_density_study(
         scores = train_and_score(run)
         n_points = None if strategy == DENSE else round(run.points_per_image)
         rows.append({"strategy": strategy, "points_per_image": n_points, "points_per_mp": density,
-                     "seed": seed, "labelled_fraction": run.labelled_fraction, **scores})
+                     "seed": seed, "labelled_fraction": run.labelled_fraction,
+                     "superpixel_area": changes["superpixel_area"],
+                     "self_training_rounds": changes["self_training_rounds"],
+                     "trained_fraction": run.trained_fraction, **scores})
         if results_file is not None:
             done.append(rows[-1])
             _write_results_file(results_file, key, done)
@@ -195,8 +226,9 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     ratio of each mean to the dense-label mean (when there is a dense run).
 
     Columns: strategy, points_per_image, points_per_mp (NaN for budgets per image),
-    labelled_fraction, runs, miou_mean, miou_sd, pixel_accuracy_mean, miou_vs_dense. The
-    standard deviation is the sample one (ddof=1).
+    labelled_fraction, runs, miou_mean, miou_sd, pixel_accuracy_mean, miou_vs_dense, and
+    trained_fraction where the runs record it (the labels' share after propagation or
+    self-training). The standard deviation is the sample one (ddof=1).
     """
     frame = results.copy()
     frame["points_per_image"] = frame["points_per_image"].astype("Int64")
@@ -206,7 +238,9 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     summary = grouped.agg(points_per_mp=("points_per_mp", "first"),
                           labelled_fraction=("labelled_fraction", "mean"), runs=("val_mean_iou", "size"),
                           miou_mean=("val_mean_iou", "mean"), miou_sd=("val_mean_iou", "std"),
-                          pixel_accuracy_mean=("val_pixel_accuracy", "mean")).reset_index()
+                          pixel_accuracy_mean=("val_pixel_accuracy", "mean"),
+                          **({"trained_fraction": ("trained_fraction", "mean")}
+                             if "trained_fraction" in frame else {})).reset_index()
     dense = summary.loc[summary["strategy"] == DENSE, "miou_mean"]
     summary["miou_vs_dense"] = summary["miou_mean"] / float(dense.iloc[0]) if len(dense) else np.nan
     summary["_order"] = summary["strategy"].map({s: i for i, s in enumerate(_ORDER)}).fillna(len(_ORDER))

@@ -218,6 +218,7 @@ def test_superpixel_area_trains_on_the_points_spread_over_their_superpixels(samp
         annotation = spread.annotations[image_id]
         assert np.array_equal(labels[annotation.rows, annotation.cols], annotation.labels)
         assert (labels != 255).sum() > 3 * len(annotation)
+    assert spread.trained_fraction > 3 * spread.labelled_fraction
     assert all(p.parent.name == f"propagated_{points.annotation_path.stem}"
                for p in spread.train_set.label_maps.values())
     with pytest.raises(ValueError, match="dense labels have none to spread"):
@@ -233,7 +234,7 @@ def test_self_training_shares_the_epochs_and_adds_confident_pixels_around_the_po
     history = run.fit(tmp_path / "run", progress=False)
     assert [row["round"] for row in history] == [0, 1] and run.steps == points_steps
     assert (tmp_path / "run" / "round1" / "last.pt").is_file()
-    assert run.pseudo_labelled > 3 * run.labelled_fraction
+    assert run.trained_fraction > 3 * run.labelled_fraction
     for index, image_id in enumerate(run.train_set.image_ids):
         labels = run.train_set.read_item(index)[1]
         points = run.annotations[image_id]

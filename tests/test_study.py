@@ -27,8 +27,9 @@ from lc_utils.windows import WindowDataset
 
 def _study_spec(root: Path, **changes) -> RunSpec:
     """A tiny study on the 8 generated 96 x 96 images: 6 to train on, 2 scored whole."""
-    return RunSpec(data=str(root), val_images=2, backbone="mobilenet_v3_large", weights=None, crop=48,
-                   batch_size=2, epochs=1, val_window=96, val_windows=0, **changes)
+    return RunSpec(**{"data": str(root), "val_images": 2, "backbone": "mobilenet_v3_large",
+                      "weights": None, "crop": 48, "batch_size": 2, "epochs": 1, "val_window": 96,
+                      "val_windows": 0, **changes})
 
 
 @pytest.mark.slow
@@ -88,6 +89,39 @@ def test_a_study_run_is_the_run_its_spec_builds(sample_root: Path, tmp_path: Pat
     assert dense.spec == spec.replace(strategy=DENSE, seed=3) and dense.annotations is None
     assert uniform.loss_fn.logit_adjustment is None and corrected.loss_fn.logit_adjustment is not None
     assert [run.split for run in built] == [uniform.split] * 3  # the seed never moves the split
+
+
+def test_settings_with_propagation_and_self_training_build_their_runs(sample_root: Path, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """"uniform+propagation" and "uniform+self-training" are the uniform points' run with the
+    study's superpixel size or rounds; a saved row made with another size is not reused."""
+    built = []
+
+    def fake_train_and_score(run, progress=False):
+        built.append(run)
+        return {"val_mean_iou": 0.5, "val_pixel_accuracy": 0.5, "steps": run.steps, "train_seconds": 0.0}
+
+    monkeypatch.setattr(study, "train_and_score", fake_train_and_score)
+    spec = _study_spec(sample_root, epochs=2)
+    settings = ("uniform", "uniform+propagation", "uniform+propagation+self-training")
+    kwargs = dict(strategies=settings, include_dense=False, seeds=(0,), runs_dir=tmp_path,
+                  results_file=tmp_path / "runs.json", progress=False)
+    results = run_density_study(spec, [5], superpixel_area=64, **kwargs)
+    plain, spread, both = built
+    assert spread.spec == plain.spec.replace(superpixel_area=64)
+    assert both.spec == plain.spec.replace(superpixel_area=64, self_training_rounds=1)
+    assert spread.annotations == plain.annotations  # the same points, spread
+    assert results["trained_fraction"].iloc[1] > 5 * results["labelled_fraction"].iloc[1]
+    assert results["trained_fraction"].iloc[0] == results["labelled_fraction"].iloc[0]
+    assert list(results["superpixel_area"].fillna(0)) == [0, 64, 64]
+    assert list(summarize(results)["trained_fraction"]) == list(results["trained_fraction"])
+    run_density_study(spec, [5], superpixel_area=64, **kwargs)
+    assert len(built) == 3  # every row saved
+    run_density_study(spec, [5], superpixel_area=100, **kwargs)
+    assert len(built) == 5 and built[-1].spec.superpixel_area == 100
+    for bad in ("uniform+magic", "dense+propagation", "uniform+prior+prior"):
+        with pytest.raises(ValueError, match="expected a strategy"):
+            study.setting_changes(bad)
 
 
 def test_density_budgets_follow_the_image_area(sample_root: Path, tmp_path: Path, monkeypatch) -> None:
@@ -169,6 +203,21 @@ def test_readme_table_is_rewritten_between_its_markers(tmp_path: Path) -> None:
     assert "| majority class (agriculture) everywhere | | 0.090 | | 0.600 |" in text
     with pytest.raises(SystemExit, match="markers"):
         update_readme(record, "another", readme)
+
+
+def test_the_table_of_a_propagation_study_says_what_the_runs_trained_on() -> None:
+    runs = pd.DataFrame({"strategy": ["uniform", "uniform+propagation", DENSE] * 2,
+                         "points_per_image": [26, 26, None] * 2, "points_per_mp": [100.0, 100.0, None] * 2,
+                         "seed": [0, 0, 0, 1, 1, 1], "labelled_fraction": [0.0001, 0.0001, 1.0] * 2,
+                         "trained_fraction": [0.0001, 0.11, 1.0] * 2,
+                         "val_mean_iou": [0.2, 0.3, 0.4] * 2, "val_pixel_accuracy": [0.5, 0.6, 0.7] * 2})
+    record = {"summary": json.loads(summarize(runs).to_json(orient="records")),
+              "majority_baseline": {"class": "agriculture", "mean_iou": 0.09, "pixel_accuracy": 0.6}}
+    table = markdown_table(record)
+    assert "| labels | labelled pixels | trained on | val mIoU" in table
+    row = "| uniform+propagation, 100 points per MP (26 per image) | 0.01% | 11.00% | 0.300 ± 0.000 |"
+    assert row in table
+    assert table.endswith("| majority class (agriculture) everywhere | | | 0.090 | | 0.600 |")
 
 
 def test_a_results_file_of_another_study_is_refused_not_overwritten(tmp_path: Path) -> None:
