@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--val-overlap", type=float, default=DEFAULT_OVERLAP,
                         help="... overlapping by at least this share of a window")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split")
+    parser.add_argument("--reuse", type=Path, metavar="RECORD",
+                        help="take the runs of this plan from another record of the same settings "
+                             "(e.g. the plain points and dense rows of the density study)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON record (a PNG is written beside)")
     parser.add_argument("--readme", action="store_true",
                         help="only rewrite the README's table from the record at --out")
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     results = run_density_study(spec, args.points or [], points_per_mp=per_mp, strategies=args.strategies,
                                 extra_rows=args.also, seeds=args.seeds, results_file=args.out,
                                 superpixel_area=args.superpixel_area,
-                                self_training_rounds=args.self_training_rounds)
+                                self_training_rounds=args.self_training_rounds, reuse=args.reuse)
     summary = summarize(results)
     record = json.loads(args.out.read_text())
     record.update({

@@ -132,6 +132,16 @@ def _write_results_file(path: Path, key: dict[str, Any], runs: list[dict[str, An
     os.replace(tmp, path)
 
 
+def _find_run(runs: Sequence[dict[str, Any]], strategy: str, n_points: int | None, density: float | None,
+              seed: int, changes: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved run of a setting, budget and seed, made with the same superpixels and rounds."""
+    return next((r for r in runs if r["strategy"] == strategy and r["seed"] == seed
+                 and r.get("points_per_mp") == density
+                 and (density is not None or r["points_per_image"] == n_points)
+                 and r.get("superpixel_area") == changes["superpixel_area"]
+                 and r.get("self_training_rounds", 0) == changes["self_training_rounds"]), None)
+
+
 def run_density_study(
     spec: RunSpec,
     points_per_image: Sequence[int] = (),
@@ -144,6 +154,7 @@ def run_density_study(
     superpixel_area: float = 900.0,
     self_training_rounds: int = 1,
     results_file: str | Path | None = None,
+    reuse: str | Path | None = None,
     runs_dir: str | Path | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -168,7 +179,9 @@ def run_density_study(
     their one path under ``runs_dir`` and reused. With ``results_file`` (JSON) each finished run
     is saved there at once and reused when the study runs again, so an interrupted study loses at
     most the run under way; a file made with other settings or images is refused
-    (:func:`results_filename` names one per setting).
+    (:func:`results_filename` names one per setting). ``reuse``: another study's results file
+    (the same settings and images) whose runs of this plan are taken as they are, marked
+    ``reused_from`` (the plain points and dense rows of a density study, for a propagation study).
     """
     key = study_key(spec, load_data(spec).split)
     results_file = Path(results_file) if results_file is not None else None
@@ -180,6 +193,7 @@ def run_density_study(
         plan += [(s, n, d, seed) for s in strategies for n, d in budgets]
         plan += [(s, None, d, seed) for s, d in extra_rows]
         plan += [(DENSE, None, None, seed)] if include_dense else []
+    reusable = read_results_file(reuse, key) if reuse is not None else []
     rows = []
     for strategy, n_points, density, seed in plan:
         if strategy == DENSE:
@@ -187,16 +201,20 @@ def run_density_study(
         else:
             amount = f"{n_points} points per image" if density is None else f"{density:,g} points per MP"
         changes = setting_changes(strategy, superpixel_area, self_training_rounds)
-        saved = next((r for r in done if r["strategy"] == strategy and r["seed"] == seed
-                      and r.get("points_per_mp") == density
-                      and (density is not None or r["points_per_image"] == n_points)
-                      and r.get("superpixel_area") == changes["superpixel_area"]
-                      and r.get("self_training_rounds", 0) == changes["self_training_rounds"]), None)
+        wanted = (strategy, n_points, density, seed, changes)
+        saved = _find_run(done, *wanted)
+        if saved is None and (saved := _find_run(reusable, *wanted)) is not None:
+            # a reusable row has no propagation nor self-training: it trained on its labels alone
+            saved = {"trained_fraction": saved["labelled_fraction"], **saved, "reused_from": Path(reuse).name}
+            done.append(saved)
+            if results_file is not None:
+                _write_results_file(results_file, key, done)
         if saved is not None:
             rows.append(saved)
             if progress:
                 print(f"{strategy:>16}, {amount}, seed {seed}: val mIoU {saved['val_mean_iou']:.3f} "
-                      "(saved earlier)", flush=True)
+                      f"({'from ' + saved['reused_from'] if 'reused_from' in saved else 'saved earlier'})",
+                      flush=True)
             continue
         run = build_run(spec.replace(points_per_image=n_points, points_per_mp=density, seed=seed, **changes),
                         runs_dir=runs_dir)

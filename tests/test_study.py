@@ -119,6 +119,20 @@ def test_settings_with_propagation_and_self_training_build_their_runs(sample_roo
     assert len(built) == 3  # every row saved
     run_density_study(spec, [5], superpixel_area=100, **kwargs)
     assert len(built) == 5 and built[-1].spec.superpixel_area == 100
+    # a propagation study takes the plain points and dense rows of a density study as they are
+    density = tmp_path / "density.json"
+    run_density_study(spec, [5], strategies=("uniform",), seeds=(0,), runs_dir=tmp_path, results_file=density,
+                      progress=False)
+    assert len(built) == 7
+    reused = run_density_study(spec, [5], strategies=("uniform", "uniform+propagation"), seeds=(0,),
+                               runs_dir=tmp_path, results_file=tmp_path / "more.json", reuse=density,
+                               superpixel_area=64, progress=False)
+    assert len(built) == 8 and built[-1].spec.superpixel_area == 64
+    assert list(reused["reused_from"].fillna("")) == ["density.json", "", "density.json"]
+    assert reused["trained_fraction"].notna().all()
+    with pytest.raises(ValueError, match="other settings lr"):
+        run_density_study(spec.replace(lr=0.5), [5], strategies=("uniform",), seeds=(0,), runs_dir=tmp_path,
+                          results_file=tmp_path / "other.json", reuse=density, progress=False)
     for bad in ("uniform+magic", "dense+propagation", "uniform+prior+prior"):
         with pytest.raises(ValueError, match="expected a strategy"):
             study.setting_changes(bad)
