@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +29,8 @@ from skimage.segmentation import slic
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .datasets import SegmentationDataset
 from .files import image_id_of, read_rgb
-from .sparse import PointAnnotation, points_to_label_map
+from .masks import read_mask
+from .sparse import PointAnnotation, annotatable, annotate, points_to_label_map
 
 Mixed = Literal["skip", "nearest"]
 
@@ -205,6 +206,32 @@ def label_quality(label_maps: Iterable[tuple[np.ndarray, np.ndarray]], schema: C
         table["coverage"] = table["covered"] / table["true_pixels"].where(table["true_pixels"] > 0)
         table["correct_coverage"] = table["correct"] / table["true_pixels"].where(table["true_pixels"] > 0)
     return table.drop(columns="covered")
+
+
+def quality_grid(pairs: Sequence[tuple[str | Path, str | Path]], points_per_mp: Sequence[float],
+                 superpixel_areas: Sequence[float], seed: int = 0, schema: ClassSchema = DEEPGLOBE,
+                 settings: Propagation = Propagation()) -> pd.DataFrame:
+    """Label quality of uniform points spread over superpixels, for every density and superpixel
+    size, pooled over the images of ``pairs``: a row per (points per MP, superpixel area) with the
+    points' share of the pixels, the share labelled after spreading (``coverage``), the
+    ``precision`` of the spread labels and how many times more pixels they label than the points.
+    The points are those :func:`lc_utils.sparse.annotate` draws for ``seed``."""
+    images = [(image_id_of(image), read_rgb(image, what="image"), read_mask(mask, schema))
+              for image, mask in pairs]
+    rows = []
+    for density in points_per_mp:
+        annotations = annotate(((i, annotatable(truth, schema)) for i, _, truth in images),
+                               points_per_mp=density, seed=seed)
+        n_points = sum(len(a) for a in annotations.values())
+        for area in superpixel_areas:
+            spread = replace(settings, superpixel_area=area)
+            quality = label_quality(((propagate(image, annotations[i], spread, schema.unknown_index), truth)
+                                     for i, image, truth in images), schema).loc["all"]
+            points_share = n_points / quality["true_pixels"]
+            rows.append({"points_per_mp": density, "superpixel_area": area, "points": points_share,
+                         "coverage": quality["coverage"], "precision": quality["precision"],
+                         "times_more": quality["coverage"] / points_share})
+    return pd.DataFrame(rows)
 
 
 def _cache_key(annotation: PointAnnotation, image_path: Path, settings: Propagation,

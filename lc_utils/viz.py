@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, NullFormatter
+from skimage.segmentation import find_boundaries
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .inference import Tiling
@@ -32,6 +33,8 @@ from .sparse import PointAnnotation, annotatable, sample_points
 CORRECT_RGB = (46, 160, 67)
 WRONG_RGB = (214, 39, 40)
 UNLABELLED_GREY = (150, 150, 150)
+SUPERPIXEL_EDGE_RGB = (255, 64, 0)
+"""Superpixel edges over an image: a colour no DeepGlobe class has."""
 NO_DATA_RGB = (70, 70, 70)
 
 
@@ -297,6 +300,36 @@ def compare_strategies(image: np.ndarray, class_map: np.ndarray, n_points: int,
                                seed=seed)
         plot_points(image, points, schema, ax=ax, title=f"{strategy}: {len(points):,} points")
     add_legend(fig, schema)
+    return fig
+
+
+def plot_propagation(image: np.ndarray, segments: np.ndarray, annotation: PointAnnotation,
+                     label_map: np.ndarray, truth: np.ndarray | None = None,
+                     schema: ClassSchema = DEEPGLOBE, title: str | None = None) -> Figure:
+    """Points spread over superpixels: the image with the superpixels' edges and the points, the
+    spread labels over the image, and (with ``truth``) the true mask and where the spread labels
+    are right (green), wrong (red) or absent (grey)."""
+    fig, axes = _axes_grid(2 if truth is not None else 1, 2, cell=3.4)
+    panels = axes.ravel()
+    edges = image.copy()
+    edges[find_boundaries(segments, mode="inner")] = SUPERPIXEL_EDGE_RGB
+    plot_points(edges, annotation, schema, ax=panels[0],
+                title=f"{int(segments.max()):,} superpixels, {len(annotation):,} points")
+    share = float(np.mean(label_map != IGNORE_INDEX))
+    _show(panels[1], overlay(image, label_map, schema, alpha=0.6), f"spread labels: {share:.1%} of pixels")
+    if truth is not None:
+        _show(panels[2], class_to_rgb(truth, schema), "ground truth")
+        errors = error_map(truth, label_map)
+        errors[label_map == IGNORE_INDEX] = UNLABELLED_GREY
+        scored = label_map != IGNORE_INDEX
+        if schema.unknown_index is not None:
+            scored &= truth != schema.unknown_index
+        precision = float(np.mean(label_map[scored] == truth[scored])) if scored.any() else float("nan")
+        _show(panels[3], errors, f"right (green) / wrong (red): {precision:.1%} right")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    present = np.unique(np.concatenate([annotation.labels, truth.ravel() if truth is not None else []]))
+    add_legend(fig, schema, [int(c) for c in present if c < schema.num_classes])
     return fig
 
 

@@ -250,3 +250,28 @@ def test_a_label_map_can_be_an_array(tmp_path: Path) -> None:
     assert LabelMapDataset(pairs, {"a": labels}).read_item(0)[1][4, 5] == 2
     with pytest.raises(ValueError, match="label map of image 'a': label map is 8x8"):
         LabelMapDataset(pairs, {"a": labels[:8, :8]}).read_item(0)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_quality_grid_on_real_tiles_grows_with_points_and_superpixels(real_tiles: Path) -> None:
+    grid = propagation.quality_grid(find_pairs(real_tiles)[:4], [100, 1000], [300, 900]).set_index(
+        ["points_per_mp", "superpixel_area"])
+    assert grid.loc[(1000, 900), "coverage"] > grid.loc[(100, 900), "coverage"]
+    assert grid.loc[(100, 900), "coverage"] > grid.loc[(100, 300), "coverage"]
+    assert (grid["precision"] > 0.85).all() and (grid["times_more"] > 100).all()
+    assert grid.loc[(100, 900), "points"] == pytest.approx(1e-4, rel=0.1)
+
+
+def test_the_propagation_figure_shows_superpixels_points_and_errors() -> None:
+    from lc_utils.viz import SUPERPIXEL_EDGE_RGB, plot_propagation
+
+    image = np.full((32, 32, 3), 90, np.uint8)
+    image[:, 16:] = 200
+    segments = propagation.superpixels(image, 256)
+    points = PointAnnotation([5, 20], [5, 20], [1, 3])
+    label_map = spread_points(points, segments)
+    truth = np.ones((32, 32), np.uint8)
+    fig = plot_propagation(image, segments, points, label_map, truth)
+    first = fig.axes[0].images[0].get_array()
+    assert (np.asarray(first) == SUPERPIXEL_EDGE_RGB).all(axis=-1).any()
+    assert "right" in fig.axes[3].get_title() and len(fig.axes) == 4
