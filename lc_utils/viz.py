@@ -303,20 +303,23 @@ def compare_strategies(image: np.ndarray, class_map: np.ndarray, n_points: int,
     return fig
 
 
-def plot_propagation(image: np.ndarray, segments: np.ndarray, annotation: PointAnnotation,
+def plot_propagation(image: np.ndarray, segments: np.ndarray | None, annotation: PointAnnotation,
                      label_map: np.ndarray, truth: np.ndarray | None = None,
                      schema: ClassSchema = DEEPGLOBE, title: str | None = None) -> Figure:
-    """Points spread over superpixels: the image with the superpixels' edges and the points, the
-    spread labels over the image, and (with ``truth``) the true mask and where the spread labels
-    are right (green), wrong (red) or absent (grey)."""
+    """Labels grown from points (spread over superpixels, or pseudo-labels): the image with the
+    points (and the superpixels' edges, where ``segments`` are given), the labels over the image,
+    and (with ``truth``) the true mask and where the labels are right (green), wrong (red) or
+    absent (grey)."""
     fig, axes = _axes_grid(2 if truth is not None else 1, 2, cell=3.4)
     panels = axes.ravel()
     edges = image.copy()
-    edges[find_boundaries(segments, mode="inner")] = SUPERPIXEL_EDGE_RGB
-    plot_points(edges, annotation, schema, ax=panels[0],
-                title=f"{int(segments.max()):,} superpixels, {len(annotation):,} points")
+    points_title = f"{len(annotation):,} points"
+    if segments is not None:
+        edges[find_boundaries(segments, mode="inner")] = SUPERPIXEL_EDGE_RGB
+        points_title = f"{int(segments.max()):,} superpixels, {points_title}"
+    plot_points(edges, annotation, schema, ax=panels[0], title=points_title)
     share = float(np.mean(label_map != IGNORE_INDEX))
-    _show(panels[1], overlay(image, label_map, schema, alpha=0.6), f"spread labels: {share:.1%} of pixels")
+    _show(panels[1], overlay(image, label_map, schema, alpha=0.6), f"labels: {share:.1%} of pixels")
     if truth is not None:
         _show(panels[2], class_to_rgb(truth, schema), "ground truth")
         errors = error_map(truth, label_map)

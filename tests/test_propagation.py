@@ -275,3 +275,4 @@ def test_the_propagation_figure_shows_superpixels_points_and_errors() -> None:
     first = fig.axes[0].images[0].get_array()
     assert (np.asarray(first) == SUPERPIXEL_EDGE_RGB).all(axis=-1).any()
     assert "right" in fig.axes[3].get_title() and len(fig.axes) == 4
+    assert "superpixels" not in plot_propagation(image, None, points, label_map).axes[0].get_title()
