@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
+from . import settings
 from .classes import ClassSchema
 from .files import image_id_of
 from .inference import evaluate_tiled
-from .runs import DENSE, Run, RunSpec, build_run, load_data
+from .runs import DENSE, Run, RunSpec, build_run, fast_recipe, load_data
 from .windows import DEFAULT_OVERLAP
 
 PRIOR_CORRECTED = "stratified+prior"
@@ -42,6 +43,22 @@ _ORDER = ("uniform", "stratified", PRIOR_CORRECTED, "grid", DENSE)
 _PER_RUN = ("strategy", "points_per_mp", "points_per_image", "prior_correction", "superpixel_area",
             "self_training_rounds", "seed")
 """The fields of a study's spec that each run sets; every other one is the study's."""
+
+
+def course_spec(data: str | Path | None = None) -> RunSpec:
+    """What every run of notebooks 06 and 07 shares in the current mode; each run sets its labels
+    and seed. Full mode: DeepLabV3-ResNet50 from ImageNet weights on 256² crops, 30 epochs over
+    the training images at 1e-3. Fast mode: MobileNetV3 on 128² crops, 200 steps (40 epochs of
+    40 crops), with :func:`lc_utils.runs.fast_recipe`'s rate and Dice term for ``data``. Smoke
+    mode: 2 epochs (a self-training round needs one of its own). Whole validation images are
+    scored once, after training, so there are no validation windows."""
+    recipe = fast_recipe(data)
+    return RunSpec(data=None if data is None else str(data),
+                   backbone=settings.pick("resnet50", "mobilenet_v3_large"),  # fast: ~7x faster on a CPU
+                   weights="imagenet", crop=settings.pick(256, 128), batch_size=8,
+                   epochs=settings.capped(settings.pick(30, 40), smoke=2),
+                   samples_per_epoch=settings.pick(None, 40), lr=settings.pick(1e-3, recipe["lr"]),
+                   dice_weight=settings.pick(0.0, recipe["dice_weight"]), warmup_steps=30, val_windows=0)
 
 
 def setting_changes(setting: str, superpixel_area: float = 900.0, self_training_rounds: int = 1

@@ -298,3 +298,20 @@ def test_a_committed_record_loads_with_its_summary() -> None:
     assert list(loaded.per_class_iou().index)[-1] == DENSE
     with pytest.raises(FileNotFoundError, match="nothing.json: no study record"):
         study.load_record(path.parent / "nothing.json")
+
+
+@pytest.mark.parametrize("fast", ["0", "1"])
+def test_the_course_study_spec_follows_the_mode_and_the_data(fast: str, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LC_FAST", fast)
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    monkeypatch.delenv("LC_SMOKE", raising=False)
+    sample = study.course_spec()
+    real = study.course_spec(tmp_path)
+    if fast == "1":  # notebook 06's fast run: 200 steps of MobileNetV3, the sample's rate
+        assert sample == RunSpec(backbone="mobilenet_v3_large", weights="imagenet", crop=128, batch_size=8,
+                                 epochs=40, samples_per_epoch=40, lr=2e-3, warmup_steps=30, val_windows=0)
+        assert (real.lr, real.dice_weight) == (3e-4, 1.0) and real.data == str(tmp_path)
+    else:
+        assert sample.backbone == "resnet50" and sample.crop == 256 and real.lr == sample.lr == 1e-3
+    monkeypatch.setenv("LC_SMOKE", "1")
+    assert study.course_spec().replace(self_training_rounds=1).epochs == 2
