@@ -302,6 +302,21 @@ def per_class_iou(runs: pd.DataFrame, exclude: Sequence[str] = ("unknown",)) -> 
     return table.drop(columns=[c for c in exclude if c in table.columns])
 
 
+def paired_gaps(runs: pd.DataFrame, reference: str = DENSE) -> pd.DataFrame:
+    """Each setting's validation mIoU minus the ``reference`` setting's on the same seed: mean and
+    sd over the seeds (a row per setting, the reference left out).
+
+    A seed draws the points, the starting weights and the crops, and moves every setting of the
+    study together: the spread over seeds of each mean can hide a gap that every seed shows."""
+    labels = [setting_label(r.strategy, r.points_per_image, getattr(r, "points_per_mp", None))
+              for r in runs.itertuples()]
+    table = runs.assign(setting=labels).pivot_table(index="seed", columns="setting", values="val_mean_iou",
+                                                    sort=False)
+    gaps = table.drop(columns=reference).sub(table[reference], axis=0)
+    return pd.DataFrame({"gap_mean": gaps.mean(), "gap_sd": gaps.std(), "seeds_below": (gaps < 0).sum(),
+                         "seeds": gaps.notna().sum()})
+
+
 def describe_record(record: dict[str, Any], width: int = 72) -> str:
     """Where, when and how a committed study record was made, and its command wrapped to ``width``
     characters (a notebook column), for printing above its results."""
@@ -337,6 +352,10 @@ class StudyRecord:
     def per_class_iou(self) -> pd.DataFrame:
         """Mean IoU of each scored class per setting (:func:`per_class_iou`)."""
         return per_class_iou(self.runs)
+
+    def paired_gaps(self, reference: str = DENSE) -> pd.DataFrame:
+        """Each setting's mIoU minus the reference's on the same seed (:func:`paired_gaps`)."""
+        return paired_gaps(self.runs, reference)
 
 
 def load_record(path: str | Path) -> StudyRecord:

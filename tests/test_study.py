@@ -315,3 +315,17 @@ def test_the_course_study_spec_follows_the_mode_and_the_data(fast: str, monkeypa
         assert sample.backbone == "resnet50" and sample.crop == 256 and real.lr == sample.lr == 1e-3
     monkeypatch.setenv("LC_SMOKE", "1")
     assert study.course_spec().replace(self_training_rounds=1).epochs == 2
+
+
+def test_paired_gaps_compare_settings_seed_by_seed() -> None:
+    runs = pd.DataFrame({"strategy": ["uniform"] * 3 + [DENSE] * 3, "points_per_image": [10] * 3 + [None] * 3,
+                         "seed": [0, 1, 2] * 2, "val_mean_iou": [0.30, 0.42, 0.36, 0.35, 0.45, 0.40]})
+    gaps = study.paired_gaps(runs)
+    assert list(gaps.index) == ["uniform, 10 per image"]
+    assert gaps.iloc[0]["gap_mean"] == pytest.approx(-0.04)
+    assert gaps.iloc[0]["gap_sd"] == pytest.approx(np.std([-0.05, -0.03, -0.04], ddof=1))
+    assert gaps.iloc[0]["seeds_below"] == 3 and gaps.iloc[0]["seeds"] == 3
+    # the means' spread over seeds (0.06) hides a gap every seed shows
+    assert runs[runs.strategy == DENSE]["val_mean_iou"].std() > abs(gaps.iloc[0]["gap_mean"])
+    committed = study.load_record(RESULTS.parent / "label_density_sample.json")
+    assert list(committed.paired_gaps()["seeds"]) == [3] * 3
