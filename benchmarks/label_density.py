@@ -10,7 +10,7 @@ in the record, so the study can be stopped and resumed. The code is notebook 06'
 (``lc_utils.study``).
 
     python -m benchmarks.label_density [--data DIR] [--seeds 0 1 2] [--points 26 262 2621] ...
-    python -m benchmarks.label_density --readme [--out RECORD]   # rewrite the README's table from it
+    python -m benchmarks.label_density --readme [--out RECORD]   # the README's table and the plot from it
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(e.g. the plain points and dense rows of the density study)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON record (a PNG is written beside)")
     parser.add_argument("--readme", action="store_true",
-                        help="only rewrite the README's table from the record at --out")
+                        help="only rewrite the README's table and redraw the plot from the record at --out")
     return parser.parse_args(argv)
 
 
@@ -123,11 +123,23 @@ def update_readme(record: dict[str, Any], name: str, readme: Path = README) -> N
     write_readme_table(markdown_table(record), name, readme)
 
 
+def draw_figure(record: dict[str, Any], path: Path) -> None:
+    """The study's curve (mean ± sd per setting against the labelled fraction), drawn from its record."""
+    steps = int(record["runs"][0]["steps"])
+    title = (f"{record['data']}: {record['train_images']} training images, "
+             f"DeepLabV3-{record['settings']['backbone']}, {steps} steps per run")
+    figure = plot_density_curve(pd.DataFrame(record["summary"]), record["majority_baseline"]["mean_iou"],
+                                title=title)
+    figure.savefig(path, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.readme:
-        update_readme(json.loads(args.out.read_text()), args.out.stem)
-        print(f"{README}: table rewritten from {args.out}")
+        record = json.loads(args.out.read_text())
+        update_readme(record, args.out.stem)
+        draw_figure(record, args.out.with_suffix(".png"))
+        print(f"{README}: table rewritten from {args.out}; {args.out.with_suffix('.png')} redrawn")
         return
     if not args.data.is_dir():
         raise SystemExit(f"{args.data}: no data folder (pass --data)")
@@ -164,10 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         "summary": json.loads(summary.to_json(orient="records")),
     })
     args.out.write_text(json.dumps(record, indent=1, default=float) + "\n")
-    title = (f"{args.data.name}: {len(train_pairs)} training images, DeepLabV3-{spec.backbone}, "
-             f"{int(results['steps'].iloc[0])} steps per run")
-    figure = plot_density_curve(summary, baseline["mean_iou"], title=title)
-    figure.savefig(args.out.with_suffix(".png"), dpi=120)
+    draw_figure(record, args.out.with_suffix(".png"))
     print(summary.round(3).to_string(index=False))
     print(f"[label_density] dense mIoU {summary.loc[summary.strategy == DENSE, 'miou_mean'].iloc[0]:.3f}, "
           f"majority baseline {baseline['mean_iou']:.3f}; {len(results)} runs -> {args.out}")

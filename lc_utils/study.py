@@ -262,8 +262,8 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
 
     Columns: strategy, points_per_image, points_per_mp (NaN for budgets per image),
     labelled_fraction, runs, miou_mean, miou_sd, pixel_accuracy_mean, miou_vs_dense, and
-    trained_fraction where the runs record it (the labels' share after propagation or
-    self-training). The standard deviation is the sample one (ddof=1).
+    trained_fraction where some run trained on more than its points (the labels' share after
+    propagation or self-training). The standard deviation is the sample one (ddof=1).
     """
     frame = results.copy()
     frame["points_per_image"] = frame["points_per_image"].astype("Int64")
@@ -275,12 +275,36 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
                           miou_mean=("val_mean_iou", "mean"), miou_sd=("val_mean_iou", "std"),
                           pixel_accuracy_mean=("val_pixel_accuracy", "mean"),
                           **({"trained_fraction": ("trained_fraction", "mean")}
-                             if "trained_fraction" in frame else {})).reset_index()
+                             if _grows_labels(frame) else {})).reset_index()
     dense = summary.loc[summary["strategy"] == DENSE, "miou_mean"]
     summary["miou_vs_dense"] = summary["miou_mean"] / float(dense.iloc[0]) if len(dense) else np.nan
     summary["_order"] = summary["strategy"].map({s: i for i, s in enumerate(_ORDER)}).fillna(len(_ORDER))
     return (summary.sort_values(["_order", "labelled_fraction"]).drop(columns="_order")
             .reset_index(drop=True))
+
+
+def _grows_labels(runs: pd.DataFrame) -> bool:
+    """Whether some run trained on more pixels than its points label (propagation, self-training)."""
+    if "trained_fraction" not in runs:
+        return False
+    trained = runs["trained_fraction"].fillna(runs["labelled_fraction"])
+    return bool((trained > runs["labelled_fraction"] + 1e-12).any())
+
+
+def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """A summary (:func:`summarize`) as a notebook shows it: a row per setting, named as
+    :func:`setting_label` names it, with the labelled pixels in percent, mIoU mean and sd, the
+    ratio to dense labels, pixel accuracy and the number of runs (and the pixels trained on, in
+    percent, where labels were grown)."""
+    table = pd.DataFrame({
+        "labelled %": summary["labelled_fraction"] * 100,
+        **({"trained on %": summary["trained_fraction"] * 100} if "trained_fraction" in summary else {}),
+        "mIoU": summary["miou_mean"], "sd": summary["miou_sd"], "vs dense": summary["miou_vs_dense"],
+        "pixel accuracy": summary["pixel_accuracy_mean"], "runs": summary["runs"]})
+    table.index = [setting_label(r.strategy, r.points_per_image, r.points_per_mp)
+                   for r in summary.itertuples()]
+    table.index.name = "labels"
+    return table
 
 
 def setting_label(strategy: str, points_per_image: float | None, points_per_mp: float | None) -> str:
@@ -348,6 +372,10 @@ class StudyRecord:
     def describe(self, width: int = 72) -> str:
         """Where, when and how the study ran (:func:`describe_record`)."""
         return describe_record(self.record, width)
+
+    def table(self) -> pd.DataFrame:
+        """The summary as a notebook shows it (:func:`summary_table`)."""
+        return summary_table(self.summary)
 
     def per_class_iou(self) -> pd.DataFrame:
         """Mean IoU of each scored class per setting (:func:`per_class_iou`)."""

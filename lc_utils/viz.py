@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from skimage.segmentation import find_boundaries
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
@@ -434,6 +434,10 @@ def plot_class_shares(shares: pd.DataFrame, schema: ClassSchema = DEEPGLOBE) -> 
     return fig
 
 
+DENSITY_DODGE = 0.025
+"""How far apart (in decades) :func:`plot_density_curve` draws strategies at the same density."""
+
+
 def plot_density_curve(summary: pd.DataFrame, baseline_miou: float | None = None, *,
                        dense: str = "dense", title: str | None = None) -> Figure:
     """Validation mIoU against the labelled fraction (log scale): one line per strategy with the
@@ -446,9 +450,13 @@ def plot_density_curve(summary: pd.DataFrame, baseline_miou: float | None = None
     """
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.subplots()
-    for strategy, rows in summary[summary["strategy"] != dense].groupby("strategy", sort=False):
-        ax.errorbar(rows["labelled_fraction"] * 100, rows["miou_mean"], yerr=rows["miou_sd"].fillna(0),
-                    marker="o", capsize=3, label=f"{strategy} points")
+    groups = list(summary[summary["strategy"] != dense].groupby("strategy", sort=False))
+    for k, (strategy, rows) in enumerate(groups):
+        # strategies at one density are drawn side by side, a few percent apart, so that no
+        # error bar hides another
+        dodge = 10 ** (DENSITY_DODGE * (k - (len(groups) - 1) / 2))
+        ax.errorbar(rows["labelled_fraction"] * 100 * dodge, rows["miou_mean"],
+                    yerr=rows["miou_sd"].fillna(0), marker="o", capsize=3, label=f"{strategy} points")
     dense_rows = summary[summary["strategy"] == dense]
     if len(dense_rows):
         mean, sd = float(dense_rows["miou_mean"].iloc[0]), float(np.nan_to_num(dense_rows["miou_sd"].iloc[0]))
@@ -459,9 +467,12 @@ def plot_density_curve(summary: pd.DataFrame, baseline_miou: float | None = None
         ax.axhline(baseline_miou, color="0.5", linestyle=":", label="majority class everywhere")
     ax.set_xscale("log")
     percents = summary.loc[summary["strategy"] != dense, "labelled_fraction"] * 100
-    if len(percents):  # whole decades, labelled as percentages (0.01%, 0.1%, 1%)
-        ax.set_xlim(10 ** np.floor(np.log10(percents.min())), 10 ** np.ceil(np.log10(percents.max())))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
+    if len(percents):  # room for the end points' error bars; ticks at whole decades (0.01%, 0.1%, 1%)
+        ax.set_xlim(percents.min() / 2, percents.max() * 2)
+        ax.xaxis.set_major_locator(LogLocator(base=10))
+        if percents.max() / percents.min() < 10:  # less than a decade: tick the densities themselves
+            ax.set_xticks(sorted(set(percents.round(6))))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}%"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("labelled pixels")
     ax.set_ylabel("validation mIoU (unknown excluded)")

@@ -329,3 +329,17 @@ def test_paired_gaps_compare_settings_seed_by_seed() -> None:
     assert runs[runs.strategy == DENSE]["val_mean_iou"].std() > abs(gaps.iloc[0]["gap_mean"])
     committed = study.load_record(RESULTS.parent / "label_density_sample.json")
     assert list(committed.paired_gaps()["seeds"]) == [3] * 3
+
+
+def test_the_notebook_table_names_each_setting_and_shows_grown_labels_only_where_there_are() -> None:
+    record = study.load_record(RESULTS.parent / "label_density_sample.json")
+    table = record.table()
+    assert list(table.index) == list(record.per_class_iou().index)
+    assert "trained on %" not in table and table.loc["dense", "vs dense"] == 1.0
+    assert table.loc["uniform, 100 per image", "labelled %"] == pytest.approx(100 * 100 / 256**2, rel=0.01)
+    runs = pd.DataFrame({"strategy": ["uniform", "uniform+propagation"], "points_per_image": [26, 26],
+                         "points_per_mp": [100.0, 100.0], "seed": [0, 0], "labelled_fraction": [1e-4, 1e-4],
+                         "trained_fraction": [1e-4, 0.11], "val_mean_iou": [0.2, 0.3],
+                         "val_pixel_accuracy": [0.5, 0.6]})
+    assert study.summary_table(summarize(runs)).loc["uniform+propagation, 100/MP", "trained on %"] == 11.0
+    assert "trained_fraction" not in summarize(runs.iloc[:1])

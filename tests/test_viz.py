@@ -139,7 +139,13 @@ def test_plot_history_and_shares_and_density() -> None:
     assert [line.get_label() for line in ax.lines[-2:]] == ["dense labels", "majority class everywhere"]
     assert ax.lines[-2].get_ydata()[0] == 0.4 and ax.lines[-1].get_ydata()[0] == 0.1
     assert "3 seeds" in ax.get_legend().get_title().get_text() and ax.get_title(loc="left") == "three seeds"
+    low, high = ax.get_xlim()
+    assert low < 0.1 and high > 1  # the end points' error bars are not cut in half
     _render(fig)
+    both = pd.concat([summary, summary.iloc[:1].assign(strategy="stratified")])
+    ax = plot_density_curve(both).axes[0]
+    uniform_x, stratified_x = (c.lines[0].get_xdata()[0] for c in ax.containers)
+    assert 1.0 < stratified_x / uniform_x < 1.2  # side by side, not on top of each other
 
 
 def test_strategy_comparison_and_redraw_growth(pair) -> None:
