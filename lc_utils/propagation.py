@@ -317,9 +317,12 @@ class LabelMapDataset(SegmentationDataset):
         self.label_maps = {i: label_maps[i] if isinstance(label_maps[i], np.ndarray) else Path(label_maps[i])
                            for i in self.image_ids}
 
+    def _read(self, source: Path | np.ndarray) -> np.ndarray:
+        return source if isinstance(source, np.ndarray) else read_label_map(source)
+
     def label_map(self, index: int, shape: tuple[int, int]) -> np.ndarray:
         source = self.label_maps[self.image_ids[index]]
-        label_map = source if isinstance(source, np.ndarray) else read_label_map(source)
+        label_map = self._read(source)
         path = source if isinstance(source, Path) else f"label map of image {self.image_ids[index]!r}"
         if label_map.shape != shape:
             raise ValueError(f"{path}: label map is {label_map.shape[1]}x{label_map.shape[0]} but its image "
@@ -334,7 +337,7 @@ class LabelMapDataset(SegmentationDataset):
         """Share of all the images' pixels that carry a label."""
         labelled = total = 0
         for source in self.label_maps.values():
-            label_map = source if isinstance(source, np.ndarray) else read_label_map(source)
+            label_map = self._read(source)
             labelled += int(np.count_nonzero(label_map != IGNORE_INDEX))
             total += label_map.size
         return labelled / total

@@ -526,20 +526,17 @@ class Run:
         step between self-training rounds. Returns the new label maps (image id -> (H, W))."""
         spec = self.spec
         base_set = self.base_train_set
-        predictions = {}
+        predictions, bases = {}, {}
         for index, image_id in enumerate(base_set.image_ids):
-            image, _ = base_set.read_item(index)
+            image, bases[image_id] = base_set.read_item(index)
             predicted, probs = predict_tiled(self.model, image, tile_size=spec.val_window,
                                              overlap=spec.val_overlap, return_probs=True)
             predictions[image_id] = (predicted, probs.max(axis=0).astype(np.float16))
         thresholds = pseudo_label_thresholds(predictions.values(), self.schema.num_classes,
                                              spec.pseudo_threshold, spec.pseudo_class_share)
-        label_maps = {}
-        for index, image_id in enumerate(base_set.image_ids):
-            base = base_set.read_item(index)[1]
-            predicted, confidence = predictions[image_id]
-            label_maps[image_id] = pseudo_labels(predicted, confidence, base, thresholds,
-                                                 self.schema.unknown_index)
+        label_maps = {image_id: pseudo_labels(*predictions[image_id], bases[image_id], thresholds,
+                                              self.schema.unknown_index)
+                      for image_id in base_set.image_ids}
         self.train_set = LabelMapDataset(self.split["train"], label_maps, self.schema, base_set.transform,
                                          cache_mb=base_set.cache_mb)
         self.train_loader = make_loader(self.train_set, spec.batch_size, shuffle=True,
