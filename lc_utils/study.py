@@ -301,9 +301,7 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
         **({"trained on %": summary["trained_fraction"] * 100} if "trained_fraction" in summary else {}),
         "mIoU": summary["miou_mean"], "sd": summary["miou_sd"], "vs dense": summary["miou_vs_dense"],
         "pixel accuracy": summary["pixel_accuracy_mean"], "runs": summary["runs"]})
-    table.index = [setting_label(r.strategy, r.points_per_image, r.points_per_mp)
-                   for r in summary.itertuples()]
-    table.index.name = "labels"
+    table.index = pd.Index(_setting_labels(summary), name="labels")
     return table
 
 
@@ -316,13 +314,19 @@ def setting_label(strategy: str, points_per_image: float | None, points_per_mp: 
     return f"{strategy}, {points_per_image:,.0f} per image"
 
 
+def _setting_labels(rows: pd.DataFrame) -> list[str]:
+    """:func:`setting_label` of every row of runs or of a summary (records made before budgets per
+    megapixel have no ``points_per_mp``)."""
+    return [setting_label(r.strategy, r.points_per_image, getattr(r, "points_per_mp", None))
+            for r in rows.itertuples()]
+
+
 def per_class_iou(runs: pd.DataFrame, exclude: Sequence[str] = ("unknown",)) -> pd.DataFrame:
     """Mean validation IoU of each class per setting over its seeds (a row per setting, in the
     order the runs first name them), the classes in ``exclude`` left out as the headline mean
     leaves them out."""
-    rows = [{"setting": setting_label(r.strategy, r.points_per_image, getattr(r, "points_per_mp", None)),
-             **r.val_iou} for r in runs.itertuples()]
-    table = pd.DataFrame(rows).groupby("setting", sort=False).mean()
+    table = pd.DataFrame(list(runs["val_iou"])).groupby(_setting_labels(runs), sort=False).mean()
+    table.index.name = "setting"
     return table.drop(columns=[c for c in exclude if c in table.columns])
 
 
@@ -332,10 +336,8 @@ def paired_gaps(runs: pd.DataFrame, reference: str = DENSE) -> pd.DataFrame:
 
     A seed draws the points, the starting weights and the crops, and moves every setting of the
     study together: the spread over seeds of each mean can hide a gap that every seed shows."""
-    labels = [setting_label(r.strategy, r.points_per_image, getattr(r, "points_per_mp", None))
-              for r in runs.itertuples()]
-    table = runs.assign(setting=labels).pivot_table(index="seed", columns="setting", values="val_mean_iou",
-                                                    sort=False)
+    table = runs.assign(setting=_setting_labels(runs)).pivot_table(
+        index="seed", columns="setting", values="val_mean_iou", sort=False)
     gaps = table.drop(columns=reference).sub(table[reference], axis=0)
     return pd.DataFrame({"gap_mean": gaps.mean(), "gap_sd": gaps.std(), "seeds_below": (gaps < 0).sum(),
                          "seeds": gaps.notna().sum()})
