@@ -31,7 +31,7 @@ from lc_utils.runs import DENSE, LOSS_WEIGHTS, RunSpec, load_data
 from lc_utils.settings import PROJECT_ROOT
 from lc_utils.study import PRIOR_CORRECTED, run_density_study, summarize
 from lc_utils.transforms import CROP_SAMPLING
-from lc_utils.viz import plot_density_curve
+from lc_utils.viz import plot_density_curve, plot_method_comparison
 from lc_utils.windows import DEFAULT_OVERLAP
 
 from ._common import README, machine, write_readme_table
@@ -124,12 +124,15 @@ def update_readme(record: dict[str, Any], name: str, readme: Path = README) -> N
 
 
 def draw_figure(record: dict[str, Any], path: Path) -> None:
-    """The study's curve (mean ± sd per setting against the labelled fraction), drawn from its record."""
+    """The study's figure, drawn from its record: mean ± sd per setting against the labelled
+    fraction, or, where some settings grow labels from the points (propagation, self-training),
+    the settings side by side at each density."""
     steps = int(record["runs"][0]["steps"])
     title = (f"{record['data']}: {record['train_images']} training images, "
              f"DeepLabV3-{record['settings']['backbone']}, {steps} steps per run")
-    figure = plot_density_curve(pd.DataFrame(record["summary"]), record["majority_baseline"]["mean_iou"],
-                                title=title)
+    summary = pd.DataFrame(record["summary"])
+    plot = plot_method_comparison if "trained_fraction" in summary else plot_density_curve
+    figure = plot(summary, record["majority_baseline"]["mean_iou"], title=title)
     figure.savefig(path, dpi=120)
 
 

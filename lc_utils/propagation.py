@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -218,19 +218,23 @@ def quality_grid(pairs: Sequence[tuple[str | Path, str | Path]], points_per_mp: 
     The points are those :func:`lc_utils.sparse.annotate` draws for ``seed``."""
     images = [(image_id_of(image), read_rgb(image, what="image"), read_mask(mask, schema))
               for image, mask in pairs]
+    annotations = {density: annotate(((i, annotatable(truth, schema)) for i, _, truth in images),
+                                     points_per_mp=density, seed=seed)
+                   for density in points_per_mp}
     rows = []
-    for density in points_per_mp:
-        annotations = annotate(((i, annotatable(truth, schema)) for i, _, truth in images),
-                               points_per_mp=density, seed=seed)
-        n_points = sum(len(a) for a in annotations.values())
-        for area in superpixel_areas:
-            spread = replace(settings, superpixel_area=area)
-            quality = label_quality(((propagate(image, annotations[i], spread, schema.unknown_index), truth)
-                                     for i, image, truth in images), schema).loc["all"]
-            points_share = n_points / quality["true_pixels"]
+    for area in superpixel_areas:  # the superpixels of an image do not depend on its points
+        segments = [superpixels(image, area, settings.compactness, nodata_mask(image, settings.nodata_rgb))
+                    for _, image, _ in images]
+        for density in points_per_mp:
+            spread = [spread_points(annotations[density][i], image_segments, max_area=settings.max_area,
+                                    mixed=settings.mixed, unknown_index=schema.unknown_index)
+                      for (i, _, _), image_segments in zip(images, segments)]
+            quality = label_quality(zip(spread, (truth for _, _, truth in images)), schema).loc["all"]
+            points_share = sum(len(a) for a in annotations[density].values()) / quality["true_pixels"]
             rows.append({"points_per_mp": density, "superpixel_area": area, "points": points_share,
                          "coverage": quality["coverage"], "precision": quality["precision"],
                          "times_more": quality["coverage"] / points_share})
+    rows.sort(key=lambda row: (row["points_per_mp"], row["superpixel_area"]))
     return pd.DataFrame(rows)
 
 

@@ -53,7 +53,15 @@ from .sparse import (
 )
 from .statistics import class_statistics
 from .synthetic import is_generated_sample
-from .training import LAST, SCHEDULES, fit, make_loader, register_config_defaults
+from .training import (
+    LAST,
+    SCHEDULES,
+    fit,
+    load_checkpoint,
+    load_trained_model,
+    make_loader,
+    register_config_defaults,
+)
 from .transforms import CROP_SAMPLING, make_transforms
 from .windows import DEFAULT_OVERLAP, WindowDataset
 
@@ -578,3 +586,19 @@ def build_run(spec: RunSpec, *, runs_dir: str | Path | None = None, num_workers:
     model = build_deeplabv3(schema.num_classes, spec.backbone, spec.weights)
     return Run(spec, root, schema, split, annotations, path, train_set, train_loader, val_set, val_loader,
                model, loss_fn)
+
+
+def load_run(checkpoint: str | Path, *, runs_dir: str | Path | None = None,
+             device: str | torch.device | None = None) -> Run:
+    """The run a checkpoint of :meth:`Run.fit` or notebook 04 comes from: rebuilt from the spec
+    saved in it (the same split, points and training set), with the trained model (eval mode)."""
+    checkpoint = Path(checkpoint)
+    config = load_checkpoint(checkpoint).get("config") or {}
+    if "strategy" not in config:  # fit called without a spec records its own settings only
+        raise ValueError(f"{checkpoint}: the checkpoint holds no run spec, so its run cannot be rebuilt")
+    fields = {field.name for field in dataclasses.fields(RunSpec)}
+    spec = RunSpec.from_dict({k: v for k, v in config.items() if k in fields}, source=str(checkpoint))
+    # the trained weights replace the starting ones: no download for them
+    run = dataclasses.replace(build_run(spec.replace(weights=None), runs_dir=runs_dir), spec=spec)
+    run.model = load_trained_model(checkpoint, device)
+    return run

@@ -39,7 +39,7 @@ MODIFIERS = ("prior", "propagation", "self-training")
 loss's prior correction, superpixel propagation (:mod:`lc_utils.propagation`) and self-training
 rounds (notebook 07)."""
 
-_ORDER = ("uniform", "stratified", PRIOR_CORRECTED, "grid", DENSE)
+_STRATEGY_ORDER = ("uniform", "stratified", "grid")
 _PER_RUN = ("strategy", "points_per_mp", "points_per_image", "prior_correction", "superpixel_area",
             "self_training_rounds", "seed")
 """The fields of a study's spec that each run sets; every other one is the study's."""
@@ -278,9 +278,19 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
                              if _grows_labels(frame) else {})).reset_index()
     dense = summary.loc[summary["strategy"] == DENSE, "miou_mean"]
     summary["miou_vs_dense"] = summary["miou_mean"] / float(dense.iloc[0]) if len(dense) else np.nan
-    summary["_order"] = summary["strategy"].map({s: i for i, s in enumerate(_ORDER)}).fillna(len(_ORDER))
+    summary["_order"] = summary["strategy"].map(_setting_order)
     return (summary.sort_values(["_order", "labelled_fraction"]).drop(columns="_order")
             .reset_index(drop=True))
+
+
+def _setting_order(setting: str) -> tuple[int, int]:
+    """Where a setting goes in a table: by strategy, each followed by its modified forms (prior,
+    propagation, self-training, both), dense labels last."""
+    strategy, *modifiers = setting.split("+")
+    if strategy == DENSE:
+        return len(_STRATEGY_ORDER) + 1, 0
+    rank = _STRATEGY_ORDER.index(strategy) if strategy in _STRATEGY_ORDER else len(_STRATEGY_ORDER)
+    return rank, sum(2 ** MODIFIERS.index(m) for m in modifiers if m in MODIFIERS)
 
 
 def _grows_labels(runs: pd.DataFrame) -> bool:
@@ -331,16 +341,33 @@ def per_class_iou(runs: pd.DataFrame, exclude: Sequence[str] = ("unknown",)) -> 
 
 
 def paired_gaps(runs: pd.DataFrame, reference: str = DENSE) -> pd.DataFrame:
-    """Each setting's validation mIoU minus the ``reference`` setting's on the same seed: mean and
-    sd over the seeds (a row per setting, the reference left out).
+    """Each setting's validation mIoU minus the ``reference``'s on the same seed: mean and sd over
+    the seeds (a row per setting, the reference left out). ``reference`` is ``"dense"`` (every
+    setting against dense masks) or a strategy such as ``"uniform"`` (every other setting of points
+    against that strategy at the same budget: propagation against the points alone).
 
     A seed draws the points, the starting weights and the crops, and moves every setting of the
     study together: the spread over seeds of each mean can hide a gap that every seed shows."""
-    table = runs.assign(setting=_setting_labels(runs)).pivot_table(
-        index="seed", columns="setting", values="val_mean_iou", sort=False)
-    gaps = table.drop(columns=reference).sub(table[reference], axis=0)
-    return pd.DataFrame({"gap_mean": gaps.mean(), "gap_sd": gaps.std(), "seeds_below": (gaps < 0).sum(),
-                         "seeds": gaps.notna().sum()})
+    frame = runs.assign(setting=_setting_labels(runs), budget=_budgets(runs))
+    is_reference = frame["strategy"] == reference
+    if not is_reference.any():
+        raise ValueError(f"no run of the reference {reference!r}; the settings are "
+                         f"{sorted(set(frame.strategy))}")
+    key = ["seed"] if reference == DENSE else ["seed", "budget"]
+    others = frame[~is_reference & ((frame["strategy"] != DENSE) | (reference == DENSE))]
+    paired = others.merge(frame.loc[is_reference, [*key, "val_mean_iou"]], on=key,
+                          suffixes=("", "_reference"))
+    paired["gap"] = paired["val_mean_iou"] - paired["val_mean_iou_reference"]
+    grouped = paired.groupby("setting", sort=False)["gap"]
+    return pd.DataFrame({"gap_mean": grouped.mean(), "gap_sd": grouped.std(),
+                         "seeds_below": grouped.agg(lambda gaps: int((gaps < 0).sum())),
+                         "seeds": grouped.size()})
+
+
+def _budgets(rows: pd.DataFrame) -> list[float]:
+    """Each row's label budget: points per megapixel where set, else points per image (NaN: dense)."""
+    per_mp = rows["points_per_mp"] if "points_per_mp" in rows else pd.Series(np.nan, index=rows.index)
+    return list(per_mp.fillna(rows["points_per_image"].astype(float)))
 
 
 def describe_record(record: dict[str, Any], width: int = 72) -> str:

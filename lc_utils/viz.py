@@ -484,3 +484,55 @@ def plot_density_curve(summary: pd.DataFrame, baseline_miou: float | None = None
     ax.legend(fontsize=8, loc="lower right", title=f"mean ± sd over {runs} seeds" if runs > 1 else None,
               title_fontsize=8)
     return fig
+
+
+def plot_method_comparison(summary: pd.DataFrame, baseline_miou: float | None = None, *,
+                           dense: str = "dense", title: str | None = None) -> Figure:
+    """Validation mIoU of each way to train from the same points, side by side at each label
+    budget: a bar per setting (mean over seeds, one standard deviation as error bar, the mean
+    written above it), the dense-label mean as a dashed line with its band and the majority-class
+    baseline where given.
+
+    ``summary``: as :func:`lc_utils.study.summarize` makes it (columns ``strategy``,
+    ``points_per_image``, ``points_per_mp``, ``labelled_fraction``, ``miou_mean``, ``miou_sd``,
+    ``runs``)."""
+    points = summary[summary["strategy"] != dense]
+    per_mp = points["points_per_mp"] if "points_per_mp" in points else pd.Series(np.nan, index=points.index)
+    budget = per_mp.fillna(points["points_per_image"].astype(float))
+    budgets = sorted(set(budget))
+    settings = list(dict.fromkeys(points["strategy"]))
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(len(settings), 1)
+    for k, setting in enumerate(settings):
+        rows = points[points["strategy"] == setting]
+        x = np.array([budgets.index(b) for b in budget[rows.index]]) + (k - (len(settings) - 1) / 2) * width
+        sd = rows["miou_sd"].fillna(0)
+        ax.bar(x, rows["miou_mean"], width * 0.9, yerr=sd, capsize=3, label=setting, color=f"C{k}")
+        for x_k, mean, top in zip(x, rows["miou_mean"], rows["miou_mean"] + sd):
+            ax.annotate(f"{mean:.2f}", (x_k, top), xytext=(0, 2), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=7)
+    dense_rows = summary[summary["strategy"] == dense]
+    if len(dense_rows):
+        mean, sd = float(dense_rows["miou_mean"].iloc[0]), float(np.nan_to_num(dense_rows["miou_sd"].iloc[0]))
+        ax.axhline(mean, color="black", linestyle="--", label=f"dense labels ({mean:.2f})")
+        if sd > 0:
+            ax.axhspan(mean - sd, mean + sd, color="black", alpha=0.08)
+    if baseline_miou is not None:
+        ax.axhline(baseline_miou, color="0.5", linestyle=":", label="majority class everywhere")
+    fractions = points.groupby(budget)["labelled_fraction"].mean()
+    ax.set_xticks(range(len(budgets)), [
+        f"{fractions[b] * 100:.2g}% of the pixels\n"
+        + (f"{b:,.0f} points per MP" if pd.notna(per_mp[budget == b].iloc[0]) else f"{b:,.0f} per image")
+        for b in budgets])
+    ax.set_xlim(-0.5, len(budgets) - 0.5)
+    ax.set_ylabel("validation mIoU (unknown excluded)")
+    top = max([*(points["miou_mean"] + points["miou_sd"].fillna(0)), *dense_rows["miou_mean"]], default=1.0)
+    ax.set_ylim(0, top * 1.3)
+    ax.grid(alpha=0.3, axis="y")
+    if title:
+        ax.set_title(title, loc="left", fontsize=10)
+    runs = int(summary["runs"].max())
+    ax.legend(fontsize=8, loc="upper left", ncol=2, title_fontsize=8,
+              title=f"mean ± sd over {runs} seeds" if runs > 1 else None)
+    return fig

@@ -163,6 +163,25 @@ def test_a_run_folder_keeps_its_spec_and_refuses_another(sample_root: Path, tmp_
         build_run(spec.replace(dice_weight=1.0), runs_dir=tmp_path / "runs").fit(run_dir, progress=False)
 
 
+def test_load_run_rebuilds_a_trained_run_from_its_checkpoint(sample_root: Path, tmp_path: Path) -> None:
+    spec = _tiny(sample_root)
+    trained = build_run(spec, runs_dir=tmp_path)
+    trained.fit(tmp_path / "run", progress=False)
+    loaded = runs.load_run(tmp_path / "run" / training.BEST, runs_dir=tmp_path)
+    assert loaded.spec == spec and loaded.split == trained.split
+    assert loaded.annotation_path == trained.annotation_path
+    assert loaded.annotations.keys() == trained.annotations.keys()
+    assert not loaded.model.training
+    for name, value in trained.model.state_dict().items():
+        if not name.startswith("net.aux_classifier."):
+            assert torch.equal(loaded.model.state_dict()[name], value), name
+    state = training.load_checkpoint(tmp_path / "run" / training.BEST)
+    del state["config"]
+    torch.save(state, tmp_path / "bare.pt")
+    with pytest.raises(ValueError, match=r"bare\.pt: the checkpoint holds no run spec"):
+        runs.load_run(tmp_path / "bare.pt")
+
+
 @pytest.mark.slow
 def test_build_run_takes_dense_labels_an_annotation_file_and_loss_options(sample_root: Path,
                                                                           tmp_path: Path) -> None:

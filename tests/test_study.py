@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from benchmarks._common import table_markers
-from benchmarks.label_density import RESULTS, markdown_table, update_readme
+from benchmarks.label_density import RESULTS, draw_figure, markdown_table, update_readme
 from lc_utils import study
 from lc_utils.classes import DEEPGLOBE
 from lc_utils.datasets import DenseLandCoverDataset, read_pair
@@ -331,6 +331,33 @@ def test_paired_gaps_compare_settings_seed_by_seed() -> None:
     assert list(committed.paired_gaps()["seeds"]) == [3] * 3
 
 
+def test_paired_gaps_against_the_points_alone_pair_each_method_with_its_own_budget() -> None:
+    runs = pd.DataFrame({
+        "strategy": ["uniform"] * 4 + ["uniform+propagation"] * 4 + [DENSE] * 2,
+        "points_per_image": [3, 3, 26, 26] * 2 + [None] * 2,
+        "points_per_mp": [10, 10, 100, 100] * 2 + [None] * 2,
+        "seed": [0, 1] * 5,
+        "val_mean_iou": [0.20, 0.30, 0.30, 0.34, 0.25, 0.28, 0.36, 0.40, 0.41, 0.45]})
+    gaps = study.paired_gaps(runs, reference="uniform")
+    assert list(gaps.index) == ["uniform+propagation, 10/MP", "uniform+propagation, 100/MP"]
+    assert gaps["gap_mean"].to_list() == pytest.approx([0.015, 0.06])
+    assert gaps["seeds_below"].to_list() == [1, 0] and gaps["seeds"].to_list() == [2, 2]
+    assert study.paired_gaps(runs).loc["uniform, 100/MP", "gap_mean"] == pytest.approx(-0.11)
+    with pytest.raises(ValueError, match="no run of the reference 'stratified'"):
+        study.paired_gaps(runs, reference="stratified")
+
+
+def test_a_summary_lists_each_strategy_then_its_modified_forms_then_dense() -> None:
+    strategies = [DENSE, "uniform+propagation+self-training", "stratified", "uniform+self-training",
+                  "stratified+prior", "uniform+propagation", "uniform"]
+    runs = pd.DataFrame({"strategy": strategies, "points_per_image": [None] + [10] * 6, "seed": 0,
+                         "labelled_fraction": [1.0] + [0.01] * 6, "val_mean_iou": 0.3,
+                         "val_pixel_accuracy": 0.5})
+    assert list(study.summarize(runs)["strategy"]) == [
+        "uniform", "uniform+propagation", "uniform+self-training", "uniform+propagation+self-training",
+        "stratified", "stratified+prior", DENSE]
+
+
 def test_the_notebook_table_names_each_setting_and_shows_grown_labels_only_where_there_are() -> None:
     record = study.load_record(RESULTS.parent / "label_density_sample.json")
     table = record.table()
@@ -343,3 +370,17 @@ def test_the_notebook_table_names_each_setting_and_shows_grown_labels_only_where
                          "val_pixel_accuracy": [0.5, 0.6]})
     assert study.summary_table(summarize(runs)).loc["uniform+propagation, 100/MP", "trained on %"] == 11.0
     assert "trained_fraction" not in summarize(runs.iloc[:1])
+
+
+def test_the_record_figure_sets_grown_labels_side_by_side_and_densities_on_a_curve(tmp_path: Path) -> None:
+    from PIL import Image
+
+    record = json.loads((RESULTS.parent / "label_density_deepglobe.json").read_text())
+    draw_figure(record, tmp_path / "curve.png")
+    grown = {**record, "summary": [{**row, "trained_fraction": row["labelled_fraction"] * (
+        50 if row["strategy"] == "uniform" else 1)} for row in record["summary"]]}
+    draw_figure(grown, tmp_path / "bars.png")
+    curve, bars = (np.asarray(Image.open(tmp_path / name).convert("L")) for name in ("curve.png", "bars.png"))
+    assert curve.shape == bars.shape == (504, 840)  # 7 x 4.2 inches at 120 dpi: a notebook column
+    # bars fill far more of the plot than a curve's markers do
+    assert (bars < 128).mean() > 3 * (curve < 128).mean()

@@ -23,6 +23,7 @@ from lc_utils.viz import (
     plot_confusion_matrix,
     plot_density_curve,
     plot_history,
+    plot_method_comparison,
     plot_points,
     show_pairs,
 )
@@ -146,6 +147,28 @@ def test_plot_history_and_shares_and_density() -> None:
     ax = plot_density_curve(both).axes[0]
     uniform_x, stratified_x = (c.lines[0].get_xdata()[0] for c in ax.containers)
     assert 1.0 < stratified_x / uniform_x < 1.2  # side by side, not on top of each other
+
+
+def test_the_method_comparison_sets_each_budget_s_bars_side_by_side() -> None:
+    summary = pd.DataFrame({
+        "strategy": ["uniform", "uniform", "uniform+propagation", "uniform+propagation", "dense"],
+        "points_per_image": [3, 26, 3, 26, None], "points_per_mp": [10.0, 100.0, 10.0, 100.0, None],
+        "labelled_fraction": [1e-5, 1e-4, 1e-5, 1e-4, 1.0], "miou_mean": [0.2, 0.3, 0.25, 0.33, 0.4],
+        "miou_sd": [0.02, 0.01, 0.03, np.nan, 0.03], "runs": [3, 3, 3, 2, 3]})
+    fig = plot_method_comparison(summary, baseline_miou=0.1, title="methods")
+    ax = fig.axes[0]
+    bars = [c for c in ax.containers if hasattr(c, "patches")]
+    assert [c.get_label() for c in bars] == ["uniform", "uniform+propagation"]
+    heights = [[round(p.get_height(), 6) for p in c.patches] for c in bars]
+    assert heights == [[0.2, 0.3], [0.25, 0.33]]
+    centres = [[p.get_x() + p.get_width() / 2 for p in c.patches] for c in bars]
+    assert centres[0][0] < centres[1][0] < centres[0][1] < centres[1][1]  # grouped by budget
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.001% of the pixels\n10 points per MP",
+                                                            "0.01% of the pixels\n100 points per MP"]
+    assert {t.get_text() for t in ax.texts} == {"0.20", "0.30", "0.25", "0.33"}
+    assert ax.lines[-2].get_ydata()[0] == 0.4 and ax.lines[-1].get_ydata()[0] == 0.1
+    assert ax.get_ylim()[1] > 0.4 and "3 seeds" in ax.get_legend().get_title().get_text()
+    _render(fig)
 
 
 def test_strategy_comparison_and_redraw_growth(pair) -> None:
