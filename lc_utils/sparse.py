@@ -27,22 +27,35 @@ Strategy = Literal["uniform", "stratified", "grid"]
 STRATEGIES: tuple[str, ...] = ("uniform", "stratified", "grid")
 
 _HEADER = ("image_id", "row", "col", "label", "class_name")
+_PROVENANCE = ("source", "round")
+"""Optional columns: who or what placed each point, and the labelling round that added it."""
 
 
 @dataclass(frozen=True)
 class PointAnnotation:
-    """Labelled points of one image: parallel arrays of rows, columns and class labels."""
+    """Labelled points of one image: parallel arrays of rows, columns and class labels, and
+    optionally each point's provenance. Two annotations are equal when their points and labels
+    are; provenance does not change what a model learns."""
 
     rows: np.ndarray
     cols: np.ndarray
     labels: np.ndarray
+    sources: np.ndarray | None = None
+    """Who or what placed each point: ``"person"`` for a click, a strategy for sampled points."""
+    rounds: np.ndarray | None = None
+    """The labelling round that added each point (0: the first points)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rows", np.asarray(self.rows, dtype=np.int64))
         object.__setattr__(self, "cols", np.asarray(self.cols, dtype=np.int64))
         object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.uint8))
-        if not len(self.rows) == len(self.cols) == len(self.labels):
-            raise ValueError("rows, cols and labels must have the same length")
+        if self.sources is not None:
+            object.__setattr__(self, "sources", np.asarray(self.sources, dtype=object))
+        if self.rounds is not None:
+            object.__setattr__(self, "rounds", np.asarray(self.rounds, dtype=np.int64))
+        arrays = (self.rows, self.cols, self.labels, self.sources, self.rounds)
+        if len({len(a) for a in arrays if a is not None}) > 1:
+            raise ValueError("rows, cols, labels (and sources, rounds) must have the same length")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -54,6 +67,11 @@ class PointAnnotation:
             (self.rows, self.cols, self.labels), (other.rows, other.cols, other.labels)))
 
     __hash__ = None  # type: ignore[assignment]
+
+    def subset(self, keep: np.ndarray) -> PointAnnotation:
+        """The points ``keep`` selects (a boolean mask or indices), with their provenance."""
+        return PointAnnotation(*(None if a is None else a[keep] for a in
+                                 (self.rows, self.cols, self.labels, self.sources, self.rounds)))
 
     def check_bounds(self, shape: tuple[int, int], source: str = "annotation") -> None:
         """Raise ``ValueError`` naming ``source`` if a point lies outside an image of ``shape``."""
@@ -288,16 +306,21 @@ def save_annotations(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fields = dict(zip(_PROVENANCE, ("sources", "rounds")))
+    provenance = [name for name, field in fields.items()
+                  if any(getattr(a, field) is not None for a in annotations.values())]
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", newline="") as f:
         if info:
             f.write(f"# info: {json.dumps(dict(info), sort_keys=True)}\n")
         writer = csv.writer(f)
-        writer.writerow(_HEADER)
+        writer.writerow(_HEADER + tuple(provenance))
         for image_id in sorted(annotations):
             a = annotations[image_id]
-            for row, col, label in zip(a.rows.tolist(), a.cols.tolist(), a.labels.tolist()):
-                writer.writerow([image_id, row, col, label, schema.names[label]])
+            extra = [[""] * len(a) if getattr(a, fields[name]) is None else getattr(a, fields[name]).tolist()
+                     for name in provenance]
+            for i, (row, col, label) in enumerate(zip(a.rows.tolist(), a.cols.tolist(), a.labels.tolist())):
+                writer.writerow([image_id, row, col, label, schema.names[label], *(e[i] for e in extra)])
     tmp.replace(path)
     return path
 
@@ -323,7 +346,7 @@ def load_annotations(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
-    points: dict[str, list[tuple[int, int, int]]] = {}
+    points: dict[str, list[tuple[int, int, int, str, int | None]]] = {}
     with path.open(newline="") as f:
         numbered = ((n, line) for n, line in enumerate(f, start=1)
                     if line.strip() and not line.startswith("#"))
@@ -332,13 +355,19 @@ def load_annotations(
         if header is None or tuple(h.strip() for h in header[:4]) != _HEADER[:4]:
             raise ValueError(f"{path}:{header_no}: expected a header starting {','.join(_HEADER[:4])}, "
                              f"got {header}")
+        columns = {name.strip(): i for i, name in enumerate(header)}
+        source_at, round_at = columns.get("source"), columns.get("round")
         for line_no, line in numbered:
             fields = next(csv.reader([line]), [])
             where = f"{path}:{line_no}"
             try:
                 image_id, row, col, label = fields[0].strip(), int(fields[1]), int(fields[2]), int(fields[3])
+                source = _field(fields, source_at)
+                round_text = _field(fields, round_at)
+                labelling_round = int(round_text) if round_text else None
             except (ValueError, IndexError):
-                raise ValueError(f"{where}: expected image_id,row,col,label, got {fields}") from None
+                raise ValueError(f"{where}: expected image_id,row,col,label (and a whole round number), "
+                                 f"got {fields}") from None
             if not 0 <= label < schema.num_classes:
                 raise ValueError(f"{where}: label {label} is not a class (0..{schema.num_classes - 1})")
             if len(fields) > 4 and fields[4].strip() and fields[4].strip() != schema.names[label]:
@@ -346,13 +375,17 @@ def load_annotations(
                                  f"{fields[4].strip()!r}")
             if row < 0 or col < 0:
                 raise ValueError(f"{where}: negative coordinate row {row}, col {col}")
-            points.setdefault(image_id, []).append((row, col, label))
+            points.setdefault(image_id, []).append((row, col, label, source, labelling_round))
     annotations = {}
-    for image_id, triples in points.items():
-        rows, cols, labels = (np.array(v) for v in zip(*triples))
-        if len(set(zip(rows.tolist(), cols.tolist()))) != len(rows):
+    for image_id, lines in points.items():
+        rows, cols, labels, sources, rounds = zip(*lines)
+        if len(set(zip(rows, cols))) != len(rows):
             raise ValueError(f"{path}: image {image_id!r} lists the same pixel twice")
-        annotations[image_id] = PointAnnotation(rows, cols, labels)
+        annotations[image_id] = PointAnnotation(
+            np.array(rows), np.array(cols), np.array(labels),
+            sources=np.array(sources, dtype=object) if source_at is not None else None,
+            # a point with no round in a file that records them came before the rounds
+            rounds=np.array([r or 0 for r in rounds]) if round_at is not None else None)
     if image_shapes is not None:
         unknown = sorted(set(annotations) - set(image_shapes))
         if unknown:
@@ -360,6 +393,11 @@ def load_annotations(
         for image_id, annotation in annotations.items():
             annotation.check_bounds(image_shapes[image_id], f"{path}: image {image_id!r}")
     return annotations
+
+
+def _field(fields: list[str], index: int | None) -> str:
+    """An optional column's text on a line ("" where the file or the line has none)."""
+    return fields[index].strip() if index is not None and index < len(fields) else ""
 
 
 def point_counts(annotations: Mapping[str, PointAnnotation], num_classes: int) -> np.ndarray:

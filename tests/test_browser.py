@@ -15,12 +15,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from lc_utils.classes import DEEPGLOBE
 from lc_utils.settings import PROJECT_ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -283,3 +284,64 @@ def test_prediction_browser_switches_images(browser, lab: str, workspace: Path) 
     page.locator(".jp-OutputArea-output", has=dropdown).screenshot(path=str(shot))
     assert notebook.errors == []
     notebook.close()
+
+
+def _poll(read: Callable[[], object], expected: object, seconds: float = 30) -> object:
+    """What ``read`` returns once it equals ``expected`` (or at the deadline)."""
+    deadline = time.monotonic() + seconds
+    value = read()
+    while value != expected and time.monotonic() < deadline:
+        time.sleep(0.25)
+        value = read()
+    return value
+
+
+def test_clicks_on_the_annotator_reach_the_annotation_file(browser, lab: str, workspace: Path) -> None:
+    """Pick a class, click the image: the file gains that point at the clicked pixel; a click on
+    the point removes it; undo brings it back. Everything goes through the real front end."""
+    from lc_utils import files, layouts, settings, sparse
+
+    image_path = layouts.find_pairs(settings.prepare_data())[0][0]
+    csv = workspace / "clicked.csv"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from lc_utils import annotate, files\n"
+        "from lc_utils.point_editor import PointEditor\n"
+        f"image = {str(image_path)!r}\n"
+        f"editor = PointEditor({str(csv)!r}, files.image_shapes([(image, None)]))\n"
+        "annotate.PointAnnotator(editor, {files.image_id_of(image): image})")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, workspace / "notebooks" / "annotator.ipynb")
+    height, width = files.image_shapes([(image_path, None)])[files.image_id_of(image_path)]
+
+    def points() -> set[tuple[int, int, str]]:
+        if not csv.exists():
+            return set()
+        return {(int(r), int(c), DEEPGLOBE.names[int(k)]) for a in sparse.load_annotations(csv).values()
+                for r, c, k in zip(a.rows, a.cols, a.labels)}
+
+    opened = Notebook(browser, lab, "annotator.ipynb")
+    opened.run_all(120)
+    page = opened.page
+    canvas = page.locator(".lc-canvas")
+    canvas.wait_for(timeout=30_000)
+    page.locator(".lc-class", has_text="forest").click()
+    page.wait_for_selector(".lc-class.lc-active:has-text('forest')", timeout=10_000)
+    box = canvas.bounding_box()
+    x, y = box["x"] + 0.3 * box["width"], box["y"] + 0.6 * box["height"]
+    page.mouse.click(x, y)
+    # the whole image is shown: the clicked pixel is the same share of its width and height
+    clicked = _poll(points, {(int(0.6 * height), int(0.3 * width), "forest")})
+    assert len(clicked) == 1
+    (row, col, _), = clicked
+    pixel = max(height / box["height"], width / box["width"])  # image pixels per screen pixel
+    assert abs(row - 0.6 * height) <= max(1, pixel) and abs(col - 0.3 * width) <= max(1, pixel)
+    assert sparse.load_annotations(csv)[files.image_id_of(image_path)].sources[0] == "person"
+    page.mouse.click(x + 2, y - 1)  # on the point, with its class: removed
+    assert _poll(points, set()) == set()
+    page.locator(".lc-tools button", has_text="undo").click()
+    assert _poll(points, clicked) == clicked
+    assert page.locator(".lc-status").inner_text().startswith("undone; 1 point on this image")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".lc-annotator").screenshot(path=str(SHOTS / "annotator.png"))
+    assert opened.errors == []
+    opened.close()

@@ -299,3 +299,28 @@ def test_point_counts() -> None:
     annotations = {"a": PointAnnotation(np.array([0, 1]), np.array([0, 1]), np.array([2, 2])),
                    "b": PointAnnotation(np.array([3]), np.array([3]), np.array([6]))}
     assert point_counts(annotations, 7).tolist() == [0, 0, 2, 0, 0, 0, 1]
+
+
+def test_provenance_round_trips_and_files_without_it_still_load(tmp_path: Path) -> None:
+    clicked = PointAnnotation([3, 7, 9], [4, 1, 2], [1, 4, 0], sources=["person", "uniform", "person"],
+                              rounds=[0, 0, 2])
+    plain = PointAnnotation([5], [5], [3])
+    path = save_annotations({"a": clicked, "b": plain}, tmp_path / "points.csv")
+    header = path.read_text().splitlines()[0]
+    assert header == "image_id,row,col,label,class_name,source,round"
+    back = load_annotations(path)
+    assert back["a"] == clicked and list(back["a"].sources) == ["person", "uniform", "person"]
+    assert list(back["a"].rounds) == [0, 0, 2]
+    assert list(back["b"].sources) == [""] and list(back["b"].rounds) == [0]  # written with the others
+    kept = back["a"].subset(back["a"].rounds == 2)
+    assert (kept.rows.tolist(), kept.sources.tolist(), kept.rounds.tolist()) == ([9], ["person"], [2])
+    # a file from before provenance: no sources, no rounds
+    old = save_annotations({"b": plain}, tmp_path / "old.csv")
+    assert old.read_text().splitlines()[0] == "image_id,row,col,label,class_name"
+    assert load_annotations(old)["b"].sources is None and load_annotations(old)["b"].rounds is None
+    # a hand-edited line with a round that is not a number is refused, naming the file and line
+    (tmp_path / "bad.csv").write_text(path.read_text().replace("person,2", "person,two"))
+    with pytest.raises(ValueError, match=r"bad\.csv:4: expected .*whole round number"):
+        load_annotations(tmp_path / "bad.csv")
+    with pytest.raises(ValueError, match="same length"):
+        PointAnnotation([1, 2], [1, 2], [0, 0], rounds=[1])

@@ -1,0 +1,245 @@
+"""Click to annotate: a notebook widget that puts class points on images (anywidget).
+
+It runs wherever anywidget runs (JupyterLab 4, Notebook 7, VS Code, Colab). The front end only
+reports where a click landed on its canvas; the widget turns that into image pixels and calls the
+:class:`~lc_utils.point_editor.PointEditor`, which saves every change at once. So the same
+operations work from code (:meth:`PointAnnotator.click_display`, or the editor itself), and
+where no front end draws widgets (``make course``, nbval) :func:`show` draws a static figure.
+
+Keys on the widget: 1-9 pick a class, z (or Ctrl+Z) undoes, + and - zoom, the arrows pan, 0 fits
+the whole image; dragging pans too.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+import anywidget
+import numpy as np
+import traitlets
+from matplotlib.figure import Figure
+from PIL import Image
+
+from .classes import ClassSchema
+from .files import read_rgb
+from .point_editor import AnnotationConflictError, PointEditor
+from .viz import plot_points
+from .widgets import interactive_frontend
+
+HIT_RADIUS_PX = 7
+"""How close to a point (in screen pixels) a click must land to relabel or remove it."""
+
+_HERE = Path(__file__).parent
+
+
+class PointAnnotator(anywidget.AnyWidget):
+    """Click points of a class onto images; every change goes through ``editor`` and is saved.
+
+    ``images`` maps each image id of the editor to its file (or an (H, W, 3) uint8 array). Large
+    images (a 2448² DeepGlobe original) open whole, shrunk to ``display_size`` pixels; zoom in to
+    click single pixels. ``predictions`` (image id -> class map) adds a model's prediction as an
+    overlay, ``suggestions`` (image id -> [(row, col), ...]) marks pixels proposed for labelling.
+    """
+
+    _esm = _HERE / "annotate.js"
+    _css = _HERE / "annotate.css"
+    image_ids = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    image_index = traitlets.Int(0).tag(sync=True)
+    classes = traitlets.List(traitlets.Dict()).tag(sync=True)
+    active_class = traitlets.Int(0).tag(sync=True)
+    canvas_size = traitlets.List(traitlets.Int(), [512, 512]).tag(sync=True)
+    view = traitlets.List(traitlets.Float(), [0.0, 0.0, 1.0, 1.0]).tag(sync=True)
+    """The image region on the canvas: top, left, height, width in image pixels."""
+    image_url = traitlets.Unicode("").tag(sync=True)
+    prediction_url = traitlets.Unicode("").tag(sync=True)
+    show_prediction = traitlets.Bool(False).tag(sync=True)
+    points = traitlets.List(traitlets.List()).tag(sync=True)
+    suggestions = traitlets.List(traitlets.List()).tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, editor: PointEditor, images: Mapping[str, str | Path | np.ndarray], *,
+                 predictions: Mapping[str, np.ndarray] | None = None,
+                 suggestions: Mapping[str, list[tuple[int, int]]] | None = None,
+                 display_size: int = 512, **kwargs: object) -> None:
+        missing = [i for i in editor.image_shapes if i not in images]
+        if missing:
+            raise ValueError(f"{len(missing)} image(s) of the editor have no image file, e.g. {missing[:3]}")
+        schema: ClassSchema = editor.schema
+        super().__init__(
+            image_ids=list(editor.image_shapes), classes=[
+                {"name": name, "color": "#{:02x}{:02x}{:02x}".format(*rgb)}
+                for name, rgb in zip(schema.names, schema.palette)], **kwargs)
+        self.editor = editor
+        self.images = dict(images)
+        self.predictions = dict(predictions or {})
+        self.suggested = dict(suggestions or {})
+        self.display_size = display_size
+        self._image: np.ndarray | None = None
+        self.on_msg(self._on_message)
+        self.observe(lambda _: self._open(), names="image_index")
+        self.observe(lambda _: self._draw_view(), names="show_prediction")
+        self._open()
+
+    @property
+    def image_id(self) -> str:
+        """The image on the canvas."""
+        return self.image_ids[self.image_index]
+
+    @property
+    def scale(self) -> float:
+        """Image pixels per screen pixel at the current zoom."""
+        return self.view[2] / self.canvas_size[0]
+
+    def to_pixel(self, x: float, y: float) -> tuple[int, int]:
+        """The image pixel (row, col) under the canvas position (x, y)."""
+        top, left, height, width = self.view
+        row = int(np.floor(top + y * height / self.canvas_size[0]))
+        col = int(np.floor(left + x * width / self.canvas_size[1]))
+        rows, cols = self.editor.image_shapes[self.image_id]
+        return min(max(row, 0), rows - 1), min(max(col, 0), cols - 1)
+
+    def click_display(self, x: float, y: float) -> str:
+        """What a click on the canvas at (x, y) does, with the active class (see
+        :meth:`PointEditor.click`); returns the action, or the error it met."""
+        row, col = self._point_under(x, y) or self.to_pixel(x, y)
+        try:
+            action = self.editor.click(self.image_id, row, col, self.active_class)
+        except (AnnotationConflictError, ValueError, KeyError) as error:
+            self.status = f"error: {error}"
+            return self.status
+        self._show_points()
+        self.status = (f"{action} {self.editor.schema.names[self.active_class]} at row {row}, col {col}; "
+                       f"{self._counts()}")
+        return action
+
+    def _counts(self) -> str:
+        here = len(self.editor.points(self.image_id))
+        total = sum(len(a) for a in self.editor.annotations.values())
+        return (f"{here} point{'s' * (here != 1)} on this image, {total} in all, "
+                f"saved to {self.editor.path.name}")
+
+    def _point_under(self, x: float, y: float) -> tuple[int, int] | None:
+        """The point drawn nearest (x, y) on the canvas, if within :data:`HIT_RADIUS_PX`."""
+        points = self.editor.points(self.image_id)
+        if not len(points):
+            return None
+        top, left, _, _ = self.view
+        distance = np.hypot((points.cols + 0.5 - left) / self.scale - x,
+                            (points.rows + 0.5 - top) / self.scale - y)
+        nearest = int(np.argmin(distance))
+        if distance[nearest] > HIT_RADIUS_PX:
+            return None
+        return int(points.rows[nearest]), int(points.cols[nearest])
+
+    def undo(self) -> bool:
+        """Take back the last change."""
+        try:
+            undone = self.editor.undo()
+        except AnnotationConflictError as error:
+            self.status = f"error: {error}"
+            return False
+        self._show_points()
+        self.status = f"undone; {self._counts()}" if undone else "nothing to undo"
+        return undone
+
+    def zoom(self, factor: float, x: float | None = None, y: float | None = None) -> None:
+        """Zoom by ``factor`` around the canvas position (x, y) (its centre by default)."""
+        height, width = self.canvas_size
+        x = width / 2 if x is None else x
+        y = height / 2 if y is None else y
+        top, left, view_h, view_w = self.view
+        rows, cols = self.editor.image_shapes[self.image_id]
+        fit = max(rows / height, cols / width)  # image pixels per screen pixel when whole
+        new_scale = min(max(self.scale / factor, 1 / 16), fit)
+        anchor_row, anchor_col = top + y * view_h / height, left + x * view_w / width
+        self._set_view(anchor_row - y * new_scale, anchor_col - x * new_scale, new_scale)
+
+    def pan(self, dx: float, dy: float) -> None:
+        """Move the view by (dx, dy) screen pixels."""
+        top, left, _, _ = self.view
+        self._set_view(top + dy * self.scale, left + dx * self.scale, self.scale)
+
+    def fit(self) -> None:
+        """Show the whole image."""
+        rows, cols = self.editor.image_shapes[self.image_id]
+        self._set_view(0, 0, max(rows / self.canvas_size[0], cols / self.canvas_size[1]))
+
+    def _on_message(self, _: object, content: dict, buffers: object) -> None:
+        kind = content.get("type")
+        if kind == "click":
+            self.click_display(float(content["x"]), float(content["y"]))
+        elif kind == "undo":
+            self.undo()
+        elif kind == "zoom":
+            self.zoom(float(content["factor"]), content.get("x"), content.get("y"))
+        elif kind == "pan":
+            self.pan(float(content["dx"]), float(content["dy"]))
+        elif kind == "fit":
+            self.fit()
+
+    def _open(self) -> None:
+        source = self.images[self.image_id]
+        self._image = source if isinstance(source, np.ndarray) else read_rgb(source, what="image")
+        rows, cols = self._image.shape[:2]
+        expected_rows, expected_cols = self.editor.image_shapes[self.image_id]
+        if (rows, cols) != (expected_rows, expected_cols):
+            raise ValueError(f"image {self.image_id!r} is {cols}x{rows} but the editor has it as "
+                             f"{expected_cols}x{expected_rows}")
+        fit = max(rows, cols) / self.display_size
+        self.canvas_size = [max(1, round(rows / fit)), max(1, round(cols / fit))]
+        self.fit()
+        self._show_points()
+
+    def _set_view(self, top: float, left: float, scale: float) -> None:
+        rows, cols = self.editor.image_shapes[self.image_id]
+        view_h, view_w = self.canvas_size[0] * scale, self.canvas_size[1] * scale
+        top = min(max(top, 0.0), max(rows - view_h, 0.0))
+        left = min(max(left, 0.0), max(cols - view_w, 0.0))
+        self.view = [float(top), float(left), float(view_h), float(view_w)]
+        self._draw_view()
+
+    def _draw_view(self) -> None:
+        self.image_url = _data_url(self._crop(self._image), "JPEG")
+        prediction = self.predictions.get(self.image_id)
+        if prediction is not None and self.show_prediction:
+            colours = np.asarray(self.editor.schema.palette, dtype=np.uint8)
+            self.prediction_url = _data_url(self._crop(colours[prediction]), "PNG")
+        else:
+            self.prediction_url = ""
+
+    def _crop(self, array: np.ndarray) -> Image.Image:
+        top, left, view_h, view_w = self.view
+        box = (int(np.floor(left)), int(np.floor(top)),
+               int(np.ceil(left + view_w)), int(np.ceil(top + view_h)))
+        cropped = Image.fromarray(array[box[1]:box[3], box[0]:box[2]])
+        # the crop starts on a whole pixel: shift it by the view's fraction so clicks land true
+        height, width = self.canvas_size
+        sub = (left - box[0], top - box[1], min(left - box[0] + view_w, cropped.width),
+               min(top - box[1] + view_h, cropped.height))
+        resample = Image.Resampling.NEAREST if self.scale < 1 else Image.Resampling.BOX
+        return cropped.resize((width, height), resample, box=sub)
+
+    def _show_points(self) -> None:
+        points = self.editor.points(self.image_id)
+        self.points = [[int(r), int(c), int(k)] for r, c, k in zip(points.rows, points.cols, points.labels)]
+        self.suggestions = [[int(r), int(c)] for r, c in self.suggested.get(self.image_id, [])]
+
+
+def _data_url(image: Image.Image, kind: str) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format=kind, **({"quality": 90} if kind == "JPEG" else {}))
+    mime = "image/jpeg" if kind == "JPEG" else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+
+
+def show(annotator: PointAnnotator) -> PointAnnotator | Figure:
+    """The widget where a front end draws it; elsewhere (``LC_HEADLESS=1``, nbval, a script) a
+    static figure of the current image's points, so an executed notebook still shows them."""
+    if interactive_frontend():
+        return annotator
+    image_id = annotator.image_id
+    return plot_points(annotator._image, annotator.editor.points(image_id), annotator.editor.schema,
+                       title=f"{image_id}: {len(annotator.editor.points(image_id))} points")
