@@ -107,7 +107,8 @@ class SegmentationDataset(Dataset):
     ) -> None:
         if not pairs:
             raise ValueError("a dataset needs at least one (image, mask) pair")
-        self.pairs = [(Path(i), Path(m)) for i, m in pairs]
+        # images without masks (points clicked on one's own imagery) have None for a mask
+        self.pairs = [(Path(i), None if m is None else Path(m)) for i, m in pairs]
         self.image_ids = [image_id_of(image) for image, _ in self.pairs]
         self.schema = schema
         self.transform = transform
@@ -121,7 +122,11 @@ class SegmentationDataset(Dataset):
 
     def read_class_map(self, index: int) -> np.ndarray:
         """The dense ground-truth class map of item ``index``."""
-        return read_mask(self.pairs[index][1], self.schema, on_invalid=self.on_invalid)
+        image, mask = self.pairs[index]
+        if mask is None:
+            raise ValueError(f"{image}: this image has no mask; score the model on held-out points "
+                             "(lc_utils.point_scores) instead")
+        return read_mask(mask, self.schema, on_invalid=self.on_invalid)
 
     def label_map(self, index: int, shape: tuple[int, int]) -> np.ndarray:
         """The (H, W) uint8 labels of item ``index`` whose image has ``shape``."""

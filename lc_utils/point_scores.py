@@ -10,8 +10,9 @@ their errors go together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
+from .files import image_id_of, read_rgb
 from .inference import predict_tiled
 from .metrics import ConfusionMatrix
 from .sparse import PointAnnotation
@@ -291,3 +293,23 @@ def score_points(
         per_class=per_class, confusion=confusion, confidence=confidence, n_boot=n_boot, group=group,
         left_out=schema.names[unknown] if unknown is not None else None,
     )
+
+
+def point_validator(images: Sequence[str | Path], annotations: Mapping[str, PointAnnotation],
+                    schema: ClassSchema = DEEPGLOBE, *, tile_size: int = 512, overlap: float = DEFAULT_OVERLAP
+                    ) -> Callable[[nn.Module], dict[str, float]]:
+    """The validation :func:`lc_utils.training.fit` calls after every epoch where there are no
+    masks: the model scored on the held-out points of ``images`` (those with points in
+    ``annotations``), as ``{"val_mean_iou", "val_pixel_accuracy"}``: point mIoU and point accuracy
+    (no intervals: they choose the best epoch; :func:`score_points` gives them)."""
+    arrays = {image_id_of(path): read_rgb(path, what="image") for path in images
+              if image_id_of(path) in annotations}
+    if not arrays:
+        raise ValueError("no held-out point on any validation image: nothing to validate on")
+
+    def validate(model: nn.Module) -> dict[str, float]:
+        points = predict_points(model, arrays, annotations, tile_size=tile_size, overlap=overlap)
+        scores = score_points(points, schema, n_boot=0)
+        return {"val_mean_iou": scores.miou, "val_pixel_accuracy": scores.accuracy}
+
+    return validate

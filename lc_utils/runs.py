@@ -31,9 +31,10 @@ from .classes import ClassSchema
 from .datasets import DenseLandCoverDataset, SegmentationDataset, split_items, split_pairs
 from .files import image_id_of, image_shapes
 from .inference import predict_tiled, validator
-from .layouts import find_pairs, load_schema
+from .layouts import find_pairs, find_unlabelled_images, load_schema
 from .losses import PartialCrossEntropyLoss, class_weights_from_counts, prior_correction
 from .models import BACKBONES, build_deeplabv3
+from .point_scores import point_validator
 from .propagation import (
     LabelMapDataset,
     Propagation,
@@ -47,6 +48,7 @@ from .sparse import (
     SparseLandCoverDataset,
     annotation_filename,
     ensure_annotations,
+    hold_out_areas,
     labelled_fraction,
     load_annotations,
     point_counts,
@@ -71,6 +73,9 @@ DENSE = "dense"
 LABELS = (*STRATEGIES, DENSE)
 LOSS_WEIGHTS = ("none", "inverse-sqrt")
 SPEC_FILE = "run.toml"
+HELD_OUT = ("images", "areas")
+HELD_OUT_BLOCK = 64
+"""The side in pixels of the squares whose points validate a run with ``held_out="areas"``."""
 """The spec a run folder keeps (``python -m lc_utils.train --config`` reads it back)."""
 
 CACHE_MB = 2048
@@ -132,6 +137,13 @@ class RunSpec:
     pseudo_class_share: float | None = 0.2
     """Also keep this share of each class's most confident pixels, so that rare classes, predicted
     with less confidence, are not drowned (class-balanced self-training); None: the threshold alone."""
+    held_out: str = "images"
+    """Images without masks (points clicked on one's own imagery, notebook 08): which points
+    validate the run. "images": those of the split's validation images; "areas": those in
+    ``held_out_share`` of every image's area (:func:`lc_utils.sparse.hold_out_areas`), every image
+    training on the rest. With masks the run validates on them and this is not used."""
+    held_out_share: float = 0.2
+    """The share of every image's area whose points validate, with ``held_out="areas"``."""
     # model
     backbone: str = "resnet50"
     weights: str | None = "imagenet"
@@ -212,6 +224,10 @@ class RunSpec:
             fail(f"pseudo_class_share must be in (0, 1], got {self.pseudo_class_share}")
         if self.superpixel_area is not None and self.superpixel_area < 4:
             fail(f"superpixel_area must be at least 4 pixels, got {self.superpixel_area}")
+        if self.held_out not in HELD_OUT:
+            fail(f"held_out must be one of {list(HELD_OUT)}, got {self.held_out!r}")
+        if not 0 < self.held_out_share < 1:
+            fail(f"held_out_share must be between 0 and 1, got {self.held_out_share}")
         if self.prior_correction and self.strategy == DENSE:
             fail("prior_correction corrects the class shares of points; dense labels have none to correct")
         for name in ("crop", "batch_size", "epochs", "val_window"):
@@ -368,19 +384,35 @@ register_config_defaults(RunSpec().to_dict())  # a checkpoint made before a fiel
 
 
 class RunData(NamedTuple):
-    """The data a spec describes: its folder, class schema, every (image, mask) pair and the split."""
+    """The data a spec describes: its folder, class schema, every (image, mask) pair and the split.
+    Images without masks (``has_masks`` False) have None for a mask."""
 
     root: Path
     schema: ClassSchema
-    pairs: list[tuple[Path, Path]]
-    split: dict[str, list[tuple[Path, Path]]]
+    pairs: list[tuple[Path, Path | None]]
+    split: dict[str, list[tuple[Path, Path | None]]]
+    has_masks: bool = True
 
 
 def load_data(spec: RunSpec) -> RunData:
-    """The data folder, its class schema, its pairs and the split a spec describes."""
+    """The data folder, its class schema, its pairs and the split a spec describes. A folder of
+    images without masks is data too when the spec names an annotation file: every image, with
+    None for its mask (``held_out="areas"`` then trains and validates on every image)."""
     root = settings.prepare_data(spec.data)
     schema = load_schema(root, spec.schema)
-    pairs = find_pairs(root, image_suffix=spec.image_suffix, mask_suffix=spec.mask_suffix)
+    try:
+        pairs = find_pairs(root, image_suffix=spec.image_suffix, mask_suffix=spec.mask_suffix)
+    except FileNotFoundError as error:
+        images = find_unlabelled_images(root, image_suffix=spec.image_suffix, mask_suffix=spec.mask_suffix)
+        if not images:
+            raise
+        if spec.annotations is None:
+            raise FileNotFoundError(f"{error}; to train from points clicked on these images, give their "
+                                    "annotation file (annotations=..., --annotations FILE)") from None
+        pairs = [(image, None) for image in images]
+        if spec.held_out == "areas":
+            return RunData(root, schema, pairs, {"train": pairs, "val": pairs, "test": []}, has_masks=False)
+        return RunData(root, schema, pairs, split_pairs(pairs, seed=spec.split_seed), has_masks=False)
     if spec.val_images is None:
         return RunData(root, schema, pairs, split_pairs(pairs, seed=spec.split_seed))
     if spec.val_images >= len(pairs):
@@ -433,6 +465,30 @@ def _training_points(spec: RunSpec, path: Path, data: RunData) -> dict[str, Poin
     return {i: annotations[i] for i in train_ids}
 
 
+def _points_without_masks(spec: RunSpec, path: Path, data: RunData
+                          ) -> tuple[RunData, dict[str, PointAnnotation], dict[str, PointAnnotation]]:
+    """For images without masks: the training and the held-out points of the spec's annotation
+    file, and the split narrowed to the images that have some (a person clicks on some images
+    before others)."""
+    annotations = load_annotations(path, data.schema, image_shapes(data.pairs))
+    if spec.held_out == "areas":
+        train, held = hold_out_areas(annotations, image_shapes(data.pairs), spec.held_out_share,
+                                     HELD_OUT_BLOCK, seed=spec.split_seed)
+    else:
+        ids = {part: {image_id_of(image) for image, _ in pairs} for part, pairs in data.split.items()}
+        train = {i: a for i, a in annotations.items() if i in ids["train"]}
+        held = {i: a for i, a in annotations.items() if i in ids["val"]}
+    where = "in the held-out areas" if spec.held_out == "areas" else "on the validation images"
+    if not train:
+        raise ValueError(f"{path}: no point to train on (held_out={spec.held_out!r})")
+    if not held:
+        raise ValueError(f"{path}: no point {where} to validate on; click some there, or use "
+                         f"held_out={'images' if spec.held_out == 'areas' else 'areas'!r}")
+    split = {"train": [p for p in data.split["train"] if image_id_of(p[0]) in train],
+             "val": [p for p in data.split["val"] if image_id_of(p[0]) in held], "test": data.split["test"]}
+    return data._replace(split=split), train, held
+
+
 def _loss(spec: RunSpec, annotations: dict[str, PointAnnotation] | None, train: list[tuple[Path, Path]],
           schema: ClassSchema) -> PartialCrossEntropyLoss:
     weight = adjustment = None
@@ -465,6 +521,8 @@ class Run:
     val_loader: DataLoader | None
     model: nn.Module
     loss_fn: PartialCrossEntropyLoss
+    val_points: dict[str, PointAnnotation] | None = None
+    """Images without masks: the held-out points the run validates on (None with masks)."""
 
     def __post_init__(self) -> None:
         self.base_train_set = self.train_set
@@ -511,7 +569,12 @@ class Run:
         resuming = run_dir is not None and resume and (Path(run_dir) / LAST).is_file()
         if run_dir is not None and distributed.is_main() and not resuming:
             spec.save(Path(run_dir) / SPEC_FILE)
-        validate = validator(self.val_loader, amp=amp) if self.val_loader is not None else None
+        validate = None
+        if self.val_loader is not None:
+            validate = validator(self.val_loader, amp=amp)
+        elif self.val_points:
+            validate = point_validator([image for image, _ in self.split["val"]], self.val_points,
+                                       self.schema, tile_size=spec.val_window, overlap=spec.val_overlap)
         rounds = spec.self_training_rounds
         history: list[dict[str, float]] = []
         for stage in range(rounds + 1):
@@ -561,9 +624,17 @@ def build_run(spec: RunSpec, *, runs_dir: str | Path | None = None, num_workers:
     and, seeded with ``spec.seed`` just before it is built, the model. ``num_workers`` and
     ``cache_mb`` change the speed only, never the numbers."""
     data = load_data(spec)
+    path = annotation_file(spec, data.root, runs_dir)
+    val_points = None
+    if data.has_masks:
+        annotations = None if path is None else _training_points(spec, path, data)
+    elif path is None or spec.prior_correction:
+        missing = "no dense labels" if path is None else "no true class prior"
+        raise ValueError(f"{data.root}: no masks, so {missing} to train with; train on the annotation "
+                         "file's points")
+    else:
+        data, annotations, val_points = _points_without_masks(spec, path, data)
     root, schema, split = data.root, data.schema, data.split
-    path = annotation_file(spec, root, runs_dir)
-    annotations = None if path is None else _training_points(spec, path, data)
     # every crop holds at least one labelled point
     transform = make_transforms(spec.crop, crop_sampling=spec.crop_sampling, color_jitter=spec.color_jitter)
     if annotations is None:
@@ -577,7 +648,7 @@ def build_run(spec: RunSpec, *, runs_dir: str | Path | None = None, num_workers:
     train_loader = make_loader(train_set, spec.batch_size, shuffle=True, num_workers=num_workers,
                                samples_per_epoch=spec.samples_per_epoch, seed=spec.seed)
     val_set = val_loader = None
-    if spec.val_windows:
+    if spec.val_windows and data.has_masks:
         val_images = DenseLandCoverDataset(split["val"], schema)
         val_set = WindowDataset(val_images, spec.val_window, spec.val_windows, seed=spec.split_seed)
         val_loader = make_loader(val_set, 1, shuffle=False)
@@ -585,7 +656,7 @@ def build_run(spec: RunSpec, *, runs_dir: str | Path | None = None, num_workers:
     settings.seed_everything(spec.seed)
     model = build_deeplabv3(schema.num_classes, spec.backbone, spec.weights)
     return Run(spec, root, schema, split, annotations, path, train_set, train_loader, val_set, val_loader,
-               model, loss_fn)
+               model, loss_fn, val_points)
 
 
 def load_run(checkpoint: str | Path, *, runs_dir: str | Path | None = None,

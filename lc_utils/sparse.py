@@ -400,6 +400,33 @@ def _field(fields: list[str], index: int | None) -> str:
     return fields[index].strip() if index is not None and index < len(fields) else ""
 
 
+def hold_out_areas(annotations: Mapping[str, PointAnnotation], image_shapes: Mapping[str, tuple[int, int]],
+                   share: float = 0.2, block: int = 64, seed: int = 0
+                   ) -> tuple[dict[str, PointAnnotation], dict[str, PointAnnotation]]:
+    """Split every image's points by area: the image (its (H, W) in ``image_shapes``) is cut into
+    ``block`` x ``block`` squares, ``share`` of them, drawn for ``seed`` and the image alone, are
+    held out, and the points inside them validate while the others train. Returns (training
+    points, held-out points), with their provenance; a new point never moves another one.
+
+    Points held out by area are scored where the model saw no label nearby, unlike points drawn
+    at random among the clicked ones, whose neighbours trained the model."""
+    if not 0 < share < 1:
+        raise ValueError(f"share must be between 0 and 1, got {share}")
+    if block < 1:
+        raise ValueError(f"block must be at least 1 pixel, got {block}")
+    kept, held = {}, {}
+    for image_id, annotation in annotations.items():
+        if image_id not in image_shapes:
+            raise ValueError(f"image {image_id!r} has points but no size in image_shapes")
+        height, width = image_shapes[image_id]
+        rng = np.random.default_rng(image_seed(seed, image_id))
+        chosen = rng.random((-(-height // block), -(-width // block))) < share
+        annotation.check_bounds((height, width), f"image {image_id!r}")
+        held_out = chosen[annotation.rows // block, annotation.cols // block]
+        kept[image_id], held[image_id] = annotation.subset(~held_out), annotation.subset(held_out)
+    return ({i: a for i, a in kept.items() if len(a)}, {i: a for i, a in held.items() if len(a)})
+
+
 def point_counts(annotations: Mapping[str, PointAnnotation], num_classes: int) -> np.ndarray:
     """Labelled points per class over all images of an annotation."""
     labels = [a.labels for a in annotations.values()]

@@ -26,7 +26,7 @@ import torch
 
 from . import distributed, models, settings
 from .devices import describe_device
-from .runs import CACHE_MB, LABELS, LOSS_WEIGHTS, Run, RunSpec, build_run, is_unset, read_table
+from .runs import CACHE_MB, HELD_OUT, LABELS, LOSS_WEIGHTS, Run, RunSpec, build_run, is_unset, read_table
 from .training import BEST
 from .transforms import CROP_SAMPLING
 
@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "%(default)s)")
     val.add_argument("--val-windows", type=int,
                      help="fixed validation windows scored every epoch; 0: none (default: %(default)s)")
+    val.add_argument("--held-out", choices=list(HELD_OUT),
+                     help="images without masks: validate on the points of the validation images, or "
+                          "on those in a share of every image's area (default: %(default)s)")
+    val.add_argument("--held-out-share", type=float, metavar="SHARE",
+                     help="with --held-out areas, the share of each image's area whose points "
+                          "validate (default: %(default)s)")
     val.add_argument("--seed", type=int, help="points, starting weights and crops (default: %(default)s)")
     execution = parser.add_argument_group("execution (what the run is stays the same)")
     execution.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best there is)")
@@ -216,7 +222,8 @@ def train(args: argparse.Namespace) -> Path:
     history = run.fit(run_dir, resume=args.resume, checkpoint_every=args.checkpoint_every, device=device)
     if history and "val_mean_iou" in history[-1]:
         best = max(r["val_mean_iou"] for r in history)
-        say(f"best validation mIoU {best:.3f}; weights in {run_dir / BEST}")
+        on = "" if run.val_points is None else " on the held-out points"
+        say(f"best validation mIoU{on} {best:.3f}; weights in {run_dir / BEST}")
     return run_dir
 
 

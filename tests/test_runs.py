@@ -265,3 +265,63 @@ def test_self_training_shares_the_epochs_and_adds_confident_pixels_around_the_po
         spec.replace(epochs=3)
     with pytest.raises(ValueError, match="dense labels leave no pixel"):
         RunSpec(strategy=DENSE, self_training_rounds=1, epochs=2)
+
+
+def _images_only(sample_root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The sample's images in a folder of their own, and points "clicked" from the set-aside masks
+    on six of the eight images (a person has not got to the others yet)."""
+    import shutil
+
+    from lc_utils import layouts
+    from lc_utils.masks import read_mask
+
+    folder = tmp_path / "my_images"
+    folder.mkdir()
+    pairs = layouts.find_pairs(sample_root)
+    for image, _ in pairs:
+        shutil.copy(image, folder / image.name)
+    clicked = {files.image_id_of(image): sparse.sample_points(read_mask(mask), n_points=30, seed=k)
+               for k, (image, mask) in enumerate(pairs[:6])}
+    clicked = {i: dataclasses.replace(a, sources=np.array(["person"] * len(a), dtype=object))
+               for i, a in clicked.items()}
+    return folder, sparse.save_annotations(clicked, tmp_path / "clicks.csv")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("held_out", ["images", "areas"])
+def test_images_without_masks_train_from_clicked_points_and_validate_on_held_out_ones(
+        sample_root: Path, tmp_path: Path, held_out: str) -> None:
+    folder, clicks = _images_only(sample_root, tmp_path)
+    spec = _tiny(folder, annotations=str(clicks), held_out=held_out, held_out_share=0.3,
+                 points_per_image=None, split_seed=1)
+    run = build_run(spec, runs_dir=tmp_path / "runs")
+    clicked = sparse.load_annotations(clicks)
+    assert run.val_set is None and run.val_points
+    assert {files.image_id_of(i) for i, _ in run.split["train"]} == set(run.annotations) <= set(clicked)
+    for image_id, held in run.val_points.items():  # every held-out point is a clicked one, never trained on
+        trained = run.annotations.get(image_id)
+        held_pixels = set(zip(held.rows.tolist(), held.cols.tolist()))
+        assert held_pixels <= set(zip(clicked[image_id].rows.tolist(), clicked[image_id].cols.tolist()))
+        assert trained is None or not held_pixels & set(zip(trained.rows.tolist(), trained.cols.tolist()))
+    if held_out == "images":
+        assert not set(run.val_points) & set(run.annotations)
+    history = run.fit(tmp_path / "run", progress=False)
+    assert 0 <= history[-1]["val_mean_iou"] <= 1 and 0 <= history[-1]["val_pixel_accuracy"] <= 1
+    with pytest.raises(ValueError, match="has no mask; score the model on held-out points"):
+        run.train_set.read_class_map(0)
+
+
+def test_images_without_masks_say_what_they_need(sample_root: Path, tmp_path: Path) -> None:
+    folder, clicks = _images_only(sample_root, tmp_path)
+    with pytest.raises(FileNotFoundError, match="none has a mask; to train from points clicked on these"):
+        build_run(_tiny(folder))
+    with pytest.raises(ValueError, match="no masks, so no dense labels"):
+        build_run(_tiny(folder, strategy=DENSE, annotations=str(clicks)))
+    with pytest.raises(ValueError, match="no true class prior"):
+        build_run(_tiny(folder, annotations=str(clicks), prior_correction=True))
+    (tmp_path / "train_only.csv").write_text("image_id,row,col,label\n")
+    with pytest.raises(ValueError, match="no point to train on"):
+        build_run(_tiny(folder, annotations=str(tmp_path / "train_only.csv")))
+    assert main(["--data", str(folder), "--annotations", str(clicks), "--held-out", "areas",
+                 "--backbone", "mobilenet_v3_large", "--weights", "none", "--crop", "48", "--batch-size", "2",
+                 "--epochs", "1", "--samples-per-epoch", "4", "--runs-dir", str(tmp_path / "runs")]) == 0

@@ -16,6 +16,7 @@ from lc_utils.sparse import (
     annotate,
     annotation_filename,
     ensure_annotations,
+    hold_out_areas,
     image_seed,
     labelled_fraction,
     load_annotations,
@@ -324,3 +325,30 @@ def test_provenance_round_trips_and_files_without_it_still_load(tmp_path: Path) 
         load_annotations(tmp_path / "bad.csv")
     with pytest.raises(ValueError, match="same length"):
         PointAnnotation([1, 2], [1, 2], [0, 0], rounds=[1])
+
+
+def test_points_held_out_by_area_depend_on_the_seed_and_their_square_alone() -> None:
+    rng = np.random.default_rng(0)
+    shapes = {"a": (300, 400), "b": (256, 256)}
+    annotations = {i: PointAnnotation(rng.integers(0, h, 400), rng.integers(0, w, 400),
+                                      rng.integers(0, 6, 400), sources=["person"] * 400)
+                   for i, (h, w) in shapes.items()}
+    train, held = hold_out_areas(annotations, shapes, share=0.25, block=32, seed=1)
+    for image_id, annotation in annotations.items():
+        assert len(train[image_id]) + len(held[image_id]) == len(annotation)
+        assert 0.1 < len(held[image_id]) / len(annotation) < 0.4
+        squares = lambda a: set(zip((a.rows // 32).tolist(), (a.cols // 32).tolist()))  # noqa: E731
+        assert not squares(train[image_id]) & squares(held[image_id])  # no square is on both sides
+        assert set(held[image_id].sources) == {"person"}
+    assert hold_out_areas(annotations, shapes, share=0.25, block=32, seed=1)[1]["a"] == held["a"]
+    assert hold_out_areas(annotations, shapes, share=0.25, block=32, seed=2)[1]["a"] != held["a"]
+    # a point clicked later, anywhere, moves no other point from one side to the other
+    more = {**annotations, "a": PointAnnotation(np.append(annotations["a"].rows, 299),
+                                                np.append(annotations["a"].cols, 399),
+                                                np.append(annotations["a"].labels, 2))}
+    later = hold_out_areas(more, shapes, share=0.25, block=32, seed=1)[1]["a"]
+    assert later.subset(~((later.rows == 299) & (later.cols == 399))) == held["a"]
+    with pytest.raises(ValueError, match="'c' has points but no size"):
+        hold_out_areas({"c": annotations["a"]}, shapes)
+    with pytest.raises(ValueError, match="outside the 256x256 image"):
+        hold_out_areas({"b": annotations["a"]}, shapes)
