@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install notebook-filter course test test-unit test-notebooks test-smoke lint lab bench density more-from-points clean
+.PHONY: help install notebook-filter course test test-unit test-notebooks test-smoke lint lab bench density more-from-points scores-from-points clean
 
 help:
 	@echo "make course   run every notebook on the generated sample (executed copies + HTML in build/)"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench    run the benchmarks in benchmarks/ (JSON + one-line summaries)"
 	@echo "make density  the label-density study on the real DeepGlobe tiles, real-tile recipe (3 seeds; resumable)"
 	@echo "make more-from-points  propagation and self-training on the same tiles and points (3 seeds; resumable)"
+	@echo "make scores-from-points  train from 30 simulated clicks per real tile, score from points and masks (3 seeds)"
 	@echo "make lint     ruff over the package, tests, benchmarks and notebooks; the package's layers (lint-imports)"
 	@echo "make clean    remove the virtual environment, generated data, runs and build output"
 
@@ -79,6 +80,10 @@ more-from-points: $(STAMP)
 		--samples-per-epoch 960 --lr 3e-4 --dice-weight 1.0 --val-window 128 --val-overlap 0.5 \
 		--reuse benchmarks/results/label_density_deepglobe.json \
 		--out benchmarks/results/more_from_points_deepglobe.json
+
+scores-from-points: $(STAMP)
+	$(BIN)/python -m benchmarks.scores_from_points --data ../shared/data/deepglobe_sample/tiles_512 \
+		--points-per-tile 30 --seeds 0 1 2 --out benchmarks/results/scores_from_points_deepglobe.json
 
 clean:
 	rm -rf $(VENV) build runs data/sample .pytest_cache .ruff_cache .hypothesis .import_linter_cache

@@ -88,18 +88,26 @@ def predict_points(
     not scored.
     """
     pairs = images.items() if isinstance(images, Mapping) else images
-    tables = []
+    predictions = {}
     for image_id, image in pairs:
         if image_id not in annotations:
             raise ValueError(f"image {image_id!r} has no point annotation")
-        annotation = annotations[image_id]
-        prediction = predict_tiled(model, image, tile_size=tile_size, overlap=overlap, device=device)
-        predicted = points_at(prediction, annotation, source=str(image_id))
-        tables.append(pd.DataFrame({
-            "image_id": np.full(len(annotation), str(image_id), dtype=object),
-            "row": annotation.rows, "col": annotation.cols,
-            "label": annotation.labels.astype(np.int64), "predicted": predicted.astype(np.int64),
-        }))
+        predictions[image_id] = predict_tiled(model, image, tile_size=tile_size, overlap=overlap,
+                                              device=device)
+    return point_table(predictions, annotations)
+
+
+def point_table(predictions: Mapping[str, np.ndarray], annotations: Mapping[str, PointAnnotation]
+                ) -> pd.DataFrame:
+    """One row per point of the images in ``predictions`` (image id -> predicted (H, W) class
+    map): ``image_id``, ``row``, ``col``, ``label`` and ``predicted``, what :func:`score_points`
+    reads."""
+    tables = [pd.DataFrame({
+        "image_id": np.full(len(annotations[image_id]), str(image_id), dtype=object),
+        "row": annotations[image_id].rows, "col": annotations[image_id].cols,
+        "label": annotations[image_id].labels.astype(np.int64),
+        "predicted": points_at(prediction, annotations[image_id], source=str(image_id)).astype(np.int64)})
+        for image_id, prediction in predictions.items()]
     if not tables:
         return pd.DataFrame({name: pd.Series(dtype=object if name == "image_id" else np.int64)
                              for name in POINT_COLUMNS})
@@ -313,3 +321,40 @@ def point_validator(images: Sequence[str | Path], annotations: Mapping[str, Poin
         return {"val_mean_iou": scores.miou, "val_pixel_accuracy": scores.accuracy}
 
     return validate
+
+
+def point_sampling_error(class_maps: Iterable[tuple[np.ndarray, np.ndarray]], n_points: Sequence[int],
+                         schema: ClassSchema = DEEPGLOBE, *, repeats: int = 200, tolerance: float = 0.03,
+                         confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """How far a point mIoU strays from the pixel mIoU of the same predictions when only ``n``
+    uniform points are scored, for every ``n`` of ``n_points``: how many held-out points a score
+    needs. ``class_maps`` yields (true class map, predicted class map) pairs of the validation
+    images; pixels of the unknown class are left out, as :func:`score_points` leaves its points out.
+
+    Columns: ``n_points``, ``pixel_miou`` (all scored pixels), ``error_low`` and ``error_high``
+    (the central ``confidence`` range of point mIoU minus pixel mIoU over ``repeats`` draws),
+    ``error_sd`` and ``within`` (share of draws within ``tolerance`` of the pixel mIoU)."""
+    c = schema.num_classes
+    cells = []
+    for truth, predicted in class_maps:
+        if truth.shape != predicted.shape:
+            raise ValueError(f"true {truth.shape} and predicted {predicted.shape} class maps differ in size")
+        scored = truth != (IGNORE_INDEX if schema.unknown_index is None else schema.unknown_index)
+        cells.append(truth[scored].astype(np.int64) * c + predicted[scored].astype(np.int64))
+    cells = np.concatenate(cells) if cells else np.zeros(0, np.int64)
+    if not len(cells):
+        raise ValueError("no scored pixel: every pixel is of the unknown class")
+    known = np.array([k for k in range(c) if k != schema.unknown_index])
+    pixel_miou = float(_mean_iou(np.bincount(cells, minlength=c * c).reshape(c, c), known))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in n_points:
+        drawn = cells[rng.integers(0, len(cells), (repeats, n))]
+        counts = np.zeros((repeats, c * c), np.int64)
+        np.add.at(counts, (np.repeat(np.arange(repeats), n), drawn.ravel()), 1)
+        errors = _mean_iou(counts.reshape(repeats, c, c), known) - pixel_miou
+        low, high = np.percentile(errors, [50 * (1 - confidence), 50 * (1 + confidence)])
+        rows.append({"n_points": int(n), "pixel_miou": pixel_miou, "error_low": float(low),
+                     "error_high": float(high), "error_sd": float(errors.std(ddof=1)),
+                     "within": float(np.mean(np.abs(errors) <= tolerance))})
+    return pd.DataFrame(rows)

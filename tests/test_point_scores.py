@@ -12,6 +12,7 @@ from lc_utils.models import build_deeplabv3
 from lc_utils.point_scores import (
     POINT_COLUMNS,
     _mean_iou,
+    point_sampling_error,
     points_at,
     predict_points,
     score_points,
@@ -261,3 +262,19 @@ def test_predict_points_matches_tiled_prediction() -> None:
 
     with pytest.raises(ValueError, match="'c'"):
         predict_points(model, [("c", images["a"])], annotations)
+
+
+def test_point_sampling_error_narrows_with_more_points_around_the_pixel_miou() -> None:
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 7, (4, 128, 128))
+    predicted = np.where(rng.random(truth.shape) < 0.7, truth, rng.integers(0, 6, truth.shape))
+    table = point_sampling_error(zip(truth, predicted), [50, 400, 3200], repeats=100, seed=1)
+    scored = truth != DEEPGLOBE.unknown_index
+    pixels = ConfusionMatrix(7)
+    pixels.update(torch.as_tensor(predicted[scored]), torch.as_tensor(truth[scored]))
+    assert table["pixel_miou"].iloc[0] == pytest.approx(pixels.summary()["mean_iou"])
+    assert table["error_sd"].is_monotonic_decreasing and table["within"].iloc[-1] > table["within"].iloc[0]
+    assert table["error_low"].iloc[-1] < 0 < table["error_high"].iloc[-1]
+    assert table["within"].iloc[-1] > 0.9  # 3,200 points: within ±0.03 almost always
+    again = point_sampling_error(zip(truth, predicted), [50, 400, 3200], repeats=100, seed=1)
+    assert again.equals(table)
