@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lc_utils import files, inference, layouts, masks, metrics, point_scores, settings, sparse
+from lc_utils import files, inference, layouts, masks, metrics, point_editor, point_scores, settings
 from lc_utils.runs import RunSpec, build_run
 from lc_utils.settings import PROJECT_ROOT
 
@@ -62,29 +62,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def images_only_copy(data: Path, folder: Path) -> list[tuple[Path, Path]]:
-    """Links to the images of ``data`` in ``folder``, their masks left behind; the (image, mask)
-    pairs of the original folder."""
-    pairs = layouts.find_pairs(data)
-    folder.mkdir(parents=True, exist_ok=True)
-    for image, _ in pairs:
-        link = folder / image.name
-        if not link.exists():
-            link.symlink_to(image.resolve())
-    return pairs
-
-
 def simulate_clicks(pairs: list[tuple[Path, Path]], points_per_tile: int, seed: int, path: Path) -> Path:
-    """Uniform points drawn from the set-aside masks as clicks (never on no data), saved as a
-    person's clicks would be."""
+    """Clicks drawn from the set-aside masks (uniform, never on no data) through the annotation
+    widget's editor, as notebook 08 makes them without a person; a new file for every call."""
     schema = layouts.load_schema(pairs[0][1].parent)
-    class_maps = ((files.image_id_of(image), sparse.annotatable(masks.read_mask(mask, schema), schema))
-                  for image, mask in pairs)
-    drawn = sparse.annotate(class_maps, n_points=points_per_tile, seed=seed)
-    clicks = {i: sparse.PointAnnotation(a.rows, a.cols, a.labels, sources=["simulated click"] * len(a))
-              for i, a in drawn.items()}
-    return sparse.save_annotations(clicks, path, schema, info={"simulated_from": "masks", "seed": seed,
-                                                               "points_per_tile": points_per_tile})
+    path.unlink(missing_ok=True)
+    editor = point_editor.PointEditor(path, files.image_shapes(pairs), schema)
+    point_editor.simulate_clicks(editor, {files.image_id_of(image): mask for image, mask in pairs},
+                                 points_per_tile, seed)
+    return path
 
 
 def measure_seed(args: argparse.Namespace, pairs: list[tuple[Path, Path]], seed: int) -> dict[str, Any]:
@@ -178,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         draw_figure(record, args.out.with_suffix(".png"))
         return
     started = time.perf_counter()
-    pairs = images_only_copy(args.data, args.work / "images")
+    pairs = layouts.images_only_copy(args.data, args.work / "images")
     # what every seed shares; more seeds, another record path or work folder leave the study the same
     settings_used = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                      if k not in ("seeds", "out", "work", "readme")}

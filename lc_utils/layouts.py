@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -359,6 +360,25 @@ def find_unlabelled_images(root: str | Path, split: str | None = None, *, image_
     """Images under ``root`` without a mask (for inference only), optionally of one split."""
     return sorted(s.image for s in scan_dataset(root, None, mask_suffix, image_suffix=image_suffix)
                   if s.mask is None and (split is None or s.split == split))
+
+
+def images_only_copy(root: str | Path, folder: str | Path, *, image_suffix: str | None = None,
+                     mask_suffix: str | None = None) -> list[tuple[Path, Path]]:
+    """The images of ``root`` in ``folder`` without their masks (links where the file system has
+    them, else copies): a data set as someone with imagery and no masks has it. Returns the
+    (image, mask) pairs of ``root``, for simulating clicks and checking scores against the masks."""
+    pairs = find_pairs(root, image_suffix=image_suffix, mask_suffix=mask_suffix)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for image, _ in pairs:
+        target = folder / image.name
+        if target.exists():
+            continue
+        try:
+            target.symlink_to(image.resolve())
+        except OSError:  # no links on this file system
+            shutil.copy2(image, target)
+    return pairs
 
 
 ISPRS_NAMES = {"top_potsdam_": "potsdam", "top_mosaic_09cm_": "vaihingen"}

@@ -10,7 +10,7 @@ hand, or by a second editor) is never overwritten: the change is refused until :
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,10 +18,21 @@ from typing import Literal
 import numpy as np
 
 from .classes import DEEPGLOBE, ClassSchema
-from .sparse import PointAnnotation, load_annotations, read_annotation_info, save_annotations
+from .masks import read_mask
+from .sparse import (
+    PointAnnotation,
+    annotatable,
+    image_seed,
+    load_annotations,
+    read_annotation_info,
+    sample_points,
+    save_annotations,
+)
 
 PERSON = "person"
 """The source of a point a person placed or relabelled."""
+SIMULATED = "simulated click"
+"""The source of a click drawn from a mask (:func:`simulate_clicks`)."""
 
 Action = Literal["added", "relabelled", "removed"]
 Point = tuple[int, str, int]
@@ -64,7 +75,7 @@ class PointEditor:
         history starts again."""
         self._points: dict[str, dict[tuple[int, int], Point]] = {i: {} for i in self.image_shapes}
         self._info: dict[str, object] = {"source": "points placed with lc_utils.point_editor"}
-        self._history: list[_Change] = []
+        self._history: list[list[_Change]] = []
         if self.path.is_file():
             for image_id, annotation in load_annotations(self.path, self.schema, self.image_shapes).items():
                 sources = annotation.sources if annotation.sources is not None else [""] * len(annotation)
@@ -117,24 +128,33 @@ class PointEditor:
 
     def add(self, image_id: str, row: int, col: int, label: int) -> None:
         """A new point of class ``label`` (a point already on that pixel takes the label)."""
-        self._check_pixel(image_id, row, col)
-        self._apply(_Change(image_id, (row, col), self._image(image_id).get((row, col)), self._new(label)))
+        self.add_many(image_id, [row], [col], [label])
+
+    def add_many(self, image_id: str, rows: Sequence[int], cols: Sequence[int], labels: Sequence[int]
+                 ) -> None:
+        """Several new points on one image in one change: one save, one undo."""
+        points = self._image(image_id)
+        for row, col in zip(rows, cols):
+            self._check_pixel(image_id, int(row), int(col))
+        self._apply([_Change(image_id, (int(r), int(c)), points.get((int(r), int(c))), self._new(int(k)))
+                     for r, c, k in zip(rows, cols, labels)])
 
     def relabel(self, image_id: str, row: int, col: int, label: int) -> None:
         """Give the point on (row, col) the class ``label``."""
         before = self._existing(image_id, row, col)
-        self._apply(_Change(image_id, (row, col), before, self._new(label)))
+        self._apply([_Change(image_id, (row, col), before, self._new(label))])
 
     def remove(self, image_id: str, row: int, col: int) -> None:
         """Take away the point on (row, col)."""
-        self._apply(_Change(image_id, (row, col), self._existing(image_id, row, col), None))
+        self._apply([_Change(image_id, (row, col), self._existing(image_id, row, col), None)])
 
     def undo(self) -> bool:
         """Take back the last change (saved at once); False when there is nothing to undo."""
         if not self._history:
             return False
-        change = self._history[-1]
-        self._apply(_Change(change.image_id, change.pixel, change.after, change.before), record=False)
+        changes = self._history[-1]
+        self._apply([_Change(c.image_id, c.pixel, c.after, c.before) for c in reversed(changes)],
+                    record=False)
         self._history.pop()
         return True
 
@@ -165,23 +185,24 @@ class PointEditor:
         if not (0 <= row < height and 0 <= col < width):
             raise ValueError(f"row {row}, col {col} is outside image {image_id!r} ({width}x{height})")
 
-    def _apply(self, change: _Change, record: bool = True) -> None:
-        points = self._image(change.image_id)
-        previous = points.get(change.pixel)
-        if change.after is None:
-            points.pop(change.pixel, None)
-        else:
-            points[change.pixel] = change.after
+    def _apply(self, changes: list[_Change], record: bool = True) -> None:
+        previous = [(change, self._image(change.image_id).get(change.pixel)) for change in changes]
+        for change in changes:
+            self._set(change.image_id, change.pixel, change.after)
         try:
             self._save()
         except BaseException:
-            if previous is None:
-                points.pop(change.pixel, None)
-            else:
-                points[change.pixel] = previous
+            for change, point in reversed(previous):
+                self._set(change.image_id, change.pixel, point)
             raise
         if record:
-            self._history.append(change)
+            self._history.append(changes)
+
+    def _set(self, image_id: str, pixel: tuple[int, int], point: Point | None) -> None:
+        if point is None:
+            self._points[image_id].pop(pixel, None)
+        else:
+            self._points[image_id][pixel] = point
 
     def _save(self) -> None:
         if _signature(self.path) != self._signature:
@@ -195,3 +216,23 @@ class PointEditor:
 def _signature(path: Path) -> str | None:
     """A digest of the file's bytes (None where there is no file)."""
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def simulate_clicks(editor: PointEditor, masks: Mapping[str, str | Path], points_per_image: int,
+                    seed: int = 0) -> int:
+    """Clicks a person could make, drawn from masks set aside: ``points_per_image`` uniform
+    pixels of each image in ``masks`` (image id -> mask file), never on no data, each given its
+    mask's class and added through ``editor`` as a click is (one change per image). For running
+    the click-to-annotate workflow without a person: notebook 08 headless, tests, studies.
+    Returns the number of points added."""
+    source, editor.source = editor.source, SIMULATED
+    added = 0
+    try:
+        for image_id, mask in masks.items():
+            class_map = annotatable(read_mask(mask, editor.schema), editor.schema)
+            points = sample_points(class_map, n_points=points_per_image, seed=image_seed(seed, image_id))
+            editor.add_many(image_id, points.rows, points.cols, points.labels)
+            added += len(points)
+    finally:
+        editor.source = source
+    return added

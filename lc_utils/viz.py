@@ -261,6 +261,30 @@ def plot_points(image: np.ndarray, annotation: PointAnnotation, schema: ClassSch
     return fig
 
 
+def plot_point_check(image: np.ndarray, prediction: np.ndarray, annotation: PointAnnotation,
+                     schema: ClassSchema = DEEPGLOBE, title: str | None = None, alpha: float = 0.45
+                     ) -> Figure:
+    """Where a model is wrong according to clicked points, without a mask: the points in their
+    class colours over the image, and the prediction over the image with each point ringed in
+    green where the model agrees with it and crossed in red where it does not."""
+    fig, axes = _axes_grid(1, 2, cell=3.6, legend_space=0.5)
+    plot_points(image, annotation, schema, title=f"{len(annotation)} clicked points", ax=axes[0, 0])
+    right = prediction[annotation.rows, annotation.cols] == annotation.labels
+    _show(axes[0, 1], overlay(image, prediction, schema, alpha),
+          f"prediction: {int(right.sum())} agree, {int((~right).sum())} do not")
+    axes[0, 1].scatter(annotation.cols[right], annotation.rows[right], s=40, facecolors="none",
+                       edgecolors=np.array(CORRECT_RGB) / 255, linewidths=1.6)
+    axes[0, 1].scatter(annotation.cols[~right], annotation.rows[~right], s=48, marker="x",
+                       c=[np.array(WRONG_RGB) / 255], linewidths=2.0)
+    for ax in axes.ravel():
+        ax.set_xlim(-0.5, image.shape[1] - 0.5)
+        ax.set_ylim(image.shape[0] - 0.5, -0.5)
+    add_legend(fig, schema, sorted(set(annotation.labels.tolist()) | set(np.unique(prediction).tolist())))
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
 def plot_annotation_summary(image: np.ndarray, class_map: np.ndarray, annotation: PointAnnotation,
                             schema: ClassSchema = DEEPGLOBE, title: str | None = None) -> Figure:
     """Points over the image, and per class the share of pixels next to the share of points."""

@@ -92,3 +92,26 @@ def test_bad_clicks_say_what_is_wrong(tmp_path: Path) -> None:
     assert not (tmp_path / "clicks.csv").exists()
     with pytest.raises(ValueError, match="image_shapes is empty"):
         PointEditor(tmp_path / "clicks.csv", {})
+
+
+def test_simulated_clicks_come_from_the_masks_through_the_editor(sample_root: Path, tmp_path: Path) -> None:
+    from lc_utils import files, layouts
+    from lc_utils.masks import read_mask
+    from lc_utils.point_editor import SIMULATED, simulate_clicks
+
+    pairs = layouts.find_pairs(sample_root)[:3]
+    editor = PointEditor(tmp_path / "clicks.csv", files.image_shapes(pairs))
+    masks = {files.image_id_of(image): mask for image, mask in pairs}
+    assert simulate_clicks(editor, masks, points_per_image=25, seed=4) == 75
+    saved = load_annotations(tmp_path / "clicks.csv")
+    for image_id, mask in masks.items():
+        truth = read_mask(mask)
+        assert len(saved[image_id]) == 25 and set(saved[image_id].sources) == {SIMULATED}
+        assert (truth[saved[image_id].rows, saved[image_id].cols] == saved[image_id].labels).all()
+    assert editor.source == PERSON  # a person's clicks after the simulated ones say so again
+    editor.undo()  # one image's clicks are one change
+    assert len(load_annotations(tmp_path / "clicks.csv")) == 2
+    again = PointEditor(tmp_path / "again.csv", files.image_shapes(pairs))
+    simulate_clicks(again, masks, points_per_image=25, seed=4)
+    assert load_annotations(tmp_path / "again.csv").keys() == masks.keys()
+    assert all(load_annotations(tmp_path / "again.csv")[i] == saved[i] for i in list(masks)[:2])

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks.scores_from_points import main, markdown_table, points_needed
 from lc_utils import layouts, sparse
+from lc_utils.point_editor import SIMULATED
 from lc_utils.synthetic import make_sample_dataset
 
 
@@ -27,7 +28,7 @@ def test_the_study_trains_from_simulated_clicks_and_scores_from_points_and_masks
     assert [p.name for p in images] == [i.name for i, _ in layouts.find_pairs(data)]
     assert not any(p.name.endswith("_mask.png") for p in images)  # the masks are set aside
     clicks = sparse.load_annotations(tmp_path / "work" / "clicks_seed0.csv")
-    assert {len(a) for a in clicks.values()} == {20} and set(clicks["0000"].sources) == {"simulated click"}
+    assert {len(a) for a in clicks.values()} == {20} and set(clicks["0000"].sources) == {SIMULATED}
     assert row["held_out_points"] == 20 * row["val_images"]  # every clicked point of the validation tiles
     assert row["point_miou_low"] <= row["point_miou"] <= row["point_miou_high"]
     assert 0 <= row["mask_miou"] <= 1 and [r["n_points"] for r in row["sampling"]][0] == 50

@@ -189,3 +189,18 @@ def test_strategy_comparison_and_redraw_growth(pair) -> None:
     first_90 = int(np.argmax(fast >= 0.9)) + 1
     assert f"after {first_90} epochs" in [t.get_text() for t in ax.texts][1]
     _render(fig)
+
+
+def test_the_point_check_marks_points_the_prediction_agrees_with(pair) -> None:
+    from lc_utils.viz import plot_point_check
+
+    image, class_map = pair
+    points = sample_points(class_map, n_points=40, seed=0)
+    prediction = class_map.copy()
+    wrong = points.rows[:10], points.cols[:10]
+    prediction[wrong] = (class_map[wrong] + 1) % 6
+    fig = plot_point_check(image, prediction, points, title="check")
+    right_rings, wrong_crosses = fig.axes[1].collections
+    assert len(right_rings.get_offsets()) == 30 and len(wrong_crosses.get_offsets()) == 10
+    assert fig.axes[1].get_title() == "prediction: 30 agree, 10 do not"
+    _render(fig)
