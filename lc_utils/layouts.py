@@ -381,6 +381,19 @@ def images_only_copy(root: str | Path, folder: str | Path, *, image_suffix: str 
     return pairs
 
 
+def set_masks_aside(root: str | Path, folder: str | Path, *, image_suffix: str | None = None,
+                    mask_suffix: str | None = None) -> tuple[Path, dict[str, Path]]:
+    """The folder of images to annotate and the masks set aside from it (image id -> mask). A
+    folder with masks (the sample, real tiles) gets an :func:`images_only_copy` in ``folder`` and
+    its masks are returned for simulating clicks and checking scores; a folder of images alone is
+    used as it is, with no masks."""
+    root = Path(root)
+    if not any(s.mask is not None for s in scan_dataset(root, None, mask_suffix, image_suffix=image_suffix)):
+        return root, {}
+    pairs = images_only_copy(root, folder, image_suffix=image_suffix, mask_suffix=mask_suffix)
+    return Path(folder), {image_id_of(image): mask for image, mask in pairs}
+
+
 ISPRS_NAMES = {"top_potsdam_": "potsdam", "top_mosaic_09cm_": "vaihingen"}
 """Image name beginnings of the ISPRS data sets as distributed, and their schema presets."""
 

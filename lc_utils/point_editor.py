@@ -162,6 +162,12 @@ class PointEditor:
     def can_undo(self) -> bool:
         return bool(self._history)
 
+    @property
+    def version(self) -> str | None:
+        """A digest of the file as last read or written (None before there is one): name a run
+        after it, and new clicks make a new run instead of resuming one trained on the old."""
+        return self._signature
+
     def _new(self, label: int) -> Point:
         if not 0 <= label < self.schema.num_classes:
             raise ValueError(f"label {label} is not a class of {self.schema.name} "

@@ -168,12 +168,24 @@ class PointScores:
             "left_out": self.left_out,
         }
 
+    def table(self, digits: int = 2) -> pd.DataFrame:
+        """``per_class`` as a notebook column shows it: points, precision and recall each with its
+        interval in brackets, IoU."""
+        def with_interval(name: str) -> pd.Series:
+            rows = self.per_class
+            return pd.Series([f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if pd.notna(v) else "-"
+                              for v, lo, hi in zip(rows[name], rows[f"{name}_low"], rows[f"{name}_high"])],
+                             index=rows.index)
+
+        return pd.DataFrame({"points": self.per_class["points"], "precision": with_interval("precision"),
+                             "recall": with_interval("recall"), "iou": self.per_class["iou"].round(digits)})
+
     def describe(self) -> str:
         """One sentence: both scores with their intervals, the sample, and what the mean leaves out."""
         if self.group is None:
             sample = f"{self.n_points} points (resampled one by one)"
         elif self.group == "image_id":
-            sample = f"{self.n_points} points on {self.n_groups} images"
+            sample = f"{self.n_points} points on {self.n_groups} image{'s' * (self.n_groups != 1)}"
         else:
             sample = f"{self.n_points} points in {self.n_groups} groups of {self.group!r}"
         note = f"{self.confidence:.0%} intervals"

@@ -155,3 +155,15 @@ def test_jpeg_masks_get_a_warning_then_the_threshold(tmp_path: Path) -> None:
     wrong = decoded != truth
     near_edge = maximum_filter(truth, size=9) != minimum_filter(truth, size=9)
     assert 0 < wrong.mean() < 0.1 and not (wrong & ~near_edge).any()
+
+
+def test_masks_are_set_aside_for_a_folder_that_has_them(sample_root: Path, tmp_path: Path) -> None:
+    from lc_utils.layouts import find_unlabelled_images, set_masks_aside
+
+    folder, masks = set_masks_aside(sample_root, tmp_path / "images")
+    assert folder == tmp_path / "images" and len(masks) == 8
+    expected = {p.name.replace("_mask.png", "_sat.jpg") for p in masks.values()}
+    assert {p.name for p in folder.iterdir()} == expected
+    assert len(find_unlabelled_images(folder)) == 8
+    again, none = set_masks_aside(folder, tmp_path / "unused")  # images alone: used as they are
+    assert again == folder and none == {} and not (tmp_path / "unused").exists()

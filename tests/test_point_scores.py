@@ -142,11 +142,15 @@ def test_handmade_per_class_counts_with_unknown_dropped() -> None:
     assert np.isnan(table.loc["rangeland", "precision"])
     assert table.loc["rangeland", "recall"] == 0.0
     assert table.loc["water", "iou"] == 0.0
+    low, high = wilson_interval(2, 3)
+    compact = scores.table()
+    assert compact.loc["agriculture", "precision"] == f"0.67 [{low:.2f}, {high:.2f}]"
+    assert compact.loc["rangeland", "precision"] == "-" and compact.loc["urban", "points"] == 3
     assert table.loc["forest", "points"] == 0 and np.isnan(table.loc["forest", "iou"])
     # urban, agriculture, rangeland, water; forest and barren absent; unknown left out
     assert scores.miou == pytest.approx((1 / 2 + 2 / 3 + 0 + 0) / 4)
     text = scores.describe()
-    assert "from 7 points on 1 images" in text and "unknown" in text
+    assert "from 7 points on 1 image " in text and "unknown" in text
     assert str(scores) == text
 
 
