@@ -1,0 +1,79 @@
+"""Suggested points: uncertainty measures, the spacing rule, never a labelled or no-data pixel,
+exactly k picks, and the random baseline under the same rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lc_utils.active import predict_uncertainty, random_scores, select_points, uncertainty
+from lc_utils.models import build_deeplabv3
+from lc_utils.sparse import PointAnnotation
+
+
+def test_uncertainty_is_zero_where_sure_and_one_where_undecided() -> None:
+    sure = np.zeros((4, 2, 2))
+    sure[1] = 1
+    undecided = np.full((4, 2, 2), 0.25)
+    for measure in ("margin", "entropy"):
+        assert uncertainty(sure, measure) == pytest.approx(np.zeros((2, 2)))
+        assert uncertainty(undecided, measure) == pytest.approx(np.ones((2, 2)))
+    two_way = np.zeros((4, 1, 1))
+    two_way[:2] = 0.5  # torn between two classes: the margin says so more than the entropy
+    assert uncertainty(two_way, "margin")[0, 0] == pytest.approx(1.0)
+    assert uncertainty(two_way, "entropy")[0, 0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="measure must be one of"):
+        uncertainty(sure, "variance")
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        uncertainty(np.ones((2, 2)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 12), distance=st.floats(1.0, 9.0),
+       n_labelled=st.integers(0, 15))
+def test_picks_keep_their_distance_and_avoid_labelled_and_no_data_pixels(seed: int, k: int, distance: float,
+                                                                          n_labelled: int) -> None:
+    rng = np.random.default_rng(seed)
+    scores = rng.random((64, 80))
+    valid = np.ones((64, 80), bool)
+    valid[:, :20] = False  # a strip of no data
+    cells = rng.choice(64 * 80, n_labelled, replace=False)
+    labelled = PointAnnotation(cells // 80, cells % 80, np.zeros(n_labelled))
+    rows, cols = select_points(scores, k, labelled=labelled, valid=valid, min_distance=distance)
+    assert len(rows) == k  # exactly k
+    assert valid[rows, cols].all()
+    picked = np.stack([rows, cols], axis=1)
+    others = np.stack([labelled.rows, labelled.cols], axis=1)
+    gaps = np.hypot(*(picked[:, None] - picked[None]).transpose(2, 0, 1))
+    assert (gaps[~np.eye(k, dtype=bool)] >= distance).all()
+    if n_labelled:
+        assert (np.hypot(*(picked[:, None] - others[None]).transpose(2, 0, 1)) >= distance).all()
+
+
+def test_picks_follow_the_scores_where_the_spacing_allows() -> None:
+    scores = np.zeros((20, 20))
+    scores[5, 5], scores[5, 6], scores[15, 15], scores[10, 2] = 0.9, 0.8, 0.7, 0.6
+    rows, cols = select_points(scores, 3, min_distance=1)
+    assert list(zip(rows, cols)) == [(5, 5), (5, 6), (15, 15)]
+    rows, cols = select_points(scores, 3, min_distance=3)  # (5, 6) is too close to (5, 5)
+    assert list(zip(rows, cols)) == [(5, 5), (15, 15), (10, 2)]
+    taken = PointAnnotation([5], [5], [1])
+    rows, cols = select_points(scores, 1, labelled=taken, min_distance=1)
+    assert (rows[0], cols[0]) == (5, 6)  # never the labelled pixel itself
+    with pytest.raises(ValueError, match="only 1 of 2 picks fit 30 pixels apart"):
+        select_points(scores, 2, min_distance=30)
+
+
+def test_the_random_baseline_is_seeded() -> None:
+    assert np.array_equal(random_scores((8, 8), [1, 2]), random_scores((8, 8), [1, 2]))
+    assert not np.array_equal(random_scores((8, 8), [1, 2]), random_scores((8, 8), [1, 3]))
+
+
+def test_predict_uncertainty_gives_a_class_map_and_an_uncertainty_map() -> None:
+    model = build_deeplabv3(7, "mobilenet_v3_large", None).eval()
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    predicted, unsure = predict_uncertainty(model, image, "entropy", tile_size=64)
+    assert predicted.shape == unsure.shape == (48, 64)
+    assert unsure.min() >= 0 and unsure.max() <= 1
