@@ -25,11 +25,10 @@ function render({ model, el }) {
   button("+", "zoom in (+)", { type: "zoom", factor: 2 });
   button("-", "zoom out (-)", { type: "zoom", factor: 0.5 });
   button("fit", "the whole image (0)", { type: "fit" });
-  const overlay = document.createElement("label");
-  const overlayBox = document.createElement("input");
-  overlayBox.type = "checkbox";
-  overlay.append(overlayBox, " prediction");
-  tools.appendChild(overlay);
+  const overlayPicker = document.createElement("select");
+  overlayPicker.className = "lc-overlay";
+  overlayPicker.title = "drawn over the image";
+  tools.appendChild(overlayPicker);
   bar.append(picker, tools);
   const canvas = document.createElement("canvas");
   canvas.className = "lc-canvas";
@@ -39,7 +38,7 @@ function render({ model, el }) {
   el.appendChild(root);
 
   const image = new Image();
-  const prediction = new Image();
+  const overlay = new Image();
   const draw = () => {
     const [h, w] = model.get("canvas_size");
     canvas.width = w;
@@ -47,9 +46,9 @@ function render({ model, el }) {
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, w, h);
     if (image.complete && image.naturalWidth) ctx.drawImage(image, 0, 0, w, h);
-    if (model.get("show_prediction") && prediction.complete && prediction.naturalWidth) {
+    if (model.get("overlay") !== "none" && overlay.complete && overlay.naturalWidth) {
       ctx.globalAlpha = 0.45;
-      ctx.drawImage(prediction, 0, 0, w, h);
+      ctx.drawImage(overlay, 0, 0, w, h);
       ctx.globalAlpha = 1;
     }
     const [top, left, vh, vw] = model.get("view");
@@ -76,7 +75,7 @@ function render({ model, el }) {
     }
   };
   image.onload = draw;
-  prediction.onload = draw;
+  overlay.onload = draw;
 
   const showClasses = () => {
     classes.replaceChildren();
@@ -103,7 +102,18 @@ function render({ model, el }) {
     picker.value = String(model.get("image_index"));
   };
   picker.addEventListener("change", () => set("image_index", Number(picker.value)));
-  overlayBox.addEventListener("change", () => set("show_prediction", overlayBox.checked));
+  overlayPicker.addEventListener("change", () => set("overlay", overlayPicker.value));
+  const showOverlays = () => {
+    overlayPicker.replaceChildren();
+    for (const name of ["none", ...model.get("overlays")]) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name === "none" ? "no overlay" : name;
+      overlayPicker.appendChild(option);
+    }
+    overlayPicker.value = model.get("overlay");
+    overlayPicker.style.display = model.get("overlays").length ? "" : "none";
+  };
 
   // a press and release within a few pixels is a click; more is a drag that pans the view
   let press = null;
@@ -149,16 +159,17 @@ function render({ model, el }) {
   });
 
   const load = () => { image.src = model.get("image_url"); };
-  const loadPrediction = () => { prediction.src = model.get("prediction_url"); draw(); };
+  const loadOverlay = () => { overlay.src = model.get("overlay_url"); draw(); };
   const showStatus = () => {
     status.textContent = model.get("status");
     status.classList.toggle("lc-error", model.get("status").startsWith("error"));
   };
   model.on("change:image_url", load);
-  model.on("change:prediction_url", loadPrediction);
+  model.on("change:overlay_url", loadOverlay);
   model.on("change:points", draw);
   model.on("change:suggestions", draw);
-  model.on("change:show_prediction", () => { overlayBox.checked = model.get("show_prediction"); draw(); });
+  model.on("change:overlay", () => { overlayPicker.value = model.get("overlay"); draw(); });
+  model.on("change:overlays", showOverlays);
   model.on("change:active_class", showClasses);
   model.on("change:classes", showClasses);
   model.on("change:image_ids", showImages);
@@ -167,8 +178,8 @@ function render({ model, el }) {
   showClasses();
   showImages();
   showStatus();
-  overlayBox.checked = model.get("show_prediction");
+  showOverlays();
   load();
-  loadPrediction();
+  loadOverlay();
 }
 export default { render };

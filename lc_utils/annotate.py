@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anywidget
 import numpy as np
 import traitlets
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -33,6 +34,8 @@ HIT_RADIUS_PX = 7
 """How close to a point (in screen pixels) a click must land to relabel or remove it."""
 
 _HERE = Path(__file__).parent
+HEAT = colormaps["magma"]
+"""The uncertainty overlay's colours: dark where the model is sure, bright where it is not."""
 
 
 class PointAnnotator(anywidget.AnyWidget):
@@ -40,8 +43,10 @@ class PointAnnotator(anywidget.AnyWidget):
 
     ``images`` maps each image id of the editor to its file (or an (H, W, 3) uint8 array). Large
     images (a 2448² DeepGlobe original) open whole, shrunk to ``display_size`` pixels; zoom in to
-    click single pixels. ``predictions`` (image id -> class map) adds a model's prediction as an
-    overlay, ``suggestions`` (image id -> [(row, col), ...]) marks pixels proposed for labelling.
+    click single pixels. ``predictions`` (image id -> class map) and ``uncertainty`` (image id ->
+    (H, W) map from 0 to 1, :func:`lc_utils.active.uncertainty`) can be drawn over the image (the
+    ``overlay`` picker), and ``suggestions`` (image id -> [(row, col), ...]) mark pixels proposed
+    for labelling: a click on one labels that pixel with the active class.
     """
 
     _esm = _HERE / "annotate.js"
@@ -54,15 +59,18 @@ class PointAnnotator(anywidget.AnyWidget):
     view = traitlets.List(traitlets.Float(), [0.0, 0.0, 1.0, 1.0]).tag(sync=True)
     """The image region on the canvas: top, left, height, width in image pixels."""
     image_url = traitlets.Unicode("").tag(sync=True)
-    prediction_url = traitlets.Unicode("").tag(sync=True)
-    show_prediction = traitlets.Bool(False).tag(sync=True)
+    overlays = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """What can be drawn over the image: "prediction", "uncertainty"."""
+    overlay = traitlets.Unicode("none").tag(sync=True)
+    overlay_url = traitlets.Unicode("").tag(sync=True)
     points = traitlets.List(traitlets.List()).tag(sync=True)
     suggestions = traitlets.List(traitlets.List()).tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, editor: PointEditor, images: Mapping[str, str | Path | np.ndarray], *,
                  predictions: Mapping[str, np.ndarray] | None = None,
-                 suggestions: Mapping[str, list[tuple[int, int]]] | None = None,
+                 uncertainty: Mapping[str, np.ndarray] | None = None,
+                 suggestions: Mapping[str, Sequence[tuple[int, int]]] | None = None,
                  display_size: int = 512, **kwargs: object) -> None:
         missing = [i for i in editor.image_shapes if i not in images]
         if missing:
@@ -75,12 +83,13 @@ class PointAnnotator(anywidget.AnyWidget):
         self.editor = editor
         self.images = dict(images)
         self.predictions = dict(predictions or {})
-        self.suggested = dict(suggestions or {})
+        self.uncertainty = dict(uncertainty or {})
+        self.suggested = _pixel_lists(suggestions)
         self.display_size = display_size
         self._image: np.ndarray | None = None
         self.on_msg(self._on_message)
         self.observe(lambda _: self._open(), names="image_index")
-        self.observe(lambda _: self._draw_view(), names="show_prediction")
+        self.observe(lambda _: self._draw_view(), names="overlay")
         self._open()
 
     @property
@@ -102,14 +111,19 @@ class PointAnnotator(anywidget.AnyWidget):
         return min(max(row, 0), rows - 1), min(max(col, 0), cols - 1)
 
     def click_display(self, x: float, y: float) -> str:
-        """What a click on the canvas at (x, y) does, with the active class (see
-        :meth:`PointEditor.click`); returns the action, or the error it met."""
-        row, col = self._point_under(x, y) or self.to_pixel(x, y)
+        """What a click on the canvas at (x, y) does, with the active class: on a point, what
+        :meth:`PointEditor.click` does; on a suggestion, label that pixel; elsewhere add a point.
+        Returns the action, or the error it met."""
+        point = self._point_under(x, y)
+        suggestion = None if point else self._near(x, y, self.suggested.get(self.image_id, []))
+        row, col = point or suggestion or self.to_pixel(x, y)
         try:
             action = self.editor.click(self.image_id, row, col, self.active_class)
         except (AnnotationConflictError, ValueError, KeyError) as error:
             self.status = f"error: {error}"
             return self.status
+        if suggestion is not None:  # labelled now: no longer a suggestion
+            self.suggested[self.image_id].remove(suggestion)
         self._show_points()
         self.status = (f"{action} {self.editor.schema.names[self.active_class]} at row {row}, col {col}; "
                        f"{self._counts()}")
@@ -124,15 +138,17 @@ class PointAnnotator(anywidget.AnyWidget):
     def _point_under(self, x: float, y: float) -> tuple[int, int] | None:
         """The point drawn nearest (x, y) on the canvas, if within :data:`HIT_RADIUS_PX`."""
         points = self.editor.points(self.image_id)
-        if not len(points):
+        return self._near(x, y, list(zip(points.rows.tolist(), points.cols.tolist())))
+
+    def _near(self, x: float, y: float, pixels: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+        """The pixel of ``pixels`` drawn nearest (x, y) on the canvas, if within :data:`HIT_RADIUS_PX`."""
+        if not pixels:
             return None
+        rows, cols = (np.array(v, dtype=np.float64) for v in zip(*pixels))
         top, left, _, _ = self.view
-        distance = np.hypot((points.cols + 0.5 - left) / self.scale - x,
-                            (points.rows + 0.5 - top) / self.scale - y)
+        distance = np.hypot((cols + 0.5 - left) / self.scale - x, (rows + 0.5 - top) / self.scale - y)
         nearest = int(np.argmin(distance))
-        if distance[nearest] > HIT_RADIUS_PX:
-            return None
-        return int(points.rows[nearest]), int(points.cols[nearest])
+        return tuple(map(int, pixels[nearest])) if distance[nearest] <= HIT_RADIUS_PX else None
 
     def undo(self) -> bool:
         """Take back the last change."""
@@ -203,12 +219,28 @@ class PointAnnotator(anywidget.AnyWidget):
 
     def _draw_view(self) -> None:
         self.image_url = _data_url(self._crop(self._image), "JPEG")
-        prediction = self.predictions.get(self.image_id)
-        if prediction is not None and self.show_prediction:
-            colours = np.asarray(self.editor.schema.palette, dtype=np.uint8)
-            self.prediction_url = _data_url(self._crop(colours[prediction]), "PNG")
-        else:
-            self.prediction_url = ""
+        layers = {"prediction": self.predictions.get(self.image_id),
+                  "uncertainty": self.uncertainty.get(self.image_id)}
+        self.overlays = [name for name, layer in layers.items() if layer is not None]
+        layer = layers.get(self.overlay)
+        if layer is None:
+            self.overlay_url = ""
+        elif self.overlay == "prediction":
+            colours = np.asarray(self.editor.schema.palette, np.uint8)
+            self.overlay_url = _data_url(self._crop(colours[layer]), "PNG")
+        else:  # sure pixels stay dark, unsure ones glow
+            self.overlay_url = _data_url(self._crop(HEAT(np.clip(layer, 0, 1), bytes=True)[..., :3]), "PNG")
+
+    def show_model(self, predictions: Mapping[str, np.ndarray] | None = None,
+                   uncertainty: Mapping[str, np.ndarray] | None = None,
+                   suggestions: Mapping[str, Sequence[tuple[int, int]]] | None = None) -> None:
+        """Give the widget a model's predictions, uncertainty maps or suggested points (each
+        image id -> its map or its [(row, col), ...]), and redraw."""
+        self.predictions.update(predictions or {})
+        self.uncertainty.update(uncertainty or {})
+        self.suggested.update(_pixel_lists(suggestions))
+        self._draw_view()
+        self._show_points()
 
     def _crop(self, array: np.ndarray) -> Image.Image:
         top, left, view_h, view_w = self.view
@@ -226,6 +258,10 @@ class PointAnnotator(anywidget.AnyWidget):
         points = self.editor.points(self.image_id)
         self.points = [[int(r), int(c), int(k)] for r, c, k in zip(points.rows, points.cols, points.labels)]
         self.suggestions = [[int(r), int(c)] for r, c in self.suggested.get(self.image_id, [])]
+
+
+def _pixel_lists(pixels: Mapping[str, Sequence[tuple[int, int]]] | None) -> dict[str, list[tuple[int, int]]]:
+    return {image_id: [(int(r), int(c)) for r, c in picks] for image_id, picks in (pixels or {}).items()}
 
 
 def _data_url(image: Image.Image, kind: str) -> str:

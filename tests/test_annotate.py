@@ -70,15 +70,26 @@ def test_zoom_and_pan_keep_the_view_inside_the_image(tmp_path: Path) -> None:
     assert widget.view == pytest.approx([0, 0, 2448, 2448])
 
 
-def test_another_image_a_prediction_overlay_and_suggestions(tmp_path: Path) -> None:
+def test_another_image_overlays_and_a_click_on_a_suggestion_labels_it(tmp_path: Path) -> None:
     prediction = np.full((64, 96), 4, np.uint8)
-    widget = _widget(tmp_path, predictions={"other": prediction}, suggestions={"other": [(5, 6)]})
+    unsure = np.zeros((64, 96), np.float32)
+    unsure[:, 48:] = 1.0
+    widget = _widget(tmp_path, predictions={"other": prediction}, suggestions={"other": [(5, 6), (40, 80)]})
+    assert widget.overlays == [] and widget.overlay_url == ""  # nothing to draw over the first image
     widget.image_index = 1
     assert widget.image_id == "other" and widget.canvas_size == [341, 512]
-    assert widget.prediction_url == "" and widget.suggestions == [[5, 6]]
-    widget.show_prediction = True
-    assert _decode(widget.prediction_url)[100, 100].tolist() == list(widget.editor.schema.palette[4])
-    widget.click_display(10, 10)
+    assert widget.overlays == ["prediction"] and widget.suggestions == [[5, 6], [40, 80]]
+    widget.overlay = "prediction"
+    assert _decode(widget.overlay_url)[100, 100].tolist() == list(widget.editor.schema.palette[4])
+    widget.show_model(uncertainty={"other": unsure})
+    widget.overlay = "uncertainty"
+    heat = _decode(widget.overlay_url).astype(int)
+    assert widget.overlays == ["prediction", "uncertainty"]
+    assert heat[100, 400].sum() > heat[100, 100].sum() + 300  # unsure on the right: bright
+    widget.active_class = 2
+    x, y = (6.5 / widget.scale) + 3, (5.5 / widget.scale) - 2  # beside the suggestion, within reach
+    assert widget.click_display(x, y) == "added"
+    assert widget.points == [[5, 6, 2]] and widget.suggestions == [[40, 80]]
     assert set(widget.editor.annotations) == {"other"}
 
 
