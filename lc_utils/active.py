@@ -10,14 +10,23 @@ are the baseline every active round is compared with.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from torch import nn
 
+from .classes import IGNORE_INDEX
+from .files import image_id_of, image_shapes, read_rgb
 from .inference import predict_tiled
-from .sparse import PointAnnotation
+from .masks import read_mask
+from .point_editor import SIMULATED
+from .runs import RunSpec, build_run, load_data
+from .sparse import PointAnnotation, annotatable, image_seed, load_annotations, save_annotations
+from .study import score_images
 from .windows import DEFAULT_OVERLAP
 
 Measure = Literal["margin", "entropy"]
@@ -68,7 +77,7 @@ def select_points(scores: np.ndarray, k: int, *, labelled: PointAnnotation | Non
     reach = int(np.ceil(min_distance)) - 1
     offsets = [(dr, dc) for dr in range(-reach, reach + 1) for dc in range(-reach, reach + 1)
                if dr * dr + dc * dc < min_distance ** 2]
-    disc_rows, disc_cols = (np.array(v, dtype=np.int64) for v in zip(*offsets)) if offsets else ([], [])
+    disc_rows, disc_cols = (np.array([o[axis] for o in offsets], dtype=np.int64) for axis in (0, 1))
 
     def block(row: int, col: int) -> None:
         rows, cols = disc_rows + row, disc_cols + col
@@ -98,3 +107,87 @@ def select_points(scores: np.ndarray, k: int, *, labelled: PointAnnotation | Non
 def random_scores(shape: Sequence[int], seed: int | Sequence[int]) -> np.ndarray:
     """Random scores for :func:`select_points`: the random baseline under the same rules."""
     return np.random.default_rng(seed).random(tuple(shape)).astype(np.float32)
+
+
+SELECTIONS: tuple[str, ...] = (*MEASURES, "random")
+"""How a round picks its points: a model's uncertainty, or random pixels under the same rules."""
+
+
+def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "margin", *,
+                      work_dir: str | Path, min_distance: float = 8.0, fine_tune_epochs: int | None = None,
+                      runs_dir: str | Path | None = None, progress: bool = False) -> pd.DataFrame:
+    """Active labelling simulated on data with masks, the masks answering for a person: rounds of
+    train, pick, label, train.
+
+    Round 0 labels ``budgets[0]`` uniform points per training image, drawn for ``spec.seed`` and
+    the same whatever the selection. Each later round adds ``budgets[r] - budgets[r - 1]`` points
+    per image, picked by ``selection`` (:data:`SELECTIONS`: the last round's model's uncertainty,
+    or random pixels) with :func:`select_points`' spacing, labelled from the masks, recorded with
+    their round in ``work_dir/<selection>_seed<seed>_round<r>.csv``. Round 0 trains ``spec`` as it
+    is; each later round fine-tunes the previous round's model on all its points for
+    ``fine_tune_epochs`` (default ``spec.epochs``), the warm-up and schedule started again. After
+    each round the model is scored on the validation images, whole. Every round's points and
+    checkpoints are kept, so a stopped study resumes.
+
+    Returns a row per round: round, points_per_image, labelled_fraction, the scores of
+    :func:`lc_utils.study.score_images` (``val_mean_iou``, ...), train_seconds."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
+    if not budgets or any(b <= a for a, b in zip(budgets, budgets[1:])) or budgets[0] < 1:
+        raise ValueError(f"budgets must be points per image that grow round by round, got {list(budgets)}")
+    data = load_data(spec)
+    schema, train = data.schema, data.split["train"]
+    truths = {image_id_of(image): annotatable(read_mask(mask, schema), schema) for image, mask in train}
+    name = f"{selection}_seed{spec.seed}"
+    work_dir = Path(work_dir)
+    annotations: dict[str, PointAnnotation] = {}
+    model: nn.Module | None = None
+    rows = []
+    for round_number, budget in enumerate(budgets):
+        path = work_dir / f"{name}_round{round_number}.csv"
+        if path.is_file():  # a resumed study: the round's points as they were picked
+            annotations = load_annotations(path, schema, image_shapes(train))
+        else:
+            annotations = _next_points(annotations, truths, train, budget, round_number, selection, model,
+                                       spec, min_distance)
+            save_annotations(annotations, path, schema, info={"selection": selection, "round": round_number})
+        epochs = spec.epochs if round_number == 0 or fine_tune_epochs is None else fine_tune_epochs
+        run = build_run(spec.replace(annotations=str(path), epochs=epochs), runs_dir=runs_dir)
+        if model is not None:
+            run.model.load_state_dict(model.state_dict())
+        started = time.perf_counter()
+        run.fit(work_dir / name / f"round{round_number}", progress=progress)
+        model = run.model
+        scores = score_images(model, data.split["val"], schema, spec.val_window, spec.val_overlap)
+        rows.append({"selection": selection, "seed": spec.seed, "round": round_number,
+                     "points_per_image": budget, "labelled_fraction": run.labelled_fraction,
+                     "steps": run.steps, **{f"val_{k}": v for k, v in scores.items()},
+                     "train_seconds": time.perf_counter() - started})
+    return pd.DataFrame(rows)
+
+
+def _next_points(annotations: dict[str, PointAnnotation], truths: dict[str, np.ndarray],
+                 train: Sequence[tuple[Path, Path]], budget: int, round_number: int, selection: str,
+                 model: nn.Module | None, spec: RunSpec, min_distance: float) -> dict[str, PointAnnotation]:
+    """Every training image's points after one more round: the first points, or ``budget`` minus
+    those it has, picked by ``selection`` and labelled from ``truths``."""
+    grown = {}
+    for image, _ in train:
+        image_id = image_id_of(image)
+        truth = truths[image_id]
+        if round_number == 0:
+            rows, cols = select_points(random_scores(truth.shape, image_seed(spec.seed, image_id)), budget,
+                                       valid=truth != IGNORE_INDEX, min_distance=0)
+        else:
+            if selection == "random":
+                scores = random_scores(truth.shape, image_seed(spec.seed + 1000 * round_number, image_id))
+            else:
+                scores = predict_uncertainty(model, read_rgb(image, what="image"), selection,
+                                             tile_size=spec.val_window, overlap=spec.val_overlap)[1]
+            k = budget - len(annotations[image_id])
+            rows, cols = select_points(scores, k, labelled=annotations[image_id], valid=truth != IGNORE_INDEX,
+                                       min_distance=min_distance)
+        new = PointAnnotation(rows, cols, truth[rows, cols], sources=[SIMULATED] * len(rows),
+                              rounds=[round_number] * len(rows))
+        grown[image_id] = new if round_number == 0 else annotations[image_id].extend(new)
+    return grown

@@ -68,6 +68,14 @@ class PointAnnotation:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def extend(self, other: PointAnnotation) -> PointAnnotation:
+        """These points followed by ``other``'s, with provenance where either records it (an
+        unrecorded source is "", an unrecorded round 0)."""
+        return PointAnnotation(*(np.concatenate([getattr(self, f), getattr(other, f)])
+                                 for f in ("rows", "cols", "labels")),
+                               sources=_joined(self, other, "sources", ""),
+                               rounds=_joined(self, other, "rounds", 0))
+
     def subset(self, keep: np.ndarray) -> PointAnnotation:
         """The points ``keep`` selects (a boolean mask or indices), with their provenance."""
         return PointAnnotation(*(None if a is None else a[keep] for a in
@@ -80,6 +88,16 @@ class PointAnnotation:
             i = int(np.argmax(outside))
             raise ValueError(f"{source}: {int(outside.sum())} point(s) outside the {shape[1]}x{shape[0]} "
                              f"image, e.g. row {self.rows[i]}, col {self.cols[i]}")
+
+
+def _joined(first: PointAnnotation, second: PointAnnotation, field: str, missing: object
+            ) -> np.ndarray | None:
+    """A provenance field of two annotations end to end (None where neither records it)."""
+    values = [getattr(first, field), getattr(second, field)]
+    if all(v is None for v in values):
+        return None
+    return np.concatenate([np.full(len(a), missing, dtype=object) if v is None else v
+                           for a, v in zip((first, second), values)])
 
 
 def points_for_density(points_per_mp: float, shape: tuple[int, int]) -> int:

@@ -3,14 +3,19 @@ exactly k picks, and the random baseline under the same rules."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lc_utils.active import predict_uncertainty, random_scores, select_points, uncertainty
+from lc_utils.active import predict_uncertainty, random_scores, run_active_rounds, select_points, uncertainty
+from lc_utils.layouts import find_pairs
+from lc_utils.masks import read_mask
 from lc_utils.models import build_deeplabv3
-from lc_utils.sparse import PointAnnotation
+from lc_utils.runs import RunSpec
+from lc_utils.sparse import PointAnnotation, load_annotations
 
 
 def test_uncertainty_is_zero_where_sure_and_one_where_undecided() -> None:
@@ -77,3 +82,33 @@ def test_predict_uncertainty_gives_a_class_map_and_an_uncertainty_map() -> None:
     predicted, unsure = predict_uncertainty(model, image, "entropy", tile_size=64)
     assert predicted.shape == unsure.shape == (48, 64)
     assert unsure.min() >= 0 and unsure.max() <= 1
+
+
+@pytest.mark.slow
+def test_active_rounds_add_k_points_per_image_recorded_with_their_round(sample_root: Path,
+                                                                       tmp_path: Path) -> None:
+    spec = RunSpec(data=str(sample_root), backbone="mobilenet_v3_large", weights=None, crop=48, batch_size=2,
+                   epochs=1, samples_per_epoch=4, val_windows=0, val_window=96, seed=3)
+    results = {s: run_active_rounds(spec, [5, 8], s, work_dir=tmp_path, min_distance=4, runs_dir=tmp_path)
+               for s in ("margin", "random")}
+    for selection, rows in results.items():
+        assert rows["round"].tolist() == [0, 1] and rows["points_per_image"].tolist() == [5, 8]
+        assert rows["val_mean_iou"].between(0, 1).all()
+        first = load_annotations(tmp_path / f"{selection}_seed3_round0.csv")
+        second = load_annotations(tmp_path / f"{selection}_seed3_round1.csv")
+        for image_id, points in second.items():
+            truth = read_mask(next(m for i, m in find_pairs(sample_root) if i.name.startswith(image_id)))
+            assert len(points) == 8 and points.rounds.tolist() == [0] * 5 + [1] * 3
+            assert (truth[points.rows, points.cols] == points.labels).all()  # the mask answered
+            old, new = points.subset(points.rounds == 0), points.subset(points.rounds == 1)
+            assert old == first[image_id]
+            gaps = np.hypot(new.rows[:, None] - points.rows[None], new.cols[:, None] - points.cols[None])
+            assert (np.sort(gaps, axis=1)[:, 1] >= 4).all()  # apart from every other point
+    margin_first, random_first = (load_annotations(tmp_path / f"{s}_seed3_round0.csv") for s in results)
+    assert all(margin_first[i] == random_first[i] for i in margin_first)  # both start from the same points
+    margin_new, random_new = (load_annotations(tmp_path / f"{s}_seed3_round1.csv") for s in results)
+    assert any(margin_new[i] != random_new[i] for i in margin_new)
+    again = run_active_rounds(spec, [5, 8], "margin", work_dir=tmp_path, min_distance=4, runs_dir=tmp_path)
+    assert again["val_mean_iou"].tolist() == results["margin"]["val_mean_iou"].tolist()  # resumed, not redone
+    with pytest.raises(ValueError, match="grow round by round"):
+        run_active_rounds(spec, [5, 5], "margin", work_dir=tmp_path)

@@ -352,3 +352,13 @@ def test_points_held_out_by_area_depend_on_the_seed_and_their_square_alone() -> 
         hold_out_areas({"c": annotations["a"]}, shapes)
     with pytest.raises(ValueError, match="outside the 256x256 image"):
         hold_out_areas({"b": annotations["a"]}, shapes)
+
+
+def test_extending_points_keeps_the_provenance_either_side_records() -> None:
+    first = PointAnnotation([1, 2], [1, 2], [0, 1])
+    later = PointAnnotation([5], [6], [3], sources=["simulated click"], rounds=[2])
+    both = first.extend(later)
+    assert both == PointAnnotation([1, 2, 5], [1, 2, 6], [0, 1, 3])
+    assert both.sources.tolist() == ["", "", "simulated click"] and both.rounds.tolist() == [0, 0, 2]
+    plain = first.extend(first)
+    assert plain.sources is None and plain.rounds is None and len(plain) == 4
