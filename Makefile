@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install notebook-filter course test test-unit test-notebooks test-smoke lint lab bench density more-from-points scores-from-points clean
+.PHONY: help install notebook-filter course test test-unit test-notebooks test-smoke lint lab bench density more-from-points scores-from-points active clean
 
 help:
 	@echo "make course   run every notebook on the generated sample (executed copies + HTML in build/)"
@@ -16,6 +16,7 @@ help:
 	@echo "make density  the label-density study on the real DeepGlobe tiles, real-tile recipe (3 seeds; resumable)"
 	@echo "make more-from-points  propagation and self-training on the same tiles and points (3 seeds; resumable)"
 	@echo "make scores-from-points  train from 30 simulated clicks per real tile, score from points and masks (3 seeds)"
+	@echo "make active   active against random point picks over rounds on the same tiles (3 seeds; resumable)"
 	@echo "make lint     ruff over the package, tests, benchmarks and notebooks; the package's layers (lint-imports)"
 	@echo "make clean    remove the virtual environment, generated data, runs and build output"
 
@@ -84,6 +85,11 @@ more-from-points: $(STAMP)
 scores-from-points: $(STAMP)
 	$(BIN)/python -m benchmarks.scores_from_points --data ../shared/data/deepglobe_sample/tiles_512 \
 		--points-per-tile 30 --seeds 0 1 2 --out benchmarks/results/scores_from_points_deepglobe.json
+
+active: $(STAMP)
+	$(BIN)/python -m benchmarks.active_selection --data ../shared/data/deepglobe_sample/tiles_512 \
+		--budgets 5 10 20 40 --selections margin random --seeds 0 1 2 --min-distance 16 \
+		--epochs 10 --fine-tune-epochs 5 --out benchmarks/results/active_deepglobe.json
 
 clean:
 	rm -rf $(VENV) build runs data/sample .pytest_cache .ruff_cache .hypothesis .import_linter_cache

@@ -1,0 +1,181 @@
+"""Active against random point selection on the real DeepGlobe tiles (``make active``).
+
+Rounds of notebook 09 with the masks answering for a person (``lc_utils.active``): every
+training tile starts with the same few uniform points; each round then adds points per tile,
+picked where the last round's model is least sure (margin) or at random under the same spacing
+rule, and fine-tunes the model on all of them. The validation tiles are scored after every round.
+Writes every finished (selection, seed) at once to a JSON record (settings, seeds, every round,
+mean and sd per selection and round, the gap active minus random on the same seed, date,
+versions, CPU, command) and a plot beside it; running the command again skips what is done.
+
+    python -m benchmarks.active_selection [--budgets 5 10 20 40] [--seeds 0 1 2] ...
+    python -m benchmarks.active_selection --readme   # the README's table and the plot from the record
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lc_utils import settings
+from lc_utils.active import SELECTIONS, run_active_rounds
+from lc_utils.metrics import majority_baseline
+from lc_utils.runs import RunSpec, load_data
+from lc_utils.settings import PROJECT_ROOT
+
+from ._common import README, machine, write_readme_table
+
+REAL_TILES = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "tiles_512"
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "active_deepglobe.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REAL_TILES, help="folder of <id>_sat.jpg/<id>_mask.png")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 20, 40],
+                        help="points per tile after each round (default: %(default)s)")
+    parser.add_argument("--selections", nargs="+", choices=list(SELECTIONS), default=["margin", "random"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--min-distance", type=float, default=16.0,
+                        help="least distance in pixels between points of a tile (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10, help="round 0's epochs (default: %(default)s)")
+    parser.add_argument("--fine-tune-epochs", type=int, default=5,
+                        help="each later round's epochs, from the last round's model (default: %(default)s)")
+    parser.add_argument("--samples-per-epoch", type=int, default=960)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--dice-weight", type=float, default=1.0)
+    parser.add_argument("--val-images", type=int, default=16)
+    parser.add_argument("--work", type=Path, default=settings.runs_dir() / "active_selection",
+                        help="every round's points and checkpoints")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON record (a PNG is written beside)")
+    parser.add_argument("--readme", action="store_true",
+                        help="only rewrite the README's table and redraw the plot from the record at --out")
+    return parser.parse_args(argv)
+
+
+def study_spec(args: argparse.Namespace) -> RunSpec:
+    """What every round of every selection and seed shares: the real-tile recipe of the density study."""
+    return RunSpec(data=str(args.data), backbone="mobilenet_v3_large", weights=None, crop=args.crop,
+                   batch_size=8, epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, lr=args.lr,
+                   dice_weight=args.dice_weight, val_images=args.val_images, val_windows=0,
+                   val_window=args.crop, val_overlap=0.5)
+
+
+def summarize(rounds: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd of validation mIoU per selection and round, and the gap of each selection to
+    random picks on the same seed and round."""
+    summary = (rounds.groupby(["selection", "round", "points_per_image"], sort=False)["val_mean_iou"]
+               .agg(miou_mean="mean", miou_sd="std", runs="size").reset_index())
+    if "random" in set(rounds["selection"]):
+        table = rounds.pivot_table(index=["seed", "round"], columns="selection", values="val_mean_iou")
+        gaps = (table.sub(table["random"], axis=0).reset_index()
+                .melt(id_vars=["seed", "round"], var_name="selection", value_name="gap"))
+        per_round = gaps.groupby(["selection", "round"])["gap"].agg(
+            gap_to_random_mean="mean", gap_to_random_sd="std",
+            seeds_above_random=lambda g: int((g > 0).sum()))
+        summary = summary.merge(per_round.reset_index(), on=["selection", "round"], how="left")
+    return summary
+
+
+def markdown_table(record: dict[str, Any]) -> str:
+    """The README's table: a row per round, a column per selection (mean ± sd), and the gap of the
+    active selection to random picks on the same seed."""
+    summary = pd.DataFrame(record["summary"])
+    selections = list(dict.fromkeys(summary["selection"]))
+    active = [s for s in selections if s != "random"]
+    lines = ["| round | points per tile | " + " | ".join(f"{s}: val mIoU" for s in selections)
+             + "".join(f" | {s} minus random, same seed" for s in active) + " |",
+             "|---|---|" + "---|" * (len(selections) + len(active))]
+    for round_number, rows in summary.groupby("round", sort=True):
+        by = rows.set_index("selection")
+        cells = [_mean_sd(by.loc[s, "miou_mean"], by.loc[s, "miou_sd"]) for s in selections]
+        cells += [f"{_mean_sd(by.loc[s, 'gap_to_random_mean'], by.loc[s, 'gap_to_random_sd'], '+.3f')} "
+                  f"({int(by.loc[s, 'seeds_above_random'])} of {int(by.loc[s, 'runs'])} above)"
+                  for s in active]
+        budget = int(rows["points_per_image"].iloc[0])
+        lines.append(f"| {round_number} | {budget} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mean_sd(mean: float, sd: float | None, spec: str = ".3f") -> str:
+    """"mean ± sd", or the mean alone where one seed leaves no sd."""
+    return f"{mean:{spec}}" if sd is None or pd.isna(sd) else f"{mean:{spec}} ± {sd:.3f}"
+
+
+def draw_figure(record: dict[str, Any], path: Path) -> None:
+    """Validation mIoU after each round against the points per tile, a line per selection."""
+    summary = pd.DataFrame(record["summary"])
+    figure = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = figure.subplots()
+    for k, (selection, rows) in enumerate(summary.groupby("selection", sort=False)):
+        ax.errorbar(rows["points_per_image"] * (1.03 if k else 0.97), rows["miou_mean"],
+                    yerr=rows["miou_sd"].fillna(0), marker="o", capsize=3, label=f"{selection} picks")
+    ax.set_xscale("log", base=2)
+    budgets = sorted(set(summary["points_per_image"]))
+    ax.set_xticks(budgets, [str(int(b)) for b in budgets])
+    ax.set_xlabel("points per 512 x 512 tile after the round")
+    ax.set_ylabel("validation mIoU (unknown excluded)")
+    ax.axhline(record["majority_miou"], color="0.5", linestyle=":", label="majority class everywhere")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(f"{record['data']}: mean ± sd over {len(record['seeds'])} seeds", loc="left", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    figure.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.readme:
+        record = json.loads(args.out.read_text())
+        write_readme_table(markdown_table(record), args.out.stem, README)
+        draw_figure(record, args.out.with_suffix(".png"))
+        return
+    started = time.perf_counter()
+    spec = study_spec(args)
+    shared = {"settings": spec.to_dict(), "budgets": args.budgets, "min_distance": args.min_distance,
+              "fine_tune_epochs": args.fine_tune_epochs}
+    record = json.loads(args.out.read_text()) if args.out.is_file() else {"rounds": [], **shared}
+    if any(record.get(k) != v for k, v in shared.items()):
+        raise SystemExit(f"{args.out}: made with other settings; choose another --out")
+    data = load_data(spec)
+    baseline = majority_baseline(data.split["train"], data.split["val"], data.schema)
+    done = {(row["selection"], row["seed"]) for row in record["rounds"]}
+    for seed in args.seeds:
+        for selection in args.selections:
+            if (selection, seed) in done:
+                continue
+            print(f"{selection}, seed {seed} ...", flush=True)
+            rounds = run_active_rounds(spec.replace(seed=seed), args.budgets, selection,
+                                       work_dir=args.work / args.data.name, min_distance=args.min_distance,
+                                       fine_tune_epochs=args.fine_tune_epochs)
+            record["rounds"] += json.loads(rounds.to_json(orient="records"))
+            all_rounds = pd.DataFrame(record["rounds"])
+            record.update({
+                "benchmark": "active_selection", "date": datetime.date.today().isoformat(),
+                "command": shlex.join(["python", "-m", "benchmarks.active_selection",
+                                       *(argv or sys.argv[1:])]),
+                "machine": machine(), "data": args.data.name, "train_images": len(data.split["train"]),
+                "val_images": len(data.split["val"]), "seeds": sorted(set(all_rounds["seed"])),
+                "majority_miou": baseline["mean_iou"],
+                "minutes_this_call": (time.perf_counter() - started) / 60,
+                "summary": json.loads(summarize(all_rounds).to_json(orient="records"))})
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(record, indent=1, default=float) + "\n")
+            print(rounds[["round", "points_per_image", "val_mean_iou"]].round(3).to_string(index=False),
+                  flush=True)
+    draw_figure(record, args.out.with_suffix(".png"))
+    print(markdown_table(record))
+
+
+if __name__ == "__main__":
+    main()
