@@ -285,6 +285,25 @@ def plot_point_check(image: np.ndarray, prediction: np.ndarray, annotation: Poin
     return fig
 
 
+def plot_suggestions(image: np.ndarray, uncertainty: np.ndarray, annotation: PointAnnotation,
+                     suggested: tuple[np.ndarray, np.ndarray], schema: ClassSchema = DEEPGLOBE,
+                     title: str | None = None) -> Figure:
+    """Where to label next: the image with its points, and the model's uncertainty (dark: sure,
+    bright: unsure) with the suggested pixels ringed in white."""
+    fig, axes = _axes_grid(1, 2, cell=3.6, legend_space=0.5)
+    plot_points(image, annotation, schema, title=f"{len(annotation)} points so far", ax=axes[0, 0])
+    _show(axes[0, 1], uncertainty, f"uncertainty, {len(suggested[0])} suggestions")
+    axes[0, 1].images[0].set(cmap="magma", clim=(0, 1))
+    axes[0, 1].scatter(suggested[1], suggested[0], s=60, facecolors="none", edgecolors="white",
+                       linewidths=1.8)
+    axes[0, 1].set_xlim(-0.5, image.shape[1] - 0.5)
+    axes[0, 1].set_ylim(image.shape[0] - 0.5, -0.5)
+    add_legend(fig, schema, sorted(set(annotation.labels.tolist())) or None)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
 def plot_annotation_summary(image: np.ndarray, class_map: np.ndarray, annotation: PointAnnotation,
                             schema: ClassSchema = DEEPGLOBE, title: str | None = None) -> Figure:
     """Points over the image, and per class the share of pixels next to the share of points."""

@@ -204,3 +204,17 @@ def test_the_point_check_marks_points_the_prediction_agrees_with(pair) -> None:
     assert len(right_rings.get_offsets()) == 30 and len(wrong_crosses.get_offsets()) == 10
     assert fig.axes[1].get_title() == "prediction: 30 agree, 10 do not"
     _render(fig)
+
+
+def test_suggestions_are_ringed_on_the_uncertainty_map(pair) -> None:
+    from lc_utils.viz import plot_suggestions
+
+    image, class_map = pair
+    points = sample_points(class_map, n_points=10, seed=0)
+    unsure = np.zeros(class_map.shape, np.float32)
+    unsure[:, : class_map.shape[1] // 2] = 1
+    fig = plot_suggestions(image, unsure, points, (np.array([5, 20]), np.array([3, 9])), title="round 1")
+    assert fig.axes[1].images[0].get_cmap().name == "magma" and fig.axes[1].images[0].get_clim() == (0, 1)
+    assert fig.axes[1].collections[0].get_offsets().tolist() == [[3, 5], [9, 20]]  # (col, row)
+    assert fig.axes[1].get_title() == "uncertainty, 2 suggestions"
+    _render(fig)
