@@ -73,10 +73,10 @@ DENSE = "dense"
 LABELS = (*STRATEGIES, DENSE)
 LOSS_WEIGHTS = ("none", "inverse-sqrt")
 SPEC_FILE = "run.toml"
+"""The spec a run folder keeps (``python -m lc_utils.train --config`` reads it back)."""
 HELD_OUT = ("images", "areas")
 HELD_OUT_BLOCK = 64
 """The side in pixels of the squares whose points validate a run with ``held_out="areas"``."""
-"""The spec a run folder keeps (``python -m lc_utils.train --config`` reads it back)."""
 
 CACHE_MB = 2048
 """Decoded training images each run keeps in memory by default (a speed-up only)."""
