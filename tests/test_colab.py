@@ -25,7 +25,13 @@ PREINSTALLED = {"torch": "2.5.1+cu121", "torchvision": "0.20.1+cu121", "ipywidge
                 "kagglehub": "0.3.13"}
 
 STAND_IN = '''"""A stand-in for Colab's google.colab: enough for the course's Colab branches."""
-from . import drive  # noqa: F401
+from . import drive, output  # noqa: F401
+'''
+OUTPUT = '''enabled = []
+
+
+def enable_custom_widget_manager():
+    enabled.append(True)
 '''
 DRIVE = '''def mount(path):
     raise RuntimeError("the stand-in google.colab cannot mount Google Drive")
@@ -43,7 +49,7 @@ def _colab_cells() -> list[str]:
 
 def test_every_notebook_has_the_same_colab_cell() -> None:
     cells = _colab_cells()
-    assert len(cells) == 6 and len(set(cells)) == 1
+    assert len(cells) == len(list((PROJECT_ROOT / "notebooks").glob("*.ipynb"))) and len(set(cells)) == 1
     assert cells[0].count(COLAB_COURSE_DIR) == 1 and cells[0].count(REPO_URL) == 1
     assert "torch" not in cells[0].split("%pip", 1)[1]  # no reinstall of Colab's torch
 
@@ -92,6 +98,7 @@ def _colab_kernel(tmp: Path, origin: Path) -> tuple[Path, Path]:
     (stand_in / "google" / "colab").mkdir(parents=True)
     (stand_in / "google" / "colab" / "__init__.py").write_text(STAND_IN)
     (stand_in / "google" / "colab" / "drive.py").write_text(DRIVE)
+    (stand_in / "google" / "colab" / "output.py").write_text(OUTPUT)
     (stand_in / "sitecustomize.py").write_text("import google.colab  # noqa: F401  (Colab imports it)\n")
     env = {
         "PYTHONPATH": str(stand_in),
@@ -132,8 +139,9 @@ def test_the_colab_cell_clones_installs_and_checks_the_gpu(tmp_path: Path,
     imports = source.cells[source.cells.index(setup) + 1]
     assert "describe_device()" in imports.source
     setup_here = setup.source.replace(COLAB_COURSE_DIR, f'COURSE_DIR = "{course}"')
-    check = ("import os, lc_utils, torch, ipywidgets\n"
-             "print(lc_utils.__file__, os.getcwd(), torch.__version__, ipywidgets.__version__, sep='\\n')")
+    check = ("import os, lc_utils, torch, ipywidgets\nfrom google.colab import output\n"
+             "print(lc_utils.__file__, os.getcwd(), torch.__version__, ipywidgets.__version__, "
+             "output.enabled == [True], sep='\\n')")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup_here), imports,
                                                nbformat.v4.new_code_cell(check),
                                                nbformat.v4.new_code_cell(setup_here)])  # run again
@@ -143,7 +151,8 @@ def test_the_colab_cell_clones_installs_and_checks_the_gpu(tmp_path: Path,
 
     assert (course / ".git").is_dir() and (course / "lc_utils" / "__init__.py").is_file()
     assert "On Colab: Runtime > Change runtime type > GPU" in _text(notebook.cells[1])
-    module, cwd, torch_version, ipywidgets_version = _text(notebook.cells[2]).split()
+    module, cwd, torch_version, ipywidgets_version, widgets_enabled = _text(notebook.cells[2]).split()
+    assert widgets_enabled == "True"  # third-party widgets (the annotator) drawn, once per run of the cell
     assert Path(module) == course / "lc_utils" / "__init__.py" and Path(cwd) == course / "notebooks"
     # The real packages still answer (the stand-in versions only say what Colab has) ...
     assert torch_version.split("+")[0] == __import__("torch").__version__.split("+")[0]
