@@ -391,7 +391,11 @@ class RunData(NamedTuple):
     schema: ClassSchema
     pairs: list[tuple[Path, Path | None]]
     split: dict[str, list[tuple[Path, Path | None]]]
-    has_masks: bool = True
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether the images come with masks (else points clicked on them are all there is)."""
+        return all(mask is not None for _, mask in self.pairs)
 
 
 def load_data(spec: RunSpec) -> RunData:
@@ -411,8 +415,8 @@ def load_data(spec: RunSpec) -> RunData:
                                     "annotation file (annotations=..., --annotations FILE)") from None
         pairs = [(image, None) for image in images]
         if spec.held_out == "areas":
-            return RunData(root, schema, pairs, {"train": pairs, "val": pairs, "test": []}, has_masks=False)
-        return RunData(root, schema, pairs, split_pairs(pairs, seed=spec.split_seed), has_masks=False)
+            return RunData(root, schema, pairs, {"train": pairs, "val": pairs, "test": []})
+        return RunData(root, schema, pairs, split_pairs(pairs, seed=spec.split_seed))
     if spec.val_images is None:
         return RunData(root, schema, pairs, split_pairs(pairs, seed=spec.split_seed))
     if spec.val_images >= len(pairs):
