@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import platform
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,3 +75,30 @@ def write_readme_table(table: str, name: str, readme: Path = README) -> None:
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+
+
+def redraw_from_record(out: Path, table: Callable[[dict[str, Any]], str],
+                       figure: Callable[[dict[str, Any], Path], None]) -> None:
+    """The README's table and the PNG beside a study record, made again from the record at ``out``."""
+    record = json.loads(out.read_text())
+    write_readme_table(table(record), out.stem, README)
+    figure(record, out.with_suffix(".png"))
+
+
+def open_record(out: Path, shared: dict[str, Any], rows: str) -> dict[str, Any]:
+    """A resumable study record: the one at ``out`` when it was made with the same ``shared``
+    settings (refused otherwise), else a new one with an empty list ``rows``."""
+    record = json.loads(out.read_text()) if out.is_file() else {rows: [], **shared}
+    if any(record.get(key) != value for key, value in shared.items()):
+        raise SystemExit(f"{out}: made with other settings; choose another --out")
+    return record
+
+
+def save_record(out: Path, record: dict[str, Any], benchmark: str, argv: list[str] | None,
+                started: float, **fields: Any) -> None:
+    """Write a study record with what made it: the command, date, machine and minutes."""
+    command = shlex.join(["python", "-m", f"benchmarks.{benchmark}", *(argv or sys.argv[1:])])
+    record.update({"benchmark": benchmark, "date": datetime.date.today().isoformat(), "command": command,
+                   "machine": machine(), "minutes_this_call": (time.perf_counter() - started) / 60, **fields})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, default=float) + "\n")

@@ -15,10 +15,7 @@ versions, CPU, command) and a plot beside it; running the command again skips wh
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,7 @@ from lc_utils.metrics import majority_baseline
 from lc_utils.runs import RunSpec, load_data
 from lc_utils.settings import PROJECT_ROOT
 
-from ._common import README, machine, write_readme_table
+from ._common import open_record, redraw_from_record, save_record
 
 REAL_TILES = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "tiles_512"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "active_deepglobe.json"
@@ -136,17 +133,13 @@ def draw_figure(record: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.readme:
-        record = json.loads(args.out.read_text())
-        write_readme_table(markdown_table(record), args.out.stem, README)
-        draw_figure(record, args.out.with_suffix(".png"))
+        redraw_from_record(args.out, markdown_table, draw_figure)
         return
     started = time.perf_counter()
     spec = study_spec(args)
     shared = {"settings": spec.to_dict(), "budgets": args.budgets, "min_distance": args.min_distance,
               "fine_tune_epochs": args.fine_tune_epochs}
-    record = json.loads(args.out.read_text()) if args.out.is_file() else {"rounds": [], **shared}
-    if any(record.get(k) != v for k, v in shared.items()):
-        raise SystemExit(f"{args.out}: made with other settings; choose another --out")
+    record = open_record(args.out, shared, "rounds")
     data = load_data(spec)
     baseline = majority_baseline(data.split["train"], data.split["val"], data.schema)
     done = {(row["selection"], row["seed"]) for row in record["rounds"]}
@@ -160,17 +153,10 @@ def main(argv: list[str] | None = None) -> None:
                                        fine_tune_epochs=args.fine_tune_epochs)
             record["rounds"] += json.loads(rounds.to_json(orient="records"))
             all_rounds = pd.DataFrame(record["rounds"])
-            record.update({
-                "benchmark": "active_selection", "date": datetime.date.today().isoformat(),
-                "command": shlex.join(["python", "-m", "benchmarks.active_selection",
-                                       *(argv or sys.argv[1:])]),
-                "machine": machine(), "data": args.data.name, "train_images": len(data.split["train"]),
-                "val_images": len(data.split["val"]), "seeds": sorted(set(all_rounds["seed"])),
-                "majority_miou": baseline["mean_iou"],
-                "minutes_this_call": (time.perf_counter() - started) / 60,
-                "summary": json.loads(summarize(all_rounds).to_json(orient="records"))})
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(record, indent=1, default=float) + "\n")
+            save_record(args.out, record, "active_selection", argv, started, data=args.data.name,
+                        train_images=len(data.split["train"]), val_images=len(data.split["val"]),
+                        seeds=sorted(set(all_rounds["seed"])), majority_miou=baseline["mean_iou"],
+                        summary=json.loads(summarize(all_rounds).to_json(orient="records")))
             print(rounds[["round", "points_per_image", "val_mean_iou"]].round(3).to_string(index=False),
                   flush=True)
     draw_figure(record, args.out.with_suffix(".png"))

@@ -17,10 +17,7 @@ Finished seeds are kept in the record and skipped when the command runs again.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,7 @@ from lc_utils import files, inference, layouts, masks, metrics, point_editor, po
 from lc_utils.runs import RunSpec, build_run
 from lc_utils.settings import PROJECT_ROOT
 
-from ._common import README, machine, write_readme_table
+from ._common import open_record, redraw_from_record, save_record
 
 REAL_TILES = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "tiles_512"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "scores_from_points_deepglobe.json"
@@ -159,32 +156,22 @@ def draw_figure(record: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.readme:
-        record = json.loads(args.out.read_text())
-        write_readme_table(markdown_table(record), args.out.stem, README)
-        draw_figure(record, args.out.with_suffix(".png"))
+        redraw_from_record(args.out, markdown_table, draw_figure)
         return
     started = time.perf_counter()
     pairs = layouts.images_only_copy(args.data, args.work / "images")
     # what every seed shares; more seeds, another record path or work folder leave the study the same
     settings_used = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                      if k not in ("seeds", "out", "work", "readme")}
-    record = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": []}
-    if record.get("settings", settings_used) != settings_used:
-        raise SystemExit(f"{args.out}: made with other settings; choose another --out")
+    record = open_record(args.out, {"settings": settings_used}, "runs")
     done = {row["seed"] for row in record["runs"]}
     for seed in args.seeds:
         if seed in done:
             continue
         print(f"seed {seed} ...", flush=True)
         record["runs"].append(measure_seed(args, pairs, seed))
-        record.update({
-            "benchmark": "scores_from_points", "date": datetime.date.today().isoformat(),
-            "command": shlex.join(["python", "-m", "benchmarks.scores_from_points", *(argv or sys.argv[1:])]),
-            "machine": machine(), "data": args.data.name, "points_per_tile": args.points_per_tile,
-            "settings": settings_used, "tolerance": TOLERANCE,
-            "minutes_this_call": (time.perf_counter() - started) / 60})
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1, default=float) + "\n")
+        save_record(args.out, record, "scores_from_points", argv, started, data=args.data.name,
+                    points_per_tile=args.points_per_tile, tolerance=TOLERANCE)
         row = record["runs"][-1]
         print(f"  point mIoU {row['point_miou']:.3f} ({row['point_miou_low']:.3f}-"
               f"{row['point_miou_high']:.3f}) from {row['held_out_points']} points; "
