@@ -123,8 +123,9 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
     the same whatever the selection. Each later round adds ``budgets[r] - budgets[r - 1]`` points
     per image, picked by ``selection`` (:data:`SELECTIONS`: the last round's model's uncertainty,
     or random pixels) with :func:`select_points`' spacing, labelled from the masks, recorded with
-    their round in ``work_dir/<selection>_seed<seed>_round<r>.csv``. Round 0 trains ``spec`` as it
-    is; each later round fine-tunes the previous round's model on all its points for
+    their round in ``work_dir/<selection>_seed<seed>_round<r>.csv`` (round 0's points and model,
+    the same for every selection, are made once: ``seed<seed>_round0.csv``). Round 0 trains
+    ``spec`` as it is; each later round fine-tunes the previous round's model on all its points for
     ``fine_tune_epochs`` (default ``spec.epochs``), the warm-up and schedule started again. After
     each round the model is scored on the validation images, whole. Every round's points and
     checkpoints are kept, so a stopped study resumes.
@@ -138,19 +139,22 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
     data = load_data(spec)
     schema, train = data.schema, data.split["train"]
     truths = {image_id_of(image): annotatable(read_mask(mask, schema), schema) for image, mask in train}
-    name = f"{selection}_seed{spec.seed}"
+    # round 0 does not depend on the selection: its points and model are shared by all of them
+    names = [f"seed{spec.seed}"] + [f"{selection}_seed{spec.seed}"] * (len(budgets) - 1)
     work_dir = Path(work_dir)
     annotations: dict[str, PointAnnotation] = {}
     model: nn.Module | None = None
     rows = []
     for round_number, budget in enumerate(budgets):
+        name = names[round_number]
         path = work_dir / f"{name}_round{round_number}.csv"
         if path.is_file():  # a resumed study: the round's points as they were picked
             annotations = load_annotations(path, schema, image_shapes(train))
         else:
             annotations = _next_points(annotations, truths, train, budget, round_number, selection, model,
                                        spec, min_distance)
-            save_annotations(annotations, path, schema, info={"selection": selection, "round": round_number})
+            info = {"round": round_number, **({"selection": selection} if round_number else {})}
+            save_annotations(annotations, path, schema, info=info)
         epochs = spec.epochs if round_number == 0 or fine_tune_epochs is None else fine_tune_epochs
         run = build_run(spec.replace(annotations=str(path), epochs=epochs), runs_dir=runs_dir)
         if model is not None:
