@@ -26,6 +26,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lc_utils import files, inference, layouts, masks, metrics, point_editor, point_scores, settings
+from lc_utils.classes import ClassSchema
 from lc_utils.runs import RunSpec, build_run
 from lc_utils.settings import PROJECT_ROOT
 
@@ -59,10 +60,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def simulate_clicks(pairs: list[tuple[Path, Path]], points_per_tile: int, seed: int, path: Path) -> Path:
+def simulate_clicks(pairs: list[tuple[Path, Path]], schema: ClassSchema, points_per_tile: int, seed: int,
+                    path: Path) -> Path:
     """Clicks drawn from the set-aside masks (uniform, never on no data) through the annotation
     widget's editor, as notebook 08 makes them without a person; a new file for every call."""
-    schema = layouts.load_schema(pairs[0][1].parent)
     path.unlink(missing_ok=True)
     editor = point_editor.PointEditor(path, files.image_shapes(pairs), schema)
     point_editor.simulate_clicks(editor, {files.image_id_of(image): mask for image, mask in pairs},
@@ -72,7 +73,8 @@ def simulate_clicks(pairs: list[tuple[Path, Path]], points_per_tile: int, seed: 
 
 def measure_seed(args: argparse.Namespace, pairs: list[tuple[Path, Path]], seed: int) -> dict[str, Any]:
     """Train from one seed's clicks and score the final model from points and from masks."""
-    clicks = simulate_clicks(pairs, args.points_per_tile, seed, args.work / f"clicks_seed{seed}.csv")
+    clicks = simulate_clicks(pairs, layouts.load_schema(args.data), args.points_per_tile, seed,
+                             args.work / f"clicks_seed{seed}.csv")
     spec = RunSpec(data=str(args.work / "images"), annotations=str(clicks), held_out="images",
                    backbone=args.backbone, weights=None, crop=args.crop, batch_size=8, epochs=args.epochs,
                    samples_per_epoch=args.samples_per_epoch, lr=args.lr, dice_weight=args.dice_weight,

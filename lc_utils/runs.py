@@ -60,8 +60,8 @@ from .training import (
     SCHEDULES,
     fit,
     load_checkpoint,
-    load_trained_model,
     make_loader,
+    model_from_checkpoint,
     register_config_defaults,
 )
 from .transforms import CROP_SAMPLING, make_transforms
@@ -668,12 +668,13 @@ def load_run(checkpoint: str | Path, *, runs_dir: str | Path | None = None,
     """The run a checkpoint of :meth:`Run.fit` or notebook 04 comes from: rebuilt from the spec
     saved in it (the same split, points and training set), with the trained model (eval mode)."""
     checkpoint = Path(checkpoint)
-    config = load_checkpoint(checkpoint).get("config") or {}
+    state = load_checkpoint(checkpoint)
+    config = state.get("config") or {}
     if "strategy" not in config:  # fit called without a spec records its own settings only
         raise ValueError(f"{checkpoint}: the checkpoint holds no run spec, so its run cannot be rebuilt")
     fields = {field.name for field in dataclasses.fields(RunSpec)}
     spec = RunSpec.from_dict({k: v for k, v in config.items() if k in fields}, source=str(checkpoint))
     # the trained weights replace the starting ones: no download for them
     run = dataclasses.replace(build_run(spec.replace(weights=None), runs_dir=runs_dir), spec=spec)
-    run.model = load_trained_model(checkpoint, device)
+    run.model = model_from_checkpoint(state, checkpoint, device)
     return run

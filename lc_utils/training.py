@@ -562,10 +562,16 @@ def load_trained_model(path: str | Path, device: str | torch.device | None = Non
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint here. Train a model first (notebook 04 writes one).")
-    state = load_checkpoint(path)
+    return model_from_checkpoint(load_checkpoint(path), path, device)
+
+
+def model_from_checkpoint(state: Mapping[str, Any], source: str | Path,
+                          device: str | torch.device | None = None) -> nn.Module:
+    """The trained model of a checkpoint already read (:func:`load_trained_model` without reading
+    the file); ``source`` names it in errors."""
     model_config = state.get("model_config") or {}
     if not model_config.get("backbone"):
-        raise ValueError(f"{path}: the checkpoint does not say which model it holds")
+        raise ValueError(f"{source}: the checkpoint does not say which model it holds")
     model = build_deeplabv3(model_config["num_classes"], model_config["backbone"])
     weights = {k: v for k, v in state["model"].items() if not k.startswith("net.aux_classifier.")}
     model.load_state_dict(weights)
