@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from lc_utils import settings
-from lc_utils.active import SELECTIONS, run_active_rounds
+from lc_utils.active import SELECTIONS, run_active_rounds, summarize_rounds
 from lc_utils.metrics import majority_baseline
 from lc_utils.runs import RunSpec, load_data
 from lc_utils.settings import PROJECT_ROOT
+from lc_utils.viz import plot_active_rounds
 
 from ._common import open_record, redraw_from_record, save_record
 
@@ -68,22 +68,6 @@ def study_spec(args: argparse.Namespace) -> RunSpec:
                    val_window=args.crop, val_overlap=0.5)
 
 
-def summarize(rounds: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sd of validation mIoU per selection and round, and the gap of each selection to
-    random picks on the same seed and round."""
-    summary = (rounds.groupby(["selection", "round", "points_per_image"], sort=False)["val_mean_iou"]
-               .agg(miou_mean="mean", miou_sd="std", runs="size").reset_index())
-    if "random" in set(rounds["selection"]):
-        table = rounds.pivot_table(index=["seed", "round"], columns="selection", values="val_mean_iou")
-        gaps = (table.sub(table["random"], axis=0).reset_index()
-                .melt(id_vars=["seed", "round"], var_name="selection", value_name="gap"))
-        per_round = gaps.groupby(["selection", "round"])["gap"].agg(
-            gap_to_random_mean="mean", gap_to_random_sd="std",
-            seeds_above_random=lambda g: int((g > 0).sum()))
-        summary = summary.merge(per_round.reset_index(), on=["selection", "round"], how="left")
-    return summary
-
-
 def markdown_table(record: dict[str, Any]) -> str:
     """The README's table: a row per round, a column per selection (mean ± sd), and the gap of the
     active selection to random picks on the same seed."""
@@ -111,22 +95,9 @@ def _mean_sd(mean: float, sd: float | None, spec: str = ".3f") -> str:
 
 def draw_figure(record: dict[str, Any], path: Path) -> None:
     """Validation mIoU after each round against the points per tile, a line per selection."""
-    summary = pd.DataFrame(record["summary"])
-    figure = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = figure.subplots()
-    for k, (selection, rows) in enumerate(summary.groupby("selection", sort=False)):
-        ax.errorbar(rows["points_per_image"] * (1.03 if k else 0.97), rows["miou_mean"],
-                    yerr=rows["miou_sd"].fillna(0), marker="o", capsize=3, label=f"{selection} picks")
-    ax.set_xscale("log", base=2)
-    budgets = sorted(set(summary["points_per_image"]))
-    ax.set_xticks(budgets, [str(int(b)) for b in budgets])
-    ax.set_xlabel("points per 512 x 512 tile after the round")
-    ax.set_ylabel("validation mIoU (unknown excluded)")
-    ax.axhline(record["majority_miou"], color="0.5", linestyle=":", label="majority class everywhere")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3, which="both")
-    ax.set_title(f"{record['data']}: mean ± sd over {len(record['seeds'])} seeds", loc="left", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    figure = plot_active_rounds(pd.DataFrame(record["summary"]), record["majority_miou"],
+                                title=f"{record['data']}: mean ± sd over {len(record['seeds'])} seeds",
+                                budget_unit="512 x 512 tile")
     figure.savefig(path, dpi=120)
 
 
@@ -156,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             save_record(args.out, record, "active_selection", argv, started, data=args.data.name,
                         train_images=len(data.split["train"]), val_images=len(data.split["val"]),
                         seeds=sorted(set(all_rounds["seed"])), majority_miou=baseline["mean_iou"],
-                        summary=json.loads(summarize(all_rounds).to_json(orient="records")))
+                        summary=json.loads(summarize_rounds(all_rounds).to_json(orient="records")))
             print(rounds[["round", "points_per_image", "val_mean_iou"]].round(3).to_string(index=False),
                   flush=True)
     draw_figure(record, args.out.with_suffix(".png"))

@@ -113,6 +113,15 @@ SELECTIONS: tuple[str, ...] = (*MEASURES, "random")
 """How a round picks its points: a model's uncertainty, or random pixels under the same rules."""
 
 
+def round_files(work_dir: str | Path, selection: str, seed: int, round_number: int) -> tuple[Path, Path]:
+    """Where :func:`run_active_rounds` keeps a round's points (a CSV annotation file) and its run
+    (checkpoints ``last.pt`` and ``best.pt``). Round 0 does not depend on the selection: every
+    selection shares its points and model."""
+    name = f"seed{seed}" if round_number == 0 else f"{selection}_seed{seed}"
+    work_dir = Path(work_dir)
+    return work_dir / f"{name}_round{round_number}.csv", work_dir / name / f"round{round_number}"
+
+
 def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "margin", *,
                       work_dir: str | Path, min_distance: float = 8.0, fine_tune_epochs: int | None = None,
                       runs_dir: str | Path | None = None, progress: bool = False) -> pd.DataFrame:
@@ -123,8 +132,8 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
     the same whatever the selection. Each later round adds ``budgets[r] - budgets[r - 1]`` points
     per image, picked by ``selection`` (:data:`SELECTIONS`: the last round's model's uncertainty,
     or random pixels) with :func:`select_points`' spacing, labelled from the masks, recorded with
-    their round in ``work_dir/<selection>_seed<seed>_round<r>.csv`` (round 0's points and model,
-    the same for every selection, are made once: ``seed<seed>_round0.csv``). Round 0 trains
+    their round in ``work_dir`` (:func:`round_files`; round 0's points and model, the same for
+    every selection, are made once). Round 0 trains
     ``spec`` as it is; each later round fine-tunes the previous round's model on all its points for
     ``fine_tune_epochs`` (default ``spec.epochs``), the warm-up and schedule started again. After
     each round the model is scored on the validation images, whole. Every round's points and
@@ -139,15 +148,11 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
     data = load_data(spec)
     schema, train = data.schema, data.split["train"]
     truths = {image_id_of(image): annotatable(read_mask(mask, schema), schema) for image, mask in train}
-    # round 0 does not depend on the selection: its points and model are shared by all of them
-    names = [f"seed{spec.seed}"] + [f"{selection}_seed{spec.seed}"] * (len(budgets) - 1)
-    work_dir = Path(work_dir)
     annotations: dict[str, PointAnnotation] = {}
     model: nn.Module | None = None
     rows = []
     for round_number, budget in enumerate(budgets):
-        name = names[round_number]
-        path = work_dir / f"{name}_round{round_number}.csv"
+        path, run_dir = round_files(work_dir, selection, spec.seed, round_number)
         if path.is_file():  # a resumed study: the round's points as they were picked
             annotations = load_annotations(path, schema, image_shapes(train))
         else:
@@ -160,7 +165,7 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
         if model is not None:
             run.model.load_state_dict(model.state_dict())
         started = time.perf_counter()
-        run.fit(work_dir / name / f"round{round_number}", progress=progress)
+        run.fit(run_dir, progress=progress)
         model = run.model
         scores = score_images(model, data.split["val"], schema, spec.val_window, spec.val_overlap)
         rows.append({"selection": selection, "seed": spec.seed, "round": round_number,
@@ -195,3 +200,20 @@ def _next_points(annotations: dict[str, PointAnnotation], truths: dict[str, np.n
                               rounds=[round_number] * len(rows))
         grown[image_id] = new if round_number == 0 else annotations[image_id].extend(new)
     return grown
+
+
+def summarize_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
+    """Validation mIoU per selection and round of :func:`run_active_rounds`' rows (several seeds):
+    mean, sd and runs, and each selection's gap to random picks on the same seed and round
+    (``gap_to_random_mean``, ``gap_to_random_sd``, ``seeds_above_random``) where random ran."""
+    summary = (rounds.groupby(["selection", "round", "points_per_image"], sort=False)["val_mean_iou"]
+               .agg(miou_mean="mean", miou_sd="std", runs="size").reset_index())
+    if "random" in set(rounds["selection"]):
+        table = rounds.pivot_table(index=["seed", "round"], columns="selection", values="val_mean_iou")
+        gaps = (table.sub(table["random"], axis=0).reset_index()
+                .melt(id_vars=["seed", "round"], var_name="selection", value_name="gap"))
+        per_round = gaps.groupby(["selection", "round"])["gap"].agg(
+            gap_to_random_mean="mean", gap_to_random_sd="std",
+            seeds_above_random=lambda g: int((g > 0).sum()))
+        summary = summary.merge(per_round.reset_index(), on=["selection", "round"], how="left")
+    return summary

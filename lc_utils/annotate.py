@@ -271,11 +271,14 @@ def _data_url(image: Image.Image, kind: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode()}"
 
 
-def show(annotator: PointAnnotator) -> PointAnnotator | Figure:
-    """The widget where a front end draws it; elsewhere (``LC_HEADLESS=1``, nbval, a script) a
-    static figure of the current image's points, so an executed notebook still shows them."""
+def show(annotator: PointAnnotator, fallback: Figure | None = None) -> PointAnnotator | Figure:
+    """The widget where a front end draws it; elsewhere (``LC_HEADLESS=1``, nbval, a script)
+    ``fallback``, or a static figure of the current image's points, so an executed notebook still
+    shows them."""
     if interactive_frontend():
         return annotator
+    if fallback is not None:
+        return fallback
     image_id = annotator.image_id
     return plot_points(annotator._image, annotator.editor.points(image_id), annotator.editor.schema,
                        title=f"{image_id}: {len(annotator.editor.points(image_id))} points")

@@ -529,6 +529,32 @@ def plot_density_curve(summary: pd.DataFrame, baseline_miou: float | None = None
     return fig
 
 
+def plot_active_rounds(summary: pd.DataFrame, baseline_miou: float | None = None, *,
+                       title: str | None = None, budget_unit: str = "image") -> Figure:
+    """Validation mIoU after each round of active labelling against the points per image then, a
+    line per selection (mean over seeds, one standard deviation as error bar), the majority-class
+    baseline where given. ``summary``: :func:`lc_utils.active.summarize_rounds`."""
+    fig = Figure(figsize=(COLUMN_WIDTH - 0.5, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for k, (selection, rows) in enumerate(summary.groupby("selection", sort=False)):
+        ax.errorbar(rows["points_per_image"] * (1.03 if k else 0.97), rows["miou_mean"],  # apart, not hidden
+                    yerr=rows["miou_sd"].fillna(0), marker="o", capsize=3, label=f"{selection} picks")
+    ax.set_xscale("log", base=2)
+    budgets = sorted(set(summary["points_per_image"]))
+    ax.set_xticks(budgets, [str(int(b)) for b in budgets])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"points per {budget_unit} after the round")
+    ax.set_ylabel("validation mIoU (unknown excluded)")
+    if baseline_miou is not None:
+        ax.axhline(baseline_miou, color="0.5", linestyle=":", label="majority class everywhere")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3, which="both")
+    if title:
+        ax.set_title(title, loc="left", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
 def plot_method_comparison(summary: pd.DataFrame, baseline_miou: float | None = None, *,
                            dense: str = "dense", title: str | None = None) -> Figure:
     """Validation mIoU of each way to train from the same points, side by side at each label

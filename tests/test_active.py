@@ -6,11 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lc_utils.active import predict_uncertainty, random_scores, run_active_rounds, select_points, uncertainty
+from lc_utils.active import (
+    predict_uncertainty,
+    random_scores,
+    round_files,
+    run_active_rounds,
+    select_points,
+    summarize_rounds,
+    uncertainty,
+)
 from lc_utils.layouts import find_pairs
 from lc_utils.masks import read_mask
 from lc_utils.models import build_deeplabv3
@@ -113,3 +122,26 @@ def test_active_rounds_add_k_points_per_image_recorded_with_their_round(sample_r
     assert again["val_mean_iou"].tolist() == results["margin"]["val_mean_iou"].tolist()  # resumed, not redone
     with pytest.raises(ValueError, match="grow round by round"):
         run_active_rounds(spec, [5, 5], "margin", work_dir=tmp_path)
+
+
+def test_round_summaries_compare_each_selection_with_random_on_the_same_seed() -> None:
+    miou = {("margin", 0): [0.20, 0.30], ("random", 0): [0.20, 0.25],
+            ("margin", 1): [0.10, 0.12], ("random", 1): [0.10, 0.16]}
+    rounds = pd.DataFrame([{"selection": s, "seed": seed, "round": r, "points_per_image": 5 * (r + 1),
+                            "val_mean_iou": scores[r]}
+                           for (s, seed), scores in miou.items() for r in (0, 1)])
+    summary = summarize_rounds(rounds).set_index(["selection", "round"])
+    later = summary.loc[("margin", 1)]
+    assert later["miou_mean"] == pytest.approx(0.21) and later["runs"] == 2
+    # +0.05 on seed 0, -0.04 on seed 1: a mean gap of +0.005 that one seed of two supports
+    assert later["gap_to_random_mean"] == pytest.approx(0.005)
+    assert later["gap_to_random_sd"] == pytest.approx(np.std([0.05, -0.04], ddof=1))
+    assert later["seeds_above_random"] == 1
+    assert summary.loc[("random", 1), "gap_to_random_mean"] == 0
+    assert summary.loc[("margin", 0), "seeds_above_random"] == 0  # the shared round 0: no gap at all
+
+
+def test_round_zero_files_are_shared_by_every_selection(tmp_path: Path) -> None:
+    assert round_files(tmp_path, "margin", 2, 0) == round_files(tmp_path, "random", 2, 0)
+    margin, random = round_files(tmp_path, "margin", 2, 1), round_files(tmp_path, "random", 2, 1)
+    assert margin[0] != random[0] and margin[1] != random[1] and margin[0].suffix == ".csv"

@@ -99,5 +99,7 @@ def test_errors_reach_the_status_line_and_the_headless_fallback_is_a_figure(tmp_
     (tmp_path / "clicks.csv").write_text("image_id,row,col,label\n")
     assert widget.click_display(50, 50).startswith("error: ") and "changed on disk" in widget.status
     assert isinstance(annotate.show(widget), Figure)
+    drawn_instead = Figure()  # a notebook's own figure of the same thing (notebook 09's suggestions)
+    assert annotate.show(widget, fallback=drawn_instead) is drawn_instead
     with pytest.raises(ValueError, match="have no image file"):
         PointAnnotator(widget.editor, {"tile": np.zeros((256, 256, 3), np.uint8)})

@@ -218,3 +218,19 @@ def test_suggestions_are_ringed_on_the_uncertainty_map(pair) -> None:
     assert fig.axes[1].collections[0].get_offsets().tolist() == [[3, 5], [9, 20]]  # (col, row)
     assert fig.axes[1].get_title() == "uncertainty, 2 suggestions"
     _render(fig)
+
+
+def test_active_rounds_draw_a_line_per_selection_over_the_points_per_image() -> None:
+    from lc_utils.viz import plot_active_rounds
+
+    summary = pd.DataFrame({"selection": ["margin", "margin", "random", "random"], "round": [0, 1, 0, 1],
+                            "points_per_image": [5, 10, 5, 10], "miou_mean": [0.2, 0.3, 0.2, 0.25],
+                            "miou_sd": [0.01, np.nan, 0.01, 0.02]})
+    fig = plot_active_rounds(summary, 0.09, title="rounds", budget_unit="tile")
+    ax = fig.axes[0]
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"margin picks", "random picks",
+                                                                  "majority class everywhere"}
+    assert [c.lines[0].get_ydata().tolist() for c in ax.containers] == [[0.2, 0.3], [0.2, 0.25]]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["5", "10"]
+    assert ax.get_xlabel() == "points per tile after the round" and ax.get_ylim()[0] == 0
+    _render(fig)
