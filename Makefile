@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install notebook-filter course test test-unit test-notebooks test-smoke lint lab bench density more-from-points scores-from-points active clean
+.PHONY: help install notebook-filter course test test-unit test-notebooks test-smoke lint lab bench density more-from-points propagation-limits scores-from-points active clean
 
 help:
 	@echo "make course   run every notebook on the generated sample (executed copies + HTML in build/)"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench    run the benchmarks in benchmarks/ (JSON + one-line summaries)"
 	@echo "make density  the label-density study on the real DeepGlobe tiles, real-tile recipe (3 seeds; resumable)"
 	@echo "make more-from-points  propagation and self-training on the same tiles and points (3 seeds; resumable)"
+	@echo "make propagation-limits  what held propagation back: the same blobs without their errors, every superpixel labelled (3 seeds)"
 	@echo "make scores-from-points  train from 30 simulated clicks per real tile, score from points and masks (3 seeds)"
 	@echo "make active   active against random point picks over rounds on the same tiles (3 seeds; resumable)"
 	@echo "make lint     ruff over the package, tests, benchmarks and notebooks; the package's layers (lint-imports)"
@@ -81,6 +82,10 @@ more-from-points: $(STAMP)
 		--samples-per-epoch 960 --lr 3e-4 --dice-weight 1.0 --val-window 128 --val-overlap 0.5 \
 		--reuse benchmarks/results/label_density_deepglobe.json \
 		--out benchmarks/results/more_from_points_deepglobe.json
+
+propagation-limits: $(STAMP)
+	$(BIN)/python -m benchmarks.propagation_limits --like benchmarks/results/more_from_points_deepglobe.json \
+		--points-per-mp 100 --seeds 0 1 2 --out benchmarks/results/propagation_limits_deepglobe.json
 
 scores-from-points: $(STAMP)
 	$(BIN)/python -m benchmarks.scores_from_points --data ../shared/data/deepglobe_sample/tiles_512 \

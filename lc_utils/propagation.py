@@ -170,6 +170,20 @@ def propagate(image: np.ndarray, annotation: PointAnnotation, settings: Propagat
                          unknown_index=unknown_index)
 
 
+def majority_labels(segments: np.ndarray, class_map: np.ndarray) -> np.ndarray:
+    """Every superpixel given the most common class of its labelled pixels in ``class_map`` (255
+    for unlabelled, e.g. the unknown class): what spreading would give with a correct point in every
+    superpixel, the limit of propagation at these superpixels. A superpixel with no labelled
+    pixel stays 255."""
+    if segments.shape != class_map.shape:
+        raise ValueError(f"segments {segments.shape} and class map {class_map.shape} differ in size")
+    labelled = class_map != IGNORE_INDEX
+    counts = np.zeros((int(segments.max()) + 1, 256), np.int64)
+    np.add.at(counts, (segments[labelled], class_map[labelled].astype(np.int64)), 1)
+    majority = np.where(counts.any(axis=1), counts.argmax(axis=1), IGNORE_INDEX).astype(np.uint8)
+    return majority[segments]
+
+
 def label_quality(label_maps: Iterable[tuple[np.ndarray, np.ndarray]], schema: ClassSchema = DEEPGLOBE
                   ) -> pd.DataFrame:
     """How good spread labels are against the true class maps: per class and for all classes.

@@ -17,6 +17,7 @@ import os
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -612,12 +613,20 @@ class Run:
         label_maps = {image_id: pseudo_labels(*predictions[image_id], bases[image_id], thresholds,
                                               self.schema.unknown_index)
                       for image_id in base_set.image_ids}
+        self.train_on(label_maps)
+        return label_maps
+
+    def train_on(self, label_maps: Mapping[str, np.ndarray]) -> None:
+        """Train from here on with ``label_maps`` (image id -> (H, W) class map, 255 unlabelled)
+        for every training image, in the same crops, augmentations and batches as the first
+        labels: how self-training swaps in pseudo-labels, and how an experiment tries other labels
+        under one spec."""
+        base_set = self.base_train_set
         self.train_set = LabelMapDataset(self.split["train"], label_maps, self.schema, base_set.transform,
                                          cache_mb=base_set.cache_mb)
-        self.train_loader = make_loader(self.train_set, spec.batch_size, shuffle=True,
+        self.train_loader = make_loader(self.train_set, self.spec.batch_size, shuffle=True,
                                         num_workers=self.train_loader.num_workers,
-                                        samples_per_epoch=spec.samples_per_epoch, seed=spec.seed)
-        return label_maps
+                                        samples_per_epoch=self.spec.samples_per_epoch, seed=self.spec.seed)
 
 
 def build_run(spec: RunSpec, *, runs_dir: str | Path | None = None, num_workers: int = 0,

@@ -21,6 +21,7 @@ from lc_utils.propagation import (
     Propagation,
     ensure_propagated,
     label_quality,
+    majority_labels,
     propagate,
     pseudo_label_thresholds,
     pseudo_labels,
@@ -124,6 +125,20 @@ def test_settings_are_checked() -> None:
         Propagation(mixed="vote")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="outside"):
         propagate(np.zeros((8, 8, 3), np.uint8), PointAnnotation([9], [0], [1]))
+
+
+def test_every_superpixel_takes_its_majority_class_and_unlabelled_pixels_do_not_vote() -> None:
+    truth = np.full((8, 8), 3, np.uint8)
+    truth[:, :2] = 5  # the left half: 5 x 16 pixels against 3 x 16 ...
+    truth[:3, 2:4] = IGNORE_INDEX  # ... once 6 of the 3s are unknown
+    truth[:, 4:] = IGNORE_INDEX
+    truth[0, 7] = 1  # the right half: one labelled pixel
+    labels = majority_labels(_halves(), truth)
+    assert (labels[:, :4] == 5).all() and (labels[:, 4:] == 1).all()
+    nothing = np.full((8, 8), IGNORE_INDEX, np.uint8)
+    assert (majority_labels(_halves(), nothing) == IGNORE_INDEX).all()
+    with pytest.raises(ValueError, match="differ in size"):
+        majority_labels(_halves(), truth[:4])
 
 
 def test_label_quality_counts_precision_and_coverage() -> None:

@@ -267,6 +267,20 @@ def test_self_training_shares_the_epochs_and_adds_confident_pixels_around_the_po
         RunSpec(strategy=DENSE, self_training_rounds=1, epochs=2)
 
 
+def test_a_run_trains_on_other_labels_in_the_same_crops(sample_root: Path, tmp_path: Path) -> None:
+    run = build_run(_tiny(sample_root, val_windows=0), runs_dir=tmp_path)
+    _, first_targets = next(iter(run.train_loader))
+    maps = {image_id: np.full((96, 96), 2, np.uint8) for image_id in run.train_set.image_ids}
+    run.train_on(maps)
+    images, targets = next(iter(run.train_loader))
+    assert (targets == 2).all() and (first_targets == 255).any()
+    assert run.trained_fraction == 1.0 and run.base_train_set is not run.train_set
+    again = build_run(_tiny(sample_root, val_windows=0), runs_dir=tmp_path)
+    assert torch.equal(next(iter(again.train_loader))[1], first_targets)
+    again.train_on(maps)
+    assert torch.equal(next(iter(again.train_loader))[0], images)  # the same seed, the same crops
+
+
 def _images_only(sample_root: Path, tmp_path: Path) -> tuple[Path, Path]:
     """The sample's images in a folder of their own, and points "clicked" from the set-aside masks
     on six of the eight images (a person has not got to the others yet)."""
