@@ -597,11 +597,12 @@ def plot_method_comparison(summary: pd.DataFrame, baseline_miou: float | None = 
     ax.set_xlim(-0.5, len(budgets) - 0.5)
     ax.set_ylabel("validation mIoU (unknown excluded)")
     top = max([*(points["miou_mean"] + points["miou_sd"].fillna(0)), *dense_rows["miou_mean"]], default=1.0)
-    ax.set_ylim(0, top * 1.3)
+    ax.set_ylim(0, top * 1.12)
     ax.grid(alpha=0.3, axis="y")
     if title:
         ax.set_title(title, loc="left", fontsize=10)
     runs = int(summary["runs"].max())
-    ax.legend(fontsize=8, loc="upper left", ncol=2, title_fontsize=8,
+    # below the axes: above the bars it hides their values
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, title_fontsize=8,
               title=f"mean ± sd over {runs} seeds" if runs > 1 else None)
     return fig

@@ -173,7 +173,8 @@ def test_summary_mean_sd_and_ratio() -> None:
     assert summary.loc[DENSE, "miou_sd"] == 0
 
 
-RECORDS = sorted(RESULTS.parent.glob("label_density_*.json"))
+RECORDS = sorted(path for pattern in ("label_density_*.json", "more_from_points_*.json")
+                 for path in RESULTS.parent.glob(pattern))
 
 
 @pytest.mark.parametrize("path", RECORDS, ids=[p.stem for p in RECORDS])
