@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
-from lc_utils import files, inference, layouts, masks, metrics, point_editor, point_scores, settings
+from lc_utils import files, inference, layouts, masks, metrics, point_editor, point_scores, settings, viz
 from lc_utils.classes import ClassSchema
 from lc_utils.runs import RunSpec, build_run
 from lc_utils.settings import PROJECT_ROOT
@@ -51,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--samples-per-epoch", type=int, default=960)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--dice-weight", type=float, default=1.0)
+    parser.add_argument("--val-images", type=int, default=16,
+                        help="validation tiles, the rest train (default: %(default)s, as the density study)")
     parser.add_argument("--repeats", type=int, default=300, help="draws per number of held-out points")
     parser.add_argument("--work", type=Path, default=settings.runs_dir() / "scores_from_points",
                         help="the images-only copy, the clicks and the runs")
@@ -76,9 +77,9 @@ def measure_seed(args: argparse.Namespace, pairs: list[tuple[Path, Path]], seed:
     clicks = simulate_clicks(pairs, layouts.load_schema(args.data), args.points_per_tile, seed,
                              args.work / f"clicks_seed{seed}.csv")
     spec = RunSpec(data=str(args.work / "images"), annotations=str(clicks), held_out="images",
-                   backbone=args.backbone, weights=None, crop=args.crop, batch_size=8, epochs=args.epochs,
-                   samples_per_epoch=args.samples_per_epoch, lr=args.lr, dice_weight=args.dice_weight,
-                   val_window=args.crop, val_overlap=0.5, seed=seed)
+                   val_images=args.val_images, backbone=args.backbone, weights=None, crop=args.crop,
+                   batch_size=8, epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, lr=args.lr,
+                   dice_weight=args.dice_weight, val_window=args.crop, val_overlap=0.5, seed=seed)
     run = build_run(spec, runs_dir=args.work / "runs")
     started = time.perf_counter()
     history = run.fit(args.work / "runs" / f"seed{seed}", progress=False)
@@ -113,46 +114,27 @@ def measure_seed(args: argparse.Namespace, pairs: list[tuple[Path, Path]], seed:
             "sampling": json.loads(sampling.to_json(orient="records"))}
 
 
-def points_needed(sampling: list[dict[str, Any]], share: float = 0.95) -> int | None:
-    """The fewest held-out points whose point mIoU fell within the tolerance in ``share`` of the draws."""
-    enough = [row["n_points"] for row in sampling if row["within"] >= share]
-    return min(enough) if enough else None
-
-
 def markdown_table(record: dict[str, Any]) -> str:
     """The README's table: per seed, the point mIoU with its interval beside the masks' mIoU."""
     lines = ["| seed | held-out points (tiles) | point mIoU (95% interval) | mask mIoU | mask inside the "
              "interval | points needed for ±0.03 |", "|---|---|---|---|---|---|"]
     for row in record["runs"]:
-        needed = points_needed(row["sampling"])
+        needed = point_scores.points_needed(pd.DataFrame(row["sampling"]))
         lines.append(f"| {row['seed']} | {row['held_out_points']} ({row['val_images']}) | "
                      f"{row['point_miou']:.3f} ({row['point_miou_low']:.3f}-{row['point_miou_high']:.3f}) | "
                      f"{row['mask_miou']:.3f} | {'yes' if row['mask_within_point_interval'] else 'no'} | "
-                     f"{needed if needed is not None else f'more than {SAMPLE_SIZES[-1]:,}'} |")
+                     f"{f'{needed:,}' if needed is not None else f'more than {SAMPLE_SIZES[-1]:,}'} |")
     return "\n".join(lines)
 
 
 def draw_figure(record: dict[str, Any], path: Path) -> None:
     """Point mIoU minus mask mIoU against the number of held-out points, one band per seed."""
-    figure = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = figure.subplots()
-    for k, row in enumerate(record["runs"]):
-        table = pd.DataFrame(row["sampling"])
-        ax.fill_between(table["n_points"], table["error_low"], table["error_high"], alpha=0.25, color=f"C{k}",
-                        label=f"seed {row['seed']}: 95% of draws (mask mIoU {row['mask_miou']:.2f})")
-        ax.plot(table["n_points"], table["error_low"], color=f"C{k}", lw=1)
-        ax.plot(table["n_points"], table["error_high"], color=f"C{k}", lw=1)
-    ax.axhspan(-TOLERANCE, TOLERANCE, color="black", alpha=0.08, label=f"within ±{TOLERANCE}")
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xticks(SAMPLE_SIZES, [f"{n:,}" for n in SAMPLE_SIZES])
-    ax.set_xlabel("uniform held-out points on the validation tiles")
-    ax.set_ylabel("point mIoU minus mask mIoU")
-    ax.set_title(f"{record['data']}: {record['runs'][0]['val_images']} validation tiles, "
-                 f"model trained on {record['points_per_tile']} clicks per tile", loc="left", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="upper right")
-    figure.savefig(path, dpi=120)
+    sampling = {f"seed {row['seed']}: 95% of draws (mask mIoU {row['mask_miou']:.2f})":
+                pd.DataFrame(row["sampling"]) for row in record["runs"]}
+    title = (f"{record['data']}: {record['runs'][0]['val_images']} validation tiles, "
+             f"model trained on {record['points_per_tile']} clicks per tile")
+    viz.plot_point_sampling_error(sampling, record["tolerance"], title=title,
+                                  held_out=record["runs"][0]["held_out_points"]).savefig(path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> None:

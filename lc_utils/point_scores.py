@@ -370,3 +370,10 @@ def point_sampling_error(class_maps: Iterable[tuple[np.ndarray, np.ndarray]], n_
                      "error_high": float(high), "error_sd": float(errors.std(ddof=1)),
                      "within": float(np.mean(np.abs(errors) <= tolerance))})
     return pd.DataFrame(rows)
+
+
+def points_needed(sampling: pd.DataFrame, share: float = 0.95) -> int | None:
+    """The fewest held-out points whose point mIoU fell within the tolerance in ``share`` of the
+    draws of :func:`point_sampling_error` (None: more than it tried)."""
+    enough = sampling.loc[sampling["within"] >= share, "n_points"]
+    return int(enough.min()) if len(enough) else None

@@ -417,15 +417,20 @@ def load_data(spec: RunSpec) -> RunData:
         pairs = [(image, None) for image in images]
         if spec.held_out == "areas":
             return RunData(root, schema, pairs, {"train": pairs, "val": pairs, "test": []})
-        return RunData(root, schema, pairs, split_pairs(pairs, seed=spec.split_seed))
+    return RunData(root, schema, pairs, _split(spec, root, pairs))
+
+
+def _split(spec: RunSpec, root: Path, pairs: list[tuple[Path, Path | None]]) -> dict[str, list]:
+    """The course's seeded split, or ``val_images`` validation images and the rest to train on
+    (the same images for the same seed whether the masks are there or set aside)."""
     if spec.val_images is None:
-        return RunData(root, schema, pairs, split_pairs(pairs, seed=spec.split_seed))
+        return split_pairs(pairs, seed=spec.split_seed)
     if spec.val_images >= len(pairs):
         raise ValueError(f"{root}: val_images={spec.val_images} leaves nothing to train on ({len(pairs)} "
                          "images)")
     share = spec.val_images / len(pairs)
     train, val = split_items(pairs, (1 - share, share), seed=spec.split_seed)
-    return RunData(root, schema, pairs, {"train": train, "val": val})
+    return {"train": train, "val": val}
 
 
 def annotation_file(spec: RunSpec, root: str | Path, runs_dir: str | Path | None = None) -> Path | None:
@@ -490,7 +495,8 @@ def _points_without_masks(spec: RunSpec, path: Path, data: RunData
         raise ValueError(f"{path}: no point {where} to validate on; click some there, or use "
                          f"held_out={'images' if spec.held_out == 'areas' else 'areas'!r}")
     split = {"train": [p for p in data.split["train"] if image_id_of(p[0]) in train],
-             "val": [p for p in data.split["val"] if image_id_of(p[0]) in held], "test": data.split["test"]}
+             "val": [p for p in data.split["val"] if image_id_of(p[0]) in held],
+             "test": data.split.get("test", [])}
     return data._replace(split=split), train, held
 
 

@@ -555,6 +555,36 @@ def plot_active_rounds(summary: pd.DataFrame, baseline_miou: float | None = None
     return fig
 
 
+def plot_point_sampling_error(sampling: Mapping[str, pd.DataFrame], tolerance: float = 0.03, *,
+                              held_out: int | None = None, title: str | None = None) -> Figure:
+    """How far a point mIoU strays from the masks' mIoU against the number of held-out points: a
+    band per model (the central range of the draws), the tolerance shaded around zero, and a
+    line at the ``held_out`` points a run had where given.
+    ``sampling``: a label per model -> :func:`lc_utils.point_scores.point_sampling_error`'s table."""
+    fig = Figure(figsize=(COLUMN_WIDTH - 0.5, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for k, (label, table) in enumerate(sampling.items()):
+        ax.fill_between(table["n_points"], table["error_low"], table["error_high"], alpha=0.25,
+                        color=f"C{k}", label=label)
+        for edge in ("error_low", "error_high"):
+            ax.plot(table["n_points"], table[edge], color=f"C{k}", lw=1)
+    ax.axhspan(-tolerance, tolerance, color="black", alpha=0.08, label=f"within ±{tolerance}")
+    ax.axhline(0, color="black", lw=0.8)
+    if held_out is not None:
+        ax.axvline(held_out, color="0.3", linestyle="--", lw=1, label=f"{held_out:,} held-out points")
+    ax.set_xscale("log")
+    sizes = sorted({int(n) for table in sampling.values() for n in table["n_points"]})
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("uniform held-out points on the validation images")
+    ax.set_ylabel("point mIoU minus mask mIoU")
+    if title:
+        ax.set_title(title, loc="left", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
 def plot_method_comparison(summary: pd.DataFrame, baseline_miou: float | None = None, *,
                            dense: str = "dense", title: str | None = None) -> Figure:
     """Validation mIoU of each way to train from the same points, side by side at each label

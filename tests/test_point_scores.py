@@ -14,6 +14,7 @@ from lc_utils.point_scores import (
     _mean_iou,
     point_sampling_error,
     points_at,
+    points_needed,
     predict_points,
     score_points,
     wilson_interval,
@@ -282,3 +283,9 @@ def test_point_sampling_error_narrows_with_more_points_around_the_pixel_miou() -
     assert table["within"].iloc[-1] > 0.9  # 3,200 points: within ±0.03 almost always
     again = point_sampling_error(zip(truth, predicted), [50, 400, 3200], repeats=100, seed=1)
     assert again.equals(table)
+
+
+def test_points_needed_is_the_fewest_that_stay_within_the_tolerance() -> None:
+    sampling = pd.DataFrame({"n_points": [50, 400, 800], "within": [0.6, 0.96, 1]})
+    assert points_needed(sampling) == 400 and points_needed(sampling, share=0.99) == 800
+    assert points_needed(sampling[:1]) is None

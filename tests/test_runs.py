@@ -325,6 +325,17 @@ def test_images_without_masks_train_from_clicked_points_and_validate_on_held_out
         run.train_set.read_class_map(0)
 
 
+def test_val_images_split_the_images_alike_with_their_masks_or_without(sample_root: Path,
+                                                                      tmp_path: Path) -> None:
+    folder, clicks = _images_only(sample_root, tmp_path)
+    for val_images in (None, 3):
+        with_masks = runs.load_data(_tiny(sample_root, val_images=val_images)).split
+        without = runs.load_data(_tiny(folder, annotations=str(clicks), val_images=val_images)).split
+        names = {part: [image.name for image, _ in pairs] for part, pairs in without.items()}
+        assert names == {part: [image.name for image, _ in pairs] for part, pairs in with_masks.items()}
+    assert len(names["val"]) == 3 and all(mask is None for _, mask in without["train"])
+
+
 def test_images_without_masks_say_what_they_need(sample_root: Path, tmp_path: Path) -> None:
     folder, clicks = _images_only(sample_root, tmp_path)
     with pytest.raises(FileNotFoundError, match="none has a mask; to train from points clicked on these"):

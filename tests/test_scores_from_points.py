@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.scores_from_points import main, markdown_table, points_needed
-from lc_utils import layouts, sparse
+from benchmarks._common import table_markers
+from benchmarks.scores_from_points import main, markdown_table
+from lc_utils import layouts, settings, sparse
 from lc_utils.point_editor import SIMULATED
 from lc_utils.synthetic import make_sample_dataset
 
@@ -19,8 +20,8 @@ def test_the_study_trains_from_simulated_clicks_and_scores_from_points_and_masks
     data = make_sample_dataset(tmp_path / "data", n_images=12, size=96, seed=0) / "train"
     out = tmp_path / "record.json"
     args = ["--data", str(data), "--points-per-tile", "20", "--crop", "48", "--epochs", "1",
-            "--samples-per-epoch", "8", "--repeats", "20", "--work", str(tmp_path / "work"),
-            "--out", str(out)]
+            "--samples-per-epoch", "8", "--val-images", "3", "--repeats", "20",
+            "--work", str(tmp_path / "work"), "--out", str(out)]
     main([*args, "--seeds", "0"])
     record = json.loads(out.read_text())
     (row,) = record["runs"]
@@ -29,7 +30,8 @@ def test_the_study_trains_from_simulated_clicks_and_scores_from_points_and_masks
     assert not any(p.name.endswith("_mask.png") for p in images)  # the masks are set aside
     clicks = sparse.load_annotations(tmp_path / "work" / "clicks_seed0.csv")
     assert {len(a) for a in clicks.values()} == {20} and set(clicks["0000"].sources) == {SIMULATED}
-    assert row["held_out_points"] == 20 * row["val_images"]  # every clicked point of the validation tiles
+    assert row["val_images"] == 3 and row["train_images"] == 9
+    assert row["held_out_points"] == 20 * 3  # every clicked point of the validation tiles
     assert row["point_miou_low"] <= row["point_miou"] <= row["point_miou_high"]
     assert 0 <= row["mask_miou"] <= 1 and [r["n_points"] for r in row["sampling"]][0] == 50
     assert out.with_suffix(".png").is_file() and record["command"].startswith("python -m benchmarks")
@@ -41,8 +43,25 @@ def test_the_study_trains_from_simulated_clicks_and_scores_from_points_and_masks
         main([*args[:-2], "--out", str(out), "--points-per-tile", "10"])
 
 
-def test_points_needed_is_the_fewest_that_stay_within_the_tolerance() -> None:
-    sampling = [{"n_points": 50, "within": 0.6}, {"n_points": 400, "within": 0.96},
-                {"n_points": 800, "within": 1}]
-    assert points_needed(sampling) == 400 and points_needed(sampling, share=0.99) == 800
-    assert points_needed(sampling[:1]) is None
+
+COMMITTED = settings.PROJECT_ROOT / "benchmarks" / "results" / "scores_from_points_deepglobe.json"
+
+
+@pytest.mark.skipif(not COMMITTED.is_file(), reason="no committed real-tile record")
+def test_the_committed_real_tile_record_is_complete_and_in_the_readme() -> None:
+    """Three seeds, each scored from points and masks on the same tiles; the README's table is
+    the one made from the record."""
+    record = json.loads(COMMITTED.read_text())
+    runs = record["runs"]
+    assert sorted(row["seed"] for row in runs) == [0, 1, 2]
+    for row in runs:
+        assert row["held_out_points"] == record["points_per_tile"] * row["val_images"]
+        assert row["train_points"] == record["points_per_tile"] * row["train_images"]
+        inside = row["point_miou_low"] <= row["mask_miou"] <= row["point_miou_high"]
+        assert row["mask_within_point_interval"] == inside
+        assert [r["n_points"] for r in row["sampling"]] == sorted(r["n_points"] for r in row["sampling"])
+    for key in ("command", "date", "machine", "settings"):
+        assert record[key], key
+    start, end = table_markers(COMMITTED.stem)
+    assert f"{start}\n{markdown_table(record)}\n{end}" in (settings.PROJECT_ROOT / "README.md").read_text()
+    assert COMMITTED.with_suffix(".png").is_file()

@@ -234,3 +234,23 @@ def test_active_rounds_draw_a_line_per_selection_over_the_points_per_image() -> 
     assert [t.get_text() for t in ax.get_xticklabels()] == ["5", "10"]
     assert ax.get_xlabel() == "points per tile after the round" and ax.get_ylim()[0] == 0
     _render(fig)
+
+
+def test_point_sampling_error_draws_a_band_per_model_around_the_tolerance() -> None:
+    from lc_utils import point_scores
+    from lc_utils.viz import plot_point_sampling_error
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 6, (64, 64))
+    predicted = np.where(rng.random((64, 64)) < 0.7, truth, rng.integers(0, 6, (64, 64)))
+    table = point_scores.point_sampling_error([(truth, predicted)], [50, 400], repeats=40)
+    fig = plot_point_sampling_error({"model a": table, "model b": table.assign(error_low=-0.1)}, 0.03,
+                                    held_out=120, title="bands")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["model a", "model b", "within ±0.03",
+                                                                "120 held-out points"]
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == pytest.approx(table["error_low"].min())
+    assert band[:, 1].max() == pytest.approx(table["error_high"].max())
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["50", "400"]
+    _render(fig)
