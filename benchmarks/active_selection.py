@@ -3,10 +3,13 @@
 Rounds of notebook 09 with the masks answering for a person (``lc_utils.active``): every
 training tile starts with the same few uniform points; each round then adds points per tile,
 picked where the last round's model is least sure (margin) or at random under the same spacing
-rule, and fine-tunes the model on all of them. The validation tiles are scored after every round.
+rule, and fine-tunes the model on all of them. The validation tiles are scored after every round,
+and each round's new points are described against the masks and the model that picked them
+(how often it was wrong there, how near a class edge they lie, their classes).
 Writes every finished (selection, seed) at once to a JSON record (settings, seeds, every round,
-mean and sd per selection and round, the gap active minus random on the same seed, date,
-versions, CPU, command) and a plot beside it; running the command again skips what is done.
+mean and sd per selection and round, the gap active minus random on the same seed, the picks'
+descriptions, date, versions, CPU, command) and a plot beside it; running the command again
+skips what is done.
 
     python -m benchmarks.active_selection [--budgets 5 10 20 40] [--seeds 0 1 2] ...
     python -m benchmarks.active_selection --readme   # the README's table and the plot from the record
@@ -23,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from lc_utils import settings
-from lc_utils.active import SELECTIONS, run_active_rounds, summarize_rounds
+from lc_utils.active import PICK_COLUMNS, SELECTIONS, describe_rounds, run_active_rounds, summarize_rounds
 from lc_utils.metrics import majority_baseline
 from lc_utils.runs import RunSpec, load_data
 from lc_utils.settings import PROJECT_ROOT
@@ -88,6 +91,31 @@ def markdown_table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def picks_table(record: dict[str, Any]) -> str:
+    """The README's second table: what each selection's new points asked about, round by round
+    (means over the seeds): the share where the last model was wrong, near a class edge, and on
+    each class."""
+    picks = pd.DataFrame(record["picks"])
+    classes = [c for c in picks.columns if c not in {"selection", "seed", "round", "points_per_image",
+                                                        *PICK_COLUMNS}]
+    means = picks.groupby(["round", "selection"], sort=True)[["points_per_image", "model_wrong", "near_edge",
+                                                               *classes]].mean()
+    header = ["round", "new points per tile", "selection", "the last model wrong there",
+              "within 2 px of a class edge", *classes]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    budgets = record["budgets"]
+    for (round_number, selection), row in means.iterrows():
+        new = budgets[round_number] - budgets[round_number - 1]
+        lines.append(f"| {round_number} | {new} | {selection} | " + " | ".join(
+            f"{row[c]:.0%}" for c in ["model_wrong", "near_edge", *classes]) + " |")
+    return "\n".join(lines)
+
+
+def readme_text(record: dict[str, Any]) -> str:
+    """Both README tables: the scores per round, then what the picks asked about."""
+    return markdown_table(record) + ("\n\n" + picks_table(record) if record.get("picks") else "")
+
+
 def _mean_sd(mean: float, sd: float | None, spec: str = ".3f") -> str:
     """"mean ± sd", or the mean alone where one seed leaves no sd."""
     return f"{mean:{spec}}" if sd is None or pd.isna(sd) else f"{mean:{spec}} ± {sd:.3f}"
@@ -96,7 +124,8 @@ def _mean_sd(mean: float, sd: float | None, spec: str = ".3f") -> str:
 def draw_figure(record: dict[str, Any], path: Path) -> None:
     """Validation mIoU after each round against the points per tile, a line per selection."""
     figure = plot_active_rounds(pd.DataFrame(record["summary"]), record["majority_miou"],
-                                title=f"{record['data']}: mean ± sd over {len(record['seeds'])} seeds",
+                                title=f"{record['data']}, {record['train_images']} training tiles: "
+                                      f"mean ± sd over {len(record['seeds'])} seeds",
                                 budget_unit="512 x 512 tile")
     figure.savefig(path, dpi=120)
 
@@ -104,7 +133,7 @@ def draw_figure(record: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.readme:
-        redraw_from_record(args.out, markdown_table, draw_figure)
+        redraw_from_record(args.out, readme_text, draw_figure)
         return
     started = time.perf_counter()
     spec = study_spec(args)
@@ -113,25 +142,31 @@ def main(argv: list[str] | None = None) -> None:
     record = open_record(args.out, shared, "rounds")
     data = load_data(spec)
     baseline = majority_baseline(data.split["train"], data.split["val"], data.schema)
+    record.setdefault("picks", [])
     done = {(row["selection"], row["seed"]) for row in record["rounds"]}
+    described = {(row["selection"], row["seed"]) for row in record["picks"]}
+    work_dir = args.work / args.data.name
     for seed in args.seeds:
         for selection in args.selections:
-            if (selection, seed) in done:
+            if (selection, seed) in done and (selection, seed) in described:
                 continue
             print(f"{selection}, seed {seed} ...", flush=True)
-            rounds = run_active_rounds(spec.replace(seed=seed), args.budgets, selection,
-                                       work_dir=args.work / args.data.name, min_distance=args.min_distance,
-                                       fine_tune_epochs=args.fine_tune_epochs)
-            record["rounds"] += json.loads(rounds.to_json(orient="records"))
+            if (selection, seed) not in done:
+                rounds = run_active_rounds(spec.replace(seed=seed), args.budgets, selection,
+                                           work_dir=work_dir, min_distance=args.min_distance,
+                                           fine_tune_epochs=args.fine_tune_epochs)
+                record["rounds"] += json.loads(rounds.to_json(orient="records"))
+                print(rounds[["round", "points_per_image", "val_mean_iou"]].round(3).to_string(index=False),
+                      flush=True)
+            picks = describe_rounds(spec.replace(seed=seed), args.budgets, selection, work_dir=work_dir)
+            record["picks"] += json.loads(picks.to_json(orient="records"))
             all_rounds = pd.DataFrame(record["rounds"])
             save_record(args.out, record, "active_selection", argv, started, data=args.data.name,
                         train_images=len(data.split["train"]), val_images=len(data.split["val"]),
                         seeds=sorted(set(all_rounds["seed"])), majority_miou=baseline["mean_iou"],
                         summary=json.loads(summarize_rounds(all_rounds).to_json(orient="records")))
-            print(rounds[["round", "points_per_image", "val_mean_iou"]].round(3).to_string(index=False),
-                  flush=True)
     draw_figure(record, args.out.with_suffix(".png"))
-    print(markdown_table(record))
+    print(readme_text(record))
 
 
 if __name__ == "__main__":

@@ -10,23 +10,34 @@ are the baseline every active round is compared with.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+from skimage import morphology
 from torch import nn
 
-from .classes import IGNORE_INDEX
+from .classes import IGNORE_INDEX, ClassSchema
 from .files import image_id_of, image_shapes, read_rgb
 from .inference import predict_tiled
 from .masks import read_mask
 from .point_editor import SIMULATED
-from .runs import RunSpec, build_run, load_data
-from .sparse import PointAnnotation, annotatable, image_seed, load_annotations, save_annotations
+from .runs import Run, RunSpec, build_run, load_data
+from .sparse import (
+    PointAnnotation,
+    annotatable,
+    image_seed,
+    load_annotations,
+    read_annotation_info,
+    save_annotations,
+)
 from .study import score_images
+from .training import load_trained_model
 from .windows import DEFAULT_OVERLAP
 
 Measure = Literal["margin", "entropy"]
@@ -113,18 +124,35 @@ SELECTIONS: tuple[str, ...] = (*MEASURES, "random")
 """How a round picks its points: a model's uncertainty, or random pixels under the same rules."""
 
 
-def round_files(work_dir: str | Path, selection: str, seed: int, round_number: int) -> tuple[Path, Path]:
+def round_files(work_dir: str | Path, selection: str, seed: int, round_number: int, *,
+                start: Run | None = None) -> tuple[Path, Path]:
     """Where :func:`run_active_rounds` keeps a round's points (a CSV annotation file) and its run
     (checkpoints ``last.pt`` and ``best.pt``). Round 0 does not depend on the selection: every
-    selection shares its points and model."""
+    selection shares its points and model. Rounds from a ``start`` run live in a sub-folder named
+    after its weights and points, so that a start trained again starts its rounds again rather
+    than resuming those of the old one."""
     name = f"seed{seed}" if round_number == 0 else f"{selection}_seed{seed}"
-    work_dir = Path(work_dir)
+    work_dir = Path(work_dir) if start is None else Path(work_dir) / f"start-{_fingerprint(start)}"
     return work_dir / f"{name}_round{round_number}.csv", work_dir / name / f"round{round_number}"
 
 
+def _fingerprint(run: Run) -> str:
+    """A short digest of a run's trained weights and points: equal for the same run loaded twice."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(run.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for image_id, points in sorted((run.annotations or {}).items()):
+        digest.update(image_id.encode())
+        for values in (points.rows, points.cols, points.labels):
+            digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()[:12]
+
+
 def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "margin", *,
-                      work_dir: str | Path, min_distance: float = 8.0, fine_tune_epochs: int | None = None,
-                      runs_dir: str | Path | None = None, progress: bool = False) -> pd.DataFrame:
+                      work_dir: str | Path, start: Run | None = None, min_distance: float = 8.0,
+                      fine_tune_epochs: int | None = None, runs_dir: str | Path | None = None,
+                      progress: bool = False) -> pd.DataFrame:
     """Active labelling simulated on data with masks, the masks answering for a person: rounds of
     train, pick, label, train.
 
@@ -139,47 +167,93 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
     each round the model is scored on the validation images, whole. Every round's points and
     checkpoints are kept, so a stopped study resumes.
 
-    Returns a row per round: round, points_per_image, labelled_fraction, the scores of
+    ``start``: a trained run on the same data and split (notebook 04's, from
+    :func:`lc_utils.runs.load_run`) whose points and model are round 0, not trained again. Its
+    points are not counted in ``budgets``, which then starts at 0: ``[0, 5, 10]`` adds 5 points
+    per image in each of two rounds.
+
+    Returns a row per round: round, points_per_image (with ``start``: the mean over the images),
+    labelled_fraction, steps (round 0 from ``start``: its whole training), the scores of
     :func:`lc_utils.study.score_images` (``val_mean_iou``, ...), train_seconds."""
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
-    if not budgets or any(b <= a for a, b in zip(budgets, budgets[1:])) or budgets[0] < 1:
+    first = 0 if start is not None else 1
+    if not budgets or any(b <= a for a, b in zip(budgets, budgets[1:])) or budgets[0] < first:
         raise ValueError(f"budgets must be points per image that grow round by round, got {list(budgets)}")
+    if start is not None and budgets[0] != 0:
+        raise ValueError(f"with a start, budgets count the points added to its own from 0, got "
+                         f"{list(budgets)}")
     data = load_data(spec)
     schema, train = data.schema, data.split["train"]
+    if start is not None and [p for p, _ in start.split["train"]] != [p for p, _ in train]:
+        raise ValueError(f"the start run ({start.spec.data}) trained on other images than {spec.data}'s "
+                         "training split: give the spec it was trained with")
     truths = {image_id_of(image): annotatable(read_mask(mask, schema), schema) for image, mask in train}
     annotations: dict[str, PointAnnotation] = {}
     model: nn.Module | None = None
     rows = []
     for round_number, budget in enumerate(budgets):
-        path, run_dir = round_files(work_dir, selection, spec.seed, round_number)
+        path, run_dir = round_files(work_dir, selection, spec.seed, round_number, start=start)
+        info = {"round": round_number, "budget": budget,
+                **({"selection": selection, "min_distance": min_distance} if round_number else {})}
         if path.is_file():  # a resumed study: the round's points as they were picked
+            _check_round_info(path, info)
             annotations = load_annotations(path, schema, image_shapes(train))
         else:
-            annotations = _next_points(annotations, truths, train, budget, round_number, selection, model,
-                                       spec, min_distance)
-            info = {"round": round_number, **({"selection": selection} if round_number else {})}
+            if start is not None and round_number == 0:
+                annotations = {image_id_of(image): _from_round(start.annotations[image_id_of(image)], 0)
+                               for image, _ in train}
+            else:
+                last_budget = budgets[round_number - 1] if round_number else 0
+                annotations = _next_points(annotations, truths, train, last_budget, budget, round_number,
+                                           selection, model, spec, min_distance)
             save_annotations(annotations, path, schema, info=info)
-        epochs = spec.epochs if round_number == 0 or fine_tune_epochs is None else fine_tune_epochs
-        run = build_run(spec.replace(annotations=str(path), epochs=epochs), runs_dir=runs_dir)
-        if model is not None:
-            run.model.load_state_dict(model.state_dict())
         started = time.perf_counter()
-        run.fit(run_dir, progress=progress)
-        model = run.model
+        if start is not None and round_number == 0:
+            run, model = start, start.model
+        else:
+            epochs = spec.epochs if round_number == 0 or fine_tune_epochs is None else fine_tune_epochs
+            round_spec = spec.replace(annotations=str(path), epochs=epochs)
+            if model is not None:  # the last round's weights replace the starting ones: no download
+                round_spec = round_spec.replace(weights=None)
+            run = build_run(round_spec, runs_dir=runs_dir)
+            if model is not None:
+                run.model.load_state_dict(model.state_dict())
+            run.fit(run_dir, progress=progress)
+            model = run.model
+        train_seconds = time.perf_counter() - started
         scores = score_images(model, data.split["val"], schema, spec.val_window, spec.val_overlap)
         rows.append({"selection": selection, "seed": spec.seed, "round": round_number,
-                     "points_per_image": budget, "labelled_fraction": run.labelled_fraction,
+                     "points_per_image": budget if start is None else
+                     float(np.mean([len(a) for a in annotations.values()])),
+                     "labelled_fraction": run.labelled_fraction,
                      "steps": run.steps, **{f"val_{k}": v for k, v in scores.items()},
-                     "train_seconds": time.perf_counter() - started})
+                     "train_seconds": train_seconds})
     return pd.DataFrame(rows)
 
 
+def _check_round_info(path: Path, info: dict[str, object]) -> None:
+    """Refuse to resume a round whose points were picked with other settings (a key the file
+    lacks, from before it was recorded, is taken as the same)."""
+    saved = read_annotation_info(path)
+    changed = sorted(k for k, v in info.items() if k in saved and saved[k] != v)
+    if changed:
+        raise ValueError(f"{path}: this round's points were picked with other settings "
+                         f"({', '.join(f'{k} {saved[k]} there, {info[k]} now' for k in changed)}); "
+                         "choose another work_dir or delete the old rounds")
+
+
+def _from_round(points: PointAnnotation, round_number: int) -> PointAnnotation:
+    """``points`` recorded as added in ``round_number`` (their sources kept)."""
+    return dataclasses.replace(points, rounds=np.full(len(points), round_number, dtype=np.int64))
+
+
 def _next_points(annotations: dict[str, PointAnnotation], truths: dict[str, np.ndarray],
-                 train: Sequence[tuple[Path, Path]], budget: int, round_number: int, selection: str,
-                 model: nn.Module | None, spec: RunSpec, min_distance: float) -> dict[str, PointAnnotation]:
-    """Every training image's points after one more round: the first points, or ``budget`` minus
-    those it has, picked by ``selection`` and labelled from ``truths``."""
+                 train: Sequence[tuple[Path, Path]], last_budget: int, budget: int, round_number: int,
+                 selection: str, model: nn.Module | None, spec: RunSpec, min_distance: float
+                 ) -> dict[str, PointAnnotation]:
+    """Every training image's points after one more round: the first ``budget`` points, or
+    ``budget - last_budget`` more, picked by ``selection`` and labelled from ``truths``."""
     grown = {}
     for image, _ in train:
         image_id = image_id_of(image)
@@ -193,13 +267,79 @@ def _next_points(annotations: dict[str, PointAnnotation], truths: dict[str, np.n
             else:
                 scores = predict_uncertainty(model, read_rgb(image, what="image"), selection,
                                              tile_size=spec.val_window, overlap=spec.val_overlap)[1]
-            k = budget - len(annotations[image_id])
+            k = budget - last_budget
             rows, cols = select_points(scores, k, labelled=annotations[image_id], valid=truth != IGNORE_INDEX,
                                        min_distance=min_distance)
-        new = PointAnnotation(rows, cols, truth[rows, cols], sources=[SIMULATED] * len(rows),
-                              rounds=[round_number] * len(rows))
+        new = answer_picks((rows, cols), truth, round_number)
         grown[image_id] = new if round_number == 0 else annotations[image_id].extend(new)
     return grown
+
+
+def answer_picks(picks: tuple[np.ndarray, np.ndarray], truth: np.ndarray, round_number: int = 0
+                 ) -> PointAnnotation:
+    """Picked pixels (rows, cols) labelled from a class map, the mask answering for a person:
+    simulated clicks recorded as added in ``round_number``."""
+    rows, cols = picks
+    return PointAnnotation(rows, cols, truth[rows, cols], sources=[SIMULATED] * len(rows),
+                           rounds=[round_number] * len(rows))
+
+
+PICK_COLUMNS: tuple[str, ...] = ("points", "model_wrong", "near_edge")
+"""What :func:`describe_picks` reports before the class shares."""
+
+
+def describe_picks(picks: Mapping[str, tuple[np.ndarray, np.ndarray]], truths: Mapping[str, np.ndarray],
+                   predictions: Mapping[str, np.ndarray], schema: ClassSchema, *, edge_distance: int = 2
+                   ) -> pd.Series:
+    """What a set of picks asks about, the class maps ``truths`` answering (by image id): how many
+    (``points``), the share where the ``predictions`` are wrong (``model_wrong``: a point where the
+    model is right teaches it little), the share within ``edge_distance`` pixels of a class edge of
+    the truth (``near_edge``: where a person's click is least certain too), and the share on each
+    class (unknown left out: it is never picked)."""
+    labels, wrong, near = [], [], []
+    for image_id, (rows, cols) in picks.items():
+        truth = truths[image_id]
+        square = np.ones((2 * edge_distance + 1,) * 2, bool)
+        edges = morphology.dilation(truth, square) != morphology.erosion(truth, square)
+        labels.append(truth[rows, cols])
+        wrong.append(predictions[image_id][rows, cols] != truth[rows, cols])
+        near.append(edges[rows, cols])
+    flat = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    shares = np.bincount(flat.astype(np.int64), minlength=schema.num_classes)[:schema.num_classes]
+    named = {name: share for name, share in zip(schema.names, shares / max(len(flat), 1))
+             if name != schema.names[schema.unknown_index]}
+    return pd.Series({"points": len(flat), "model_wrong": _share(wrong), "near_edge": _share(near), **named})
+
+
+def _share(flags: Sequence[np.ndarray]) -> float:
+    """The share of True over several arrays of flags (NaN for none)."""
+    flat = np.concatenate(flags) if flags else np.zeros(0, bool)
+    return float(flat.mean()) if flat.size else float("nan")
+
+
+def describe_rounds(spec: RunSpec, budgets: Sequence[int], selection: str, *, work_dir: str | Path,
+                    start: Run | None = None, edge_distance: int = 2) -> pd.DataFrame:
+    """:func:`describe_picks` for every later round that :func:`run_active_rounds` kept in
+    ``work_dir``: the round's new points, against the model that picked them (the last round's)."""
+    data = load_data(spec)
+    schema, train = data.schema, data.split["train"]
+    truths = {image_id_of(image): annotatable(read_mask(mask, schema), schema) for image, mask in train}
+    rows = []
+    for round_number in range(1, len(budgets)):
+        points = load_annotations(round_files(work_dir, selection, spec.seed, round_number, start=start)[0],
+                                  schema, image_shapes(train))
+        last_run = round_files(work_dir, selection, spec.seed, round_number - 1, start=start)[1]
+        model = start.model if start is not None and round_number == 1 else load_trained_model(
+            last_run / "last.pt")
+        predictions = {image_id_of(image): predict_tiled(model, read_rgb(image, what="image"),
+                                                         tile_size=spec.val_window, overlap=spec.val_overlap)
+                       for image, _ in train}
+        picks = {image_id: (p.rows[p.rounds == round_number], p.cols[p.rounds == round_number])
+                 for image_id, p in points.items()}
+        described = describe_picks(picks, truths, predictions, schema, edge_distance=edge_distance)
+        rows.append({"selection": selection, "seed": spec.seed, "round": round_number,
+                     "points_per_image": budgets[round_number], **described})
+    return pd.DataFrame(rows)
 
 
 def summarize_rounds(rounds: pd.DataFrame) -> pd.DataFrame:

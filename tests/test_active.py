@@ -12,6 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lc_utils.active import (
+    PICK_COLUMNS,
+    answer_picks,
+    describe_picks,
     predict_uncertainty,
     random_scores,
     round_files,
@@ -20,11 +23,13 @@ from lc_utils.active import (
     summarize_rounds,
     uncertainty,
 )
+from lc_utils.classes import DEEPGLOBE
 from lc_utils.layouts import find_pairs
 from lc_utils.masks import read_mask
 from lc_utils.models import build_deeplabv3
-from lc_utils.runs import RunSpec
+from lc_utils.runs import RunSpec, build_run, load_run
 from lc_utils.sparse import PointAnnotation, load_annotations
+from lc_utils.study import score_images
 
 
 def test_uncertainty_is_zero_where_sure_and_one_where_undecided() -> None:
@@ -85,6 +90,22 @@ def test_the_random_baseline_is_seeded() -> None:
     assert not np.array_equal(random_scores((8, 8), [1, 2]), random_scores((8, 8), [1, 3]))
 
 
+def test_picks_are_described_by_what_the_mask_answers() -> None:
+    truth = np.zeros((12, 12), np.int64)
+    truth[:, 8:] = 3  # a class edge between columns 7 and 8
+    predicted = np.zeros_like(truth)
+    picks = {"a": (np.array([0, 5, 5, 11]), np.array([0, 6, 9, 11]))}
+    answered = answer_picks(picks["a"], truth, round_number=2)
+    assert answered.labels.tolist() == [0, 0, 3, 3] and answered.rounds.tolist() == [2] * 4
+    described = describe_picks(picks, {"a": truth}, {"a": predicted}, DEEPGLOBE, edge_distance=2)
+    assert described["points"] == 4
+    assert described["model_wrong"] == pytest.approx(0.5)  # wrong on both class-3 picks
+    assert described["near_edge"] == pytest.approx(0.5)  # columns 6 and 9 lie within 2 px of the edge
+    assert described["urban"] == pytest.approx(0.5) and described["forest"] == pytest.approx(0.5)
+    assert "unknown" not in described and list(described.index[:3]) == list(PICK_COLUMNS)
+    assert np.isnan(describe_picks({}, {}, {}, DEEPGLOBE)["model_wrong"])
+
+
 def test_predict_uncertainty_gives_a_class_map_and_an_uncertainty_map() -> None:
     model = build_deeplabv3(7, "mobilenet_v3_large", None).eval()
     image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
@@ -122,6 +143,43 @@ def test_active_rounds_add_k_points_per_image_recorded_with_their_round(sample_r
     assert again["val_mean_iou"].tolist() == results["margin"]["val_mean_iou"].tolist()  # resumed, not redone
     with pytest.raises(ValueError, match="grow round by round"):
         run_active_rounds(spec, [5, 5], "margin", work_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_rounds_can_start_from_a_trained_run_its_points_and_model(sample_root: Path, tmp_path: Path) -> None:
+    spec = RunSpec(data=str(sample_root), backbone="mobilenet_v3_large", weights=None, crop=48, batch_size=2,
+                   epochs=1, samples_per_epoch=4, val_windows=0, val_window=96, points_per_image=12, seed=1)
+    build_run(spec, runs_dir=tmp_path).fit(tmp_path / "first", progress=False)
+    start = load_run(tmp_path / "first" / "last.pt", runs_dir=tmp_path)
+    rows = run_active_rounds(start.spec, [0, 3], "margin", work_dir=tmp_path / "active", start=start,
+                             min_distance=4, runs_dir=tmp_path)
+    scored = score_images(start.model, start.split["val"], start.schema, spec.val_window, spec.val_overlap)
+    assert rows["val_mean_iou"][0] == scored["mean_iou"]  # round 0 is the start, not trained again
+    assert rows["steps"][0] == start.steps and rows["points_per_image"].tolist() == [12, 15]
+    first = load_annotations(round_files(tmp_path / "active", "margin", 1, 0, start=start)[0])
+    grown = load_annotations(round_files(tmp_path / "active", "margin", 1, 1, start=start)[0])
+    assert set(first) == set(grown) == set(start.annotations)
+    for image_id, points in grown.items():
+        assert points.rounds.tolist() == [0] * 12 + [1] * 3
+        kept = points.subset(points.rounds == 0)
+        assert (kept.rows.tolist(), kept.labels.tolist()) == (start.annotations[image_id].rows.tolist(),
+                                                             start.annotations[image_id].labels.tolist())
+    with pytest.raises(ValueError, match="picked with other settings .budget 3 there, 4 now"):
+        run_active_rounds(start.spec, [0, 4], "margin", work_dir=tmp_path / "active", start=start,
+                          min_distance=4, runs_dir=tmp_path)
+    # the same start loaded again resumes its rounds; a start trained again gets rounds of its own
+    reloaded = load_run(tmp_path / "first" / "last.pt", runs_dir=tmp_path)
+    assert round_files(tmp_path, "margin", 1, 1, start=reloaded) == round_files(tmp_path, "margin", 1, 1,
+                                                                                start=start)
+    build_run(spec.replace(seed=2), runs_dir=tmp_path).fit(tmp_path / "again", progress=False)
+    retrained = load_run(tmp_path / "again" / "last.pt", runs_dir=tmp_path)
+    assert round_files(tmp_path, "margin", 1, 1, start=retrained) != round_files(tmp_path, "margin", 1, 1,
+                                                                                 start=start)
+    with pytest.raises(ValueError, match="count the points added to its own from 0"):
+        run_active_rounds(start.spec, [12, 15], "margin", work_dir=tmp_path / "other", start=start)
+    with pytest.raises(ValueError, match="trained on other images"):
+        run_active_rounds(start.spec.replace(split_seed=5), [0, 3], "margin", work_dir=tmp_path / "other",
+                          start=start)
 
 
 def test_round_summaries_compare_each_selection_with_random_on_the_same_seed() -> None:

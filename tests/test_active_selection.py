@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from benchmarks.active_selection import main, markdown_table
+from benchmarks._common import table_markers
+from benchmarks.active_selection import main, markdown_table, readme_text
+from lc_utils import settings
+from lc_utils.active import summarize_rounds
 from lc_utils.synthetic import make_sample_dataset
 
 
@@ -32,6 +37,41 @@ def test_the_study_compares_each_round_with_random_picks_on_the_same_seed(tmp_pa
     assert rounds[("margin", 0, 0)] == rounds[("random", 0, 0)]
     table = markdown_table(record)
     assert table.count("\n") == 3 and "margin minus random, same seed" in table
+    # the picks of round 1, each selection on each seed, described against round 0's model
+    picks = pd.DataFrame(record["picks"])
+    assert sorted(zip(picks["selection"], picks["seed"], picks["round"])) == [
+        ("margin", 0, 1), ("margin", 1, 1), ("random", 0, 1), ("random", 1, 1)]
+    assert (picks["points"] == 3 * record["train_images"]).all()
+    assert picks[["model_wrong", "near_edge"]].apply(lambda share: share.between(0, 1)).all().all()
+    class_shares = picks.drop(columns=["selection", "seed", "round", "points_per_image", "points",
+                                       "model_wrong", "near_edge"])
+    np.testing.assert_allclose(class_shares.sum(axis=1), 1.0)
+    assert "the last model wrong there" in readme_text(record)
     assert out.with_suffix(".png").is_file()
     with pytest.raises(SystemExit, match="other settings"):
         main([*args[:3], "4", "8", *args[5:]])
+
+
+COMMITTED = settings.PROJECT_ROOT / "benchmarks" / "results" / "active_deepglobe.json"
+
+
+@pytest.mark.skipif(not COMMITTED.is_file(), reason="no committed real-tile record")
+def test_the_committed_real_tile_record_is_complete_and_in_the_readme() -> None:
+    """Every selection ran every round on three seeds or more, the summary is what the rounds say,
+    and the README's table is the one made from the record."""
+    record = json.loads(COMMITTED.read_text())
+    rounds = pd.DataFrame(record["rounds"])
+    assert set(record["seeds"]) == set(rounds["seed"]) and len(record["seeds"]) >= 3
+    per_run = rounds.groupby(["selection", "seed"])["points_per_image"].apply(list)
+    assert all(budgets == record["budgets"] for budgets in per_run)
+    assert "random" in set(rounds["selection"])
+    assert len(per_run) == len(record["seeds"]) * rounds["selection"].nunique()
+    picks = pd.DataFrame(record["picks"])  # every later round of every run described
+    assert len(picks.groupby(["selection", "seed", "round"])) == len(per_run) * (len(record["budgets"]) - 1)
+    pd.testing.assert_frame_equal(summarize_rounds(rounds), pd.DataFrame(record["summary"]),
+                                  check_dtype=False)
+    for key in ("command", "date", "machine", "settings"):
+        assert record[key], key
+    start, end = table_markers(COMMITTED.stem)
+    assert f"{start}\n{readme_text(record)}\n{end}" in (settings.PROJECT_ROOT / "README.md").read_text()
+    assert COMMITTED.with_suffix(".png").is_file()

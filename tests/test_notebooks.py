@@ -17,7 +17,7 @@ from lc_utils.settings import PROJECT_ROOT, REPO_URL
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
 EXPECTED = ["01_data_exploration", "02_mask_decoding", "03_sparse_labeling", "04_training_partial_loss",
             "05_testing_metrics", "06_label_density_study", "07_more_from_points",
-            "08_label_your_own_imagery"]
+            "08_label_your_own_imagery", "09_active_labeling"]
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
