@@ -132,8 +132,19 @@ def round_files(work_dir: str | Path, selection: str, seed: int, round_number: i
     after its weights and points, so that a start trained again starts its rounds again rather
     than resuming those of the old one."""
     name = f"seed{seed}" if round_number == 0 else f"{selection}_seed{seed}"
-    work_dir = Path(work_dir) if start is None else Path(work_dir) / f"start-{_fingerprint(start)}"
+    work_dir = _rounds_folder(work_dir, start)
     return work_dir / f"{name}_round{round_number}.csv", work_dir / name / f"round{round_number}"
+
+
+def _rounds_folder(work_dir: str | Path, start: Run | None) -> Path:
+    """The folder of the rounds from ``start`` (``work_dir`` itself without one)."""
+    return Path(work_dir) if start is None else Path(work_dir) / f"start-{_fingerprint(start)}"
+
+
+def answer_maps(pairs: Sequence[tuple[Path, Path]], schema: ClassSchema) -> dict[str, np.ndarray]:
+    """The class maps that answer for a person, by image id: each mask's classes as points are
+    labelled from them (no data: the ignore index, never picked)."""
+    return {image_id_of(image): annotatable(read_mask(mask, schema), schema) for image, mask in pairs}
 
 
 def _fingerprint(run: Run) -> str:
@@ -188,12 +199,13 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
     if start is not None and [p for p, _ in start.split["train"]] != [p for p, _ in train]:
         raise ValueError(f"the start run ({start.spec.data}) trained on other images than {spec.data}'s "
                          "training split: give the spec it was trained with")
-    truths = {image_id_of(image): annotatable(read_mask(mask, schema), schema) for image, mask in train}
+    truths = answer_maps(train, schema)
+    rounds_folder = _rounds_folder(work_dir, start)  # the start's digest, taken once
     annotations: dict[str, PointAnnotation] = {}
     model: nn.Module | None = None
     rows = []
     for round_number, budget in enumerate(budgets):
-        path, run_dir = round_files(work_dir, selection, spec.seed, round_number, start=start)
+        path, run_dir = round_files(rounds_folder, selection, spec.seed, round_number)
         info = {"round": round_number, "budget": budget,
                 **({"selection": selection, "min_distance": min_distance} if round_number else {})}
         if path.is_file():  # a resumed study: the round's points as they were picked
@@ -297,9 +309,9 @@ def describe_picks(picks: Mapping[str, tuple[np.ndarray, np.ndarray]], truths: M
     the truth (``near_edge``: where a person's click is least certain too), and the share on each
     class (unknown left out: it is never picked)."""
     labels, wrong, near = [], [], []
+    square = np.ones((2 * edge_distance + 1,) * 2, bool)
     for image_id, (rows, cols) in picks.items():
         truth = truths[image_id]
-        square = np.ones((2 * edge_distance + 1,) * 2, bool)
         edges = morphology.dilation(truth, square) != morphology.erosion(truth, square)
         labels.append(truth[rows, cols])
         wrong.append(predictions[image_id][rows, cols] != truth[rows, cols])
@@ -323,12 +335,13 @@ def describe_rounds(spec: RunSpec, budgets: Sequence[int], selection: str, *, wo
     ``work_dir``: the round's new points, against the model that picked them (the last round's)."""
     data = load_data(spec)
     schema, train = data.schema, data.split["train"]
-    truths = {image_id_of(image): annotatable(read_mask(mask, schema), schema) for image, mask in train}
+    truths = answer_maps(train, schema)
+    rounds_folder = _rounds_folder(work_dir, start)
     rows = []
     for round_number in range(1, len(budgets)):
-        points = load_annotations(round_files(work_dir, selection, spec.seed, round_number, start=start)[0],
+        points = load_annotations(round_files(rounds_folder, selection, spec.seed, round_number)[0],
                                   schema, image_shapes(train))
-        last_run = round_files(work_dir, selection, spec.seed, round_number - 1, start=start)[1]
+        last_run = round_files(rounds_folder, selection, spec.seed, round_number - 1)[1]
         model = start.model if start is not None and round_number == 1 else load_trained_model(
             last_run / "last.pt")
         predictions = {image_id_of(image): predict_tiled(model, read_rgb(image, what="image"),
