@@ -340,6 +340,8 @@ def test_clicks_on_the_annotator_reach_the_annotation_file(browser, lab: str, wo
     assert _poll(points, set()) == set()
     page.locator(".lc-tools button", has_text="undo").click()
     assert _poll(points, clicked) == clicked
+    # the file is saved before the status line reaches the page: wait for the line, then read it
+    page.locator(".lc-status", has_text="undone; 1 point on this image").wait_for(timeout=10_000)
     assert page.locator(".lc-status").inner_text().startswith("undone; 1 point on this image")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.locator(".lc-annotator").screenshot(path=str(SHOTS / "annotator.png"))
