@@ -1,4 +1,4 @@
-"""Training throughput of ``python -m lc_utils.train`` in 1 and in 2 processes under ``torchrun``
+"""Training throughput of ``python -m lc_utils.cli`` in 1 and in 2 processes under ``torchrun``
 (gloo on CPUs, NCCL on GPUs): images per second of the last epoch, same global batch.
 
 On a 2-core CPU one process already uses both cores (2 threads); two processes get one thread
@@ -29,7 +29,7 @@ SETTINGS = ["--backbone", "mobilenet_v3_large", "--weights", "none", "--crop", "
 def _images_per_s(processes: int, data: Path, runs: Path) -> float:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
     threads = max(1, (os.cpu_count() or 1) // processes)
-    command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "lc_utils.train",
+    command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "lc_utils.cli",
                "--data", str(data), "--runs-dir", str(runs), "--run-name", f"p{processes}", *SETTINGS]
     subprocess.run(command, check=True, capture_output=True, cwd=PROJECT_ROOT,
                    env={**os.environ, "OMP_NUM_THREADS": str(threads)})

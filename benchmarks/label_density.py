@@ -29,7 +29,7 @@ import pandas as pd
 from lc_utils.metrics import majority_baseline
 from lc_utils.runs import DENSE, LOSS_WEIGHTS, RunSpec, load_data
 from lc_utils.settings import PROJECT_ROOT
-from lc_utils.study import PRIOR_CORRECTED, run_density_study, summarize
+from lc_utils.study import PRIOR_CORRECTED, run_label_study, summarize
 from lc_utils.transforms import CROP_SAMPLING
 from lc_utils.viz import plot_density_curve, plot_method_comparison
 from lc_utils.windows import DEFAULT_OVERLAP
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     baseline = majority_baseline(train_pairs, val_pairs, data.schema)
     per_mp = args.points_per_mp or ([] if args.points else [100.0, 1000.0, 10000.0])
-    results = run_density_study(spec, args.points or [], points_per_mp=per_mp, strategies=args.strategies,
+    results = run_label_study(spec, args.points or [], points_per_mp=per_mp, strategies=args.strategies,
                                 extra_rows=args.also, seeds=args.seeds, results_file=args.out,
                                 superpixel_area=args.superpixel_area,
                                 self_training_rounds=args.self_training_rounds, reuse=args.reuse)

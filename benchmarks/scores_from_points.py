@@ -82,7 +82,7 @@ def measure_seed(args: argparse.Namespace, pairs: list[tuple[Path, Path]], seed:
                    dice_weight=args.dice_weight, val_window=args.crop, val_overlap=0.5, seed=seed)
     run = build_run(spec, runs_dir=args.work / "runs")
     started = time.perf_counter()
-    history = run.fit(args.work / "runs" / f"seed{seed}", progress=False)
+    history = run.train(args.work / "runs" / f"seed{seed}", progress=False)
     train_seconds = time.perf_counter() - started
     masks_of = {files.image_id_of(image): mask for image, mask in pairs}
     predictions, truths = {}, {}

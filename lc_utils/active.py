@@ -231,7 +231,7 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
             run = build_run(round_spec, runs_dir=runs_dir)
             if model is not None:
                 run.model.load_state_dict(model.state_dict())
-            run.fit(run_dir, progress=progress)
+            run.train(run_dir, progress=progress)
             model = run.model
         train_seconds = time.perf_counter() - started
         scores = score_images(model, data.split["val"], schema, spec.val_window, spec.val_overlap)

@@ -178,7 +178,7 @@ class PointAnnotator(anywidget.AnyWidget):
         top, left, _, _ = self.view
         self._set_view(top + dy * self.scale, left + dx * self.scale, self.scale)
 
-    def fit(self) -> None:
+    def zoom_to_fit(self) -> None:
         """Show the whole image."""
         rows, cols = self.editor.image_shapes[self.image_id]
         self._set_view(0, 0, max(rows / self.canvas_size[0], cols / self.canvas_size[1]))
@@ -194,7 +194,7 @@ class PointAnnotator(anywidget.AnyWidget):
         elif kind == "pan":
             self.pan(float(content["dx"]), float(content["dy"]))
         elif kind == "fit":
-            self.fit()
+            self.zoom_to_fit()
 
     def _open(self) -> None:
         source = self.images[self.image_id]
@@ -206,7 +206,7 @@ class PointAnnotator(anywidget.AnyWidget):
                              f"{expected_cols}x{expected_rows}")
         fit = max(rows, cols) / self.display_size
         self.canvas_size = [max(1, round(rows / fit)), max(1, round(cols / fit))]
-        self.fit()
+        self.zoom_to_fit()
         self._show_points()
 
     def _set_view(self, top: float, left: float, scale: float) -> None:

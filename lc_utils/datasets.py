@@ -17,11 +17,11 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from .caller import warn
 from .classes import DEEPGLOBE, ClassSchema
 from .files import image_id_of, read_rgb, source_id
 from .masks import OnInvalid, read_mask
 from .transforms import normalize_image
+from .user_warnings import warn
 
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 """Train / validation / test shares of :func:`split_pairs`, shared by every notebook."""

@@ -36,10 +36,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .caller import warn
 from .classes import DEEPGLOBE, ClassSchema, load_preset, resolve_schema
 from .files import IMAGE_EXTENSIONS, IMAGE_SUFFIX, MASK_SUFFIX, image_id_of, image_id_or_none
 from .masks import JPEG_EXTENSIONS, LOSSY_MASK_HINT
+from .user_warnings import warn
 
 LAYOUTS = ("deepglobe", "mmseg", "loveda", "folders")
 MASK_EXTENSIONS = (".png", ".tif", ".tiff", *JPEG_EXTENSIONS)

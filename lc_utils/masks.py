@@ -14,9 +14,9 @@ from typing import Literal
 
 import numpy as np
 
-from .caller import warn
 from .classes import DEEPGLOBE, IGNORE_INDEX, PRESETS, ClassSchema
 from .files import read_mask_pixels
+from .user_warnings import warn
 
 OnInvalid = Literal["raise", "unknown", "ignore"]
 ON_INVALID_POLICIES: tuple[str, ...] = ("raise", "unknown", "ignore")

@@ -16,7 +16,7 @@ from torchvision.models.segmentation import (
     deeplabv3_resnet50,
 )
 
-from .caller import warn
+from .user_warnings import warn
 
 Backbone = Literal["resnet50", "mobilenet_v3_large"]
 BACKBONES: tuple[str, ...] = ("resnet50", "mobilenet_v3_large")

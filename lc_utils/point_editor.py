@@ -35,7 +35,7 @@ SIMULATED = "simulated click"
 """The source of a click drawn from a mask (:func:`simulate_clicks`)."""
 
 Action = Literal["added", "relabelled", "removed"]
-Point = tuple[int, str, int]
+LabelRecord = tuple[int, str, int]
 """What the editor keeps per pixel: label, source, round."""
 
 
@@ -47,8 +47,8 @@ class AnnotationConflictError(RuntimeError):
 class _Change:
     image_id: str
     pixel: tuple[int, int]
-    before: Point | None
-    after: Point | None
+    before: LabelRecord | None
+    after: LabelRecord | None
 
 
 class PointEditor:
@@ -73,7 +73,7 @@ class PointEditor:
     def reload(self) -> None:
         """Read the file as it is on disk now (nothing where there is no file yet); the undo
         history starts again."""
-        self._points: dict[str, dict[tuple[int, int], Point]] = {i: {} for i in self.image_shapes}
+        self._points: dict[str, dict[tuple[int, int], LabelRecord]] = {i: {} for i in self.image_shapes}
         self._info: dict[str, object] = {"source": "points placed with lc_utils.point_editor"}
         self._history: list[list[_Change]] = []
         if self.path.is_file():
@@ -168,18 +168,18 @@ class PointEditor:
         after it, and new clicks make a new run instead of resuming one trained on the old."""
         return self._signature
 
-    def _new(self, label: int) -> Point:
+    def _new(self, label: int) -> LabelRecord:
         if not 0 <= label < self.schema.num_classes:
             raise ValueError(f"label {label} is not a class of {self.schema.name} "
                              f"(0..{self.schema.num_classes - 1})")
         return int(label), self.source, self.labelling_round
 
-    def _image(self, image_id: str) -> dict[tuple[int, int], Point]:
+    def _image(self, image_id: str) -> dict[tuple[int, int], LabelRecord]:
         if image_id not in self._points:
             raise KeyError(f"image {image_id!r} is not one of the {len(self._points)} images being annotated")
         return self._points[image_id]
 
-    def _existing(self, image_id: str, row: int, col: int) -> Point:
+    def _existing(self, image_id: str, row: int, col: int) -> LabelRecord:
         point = self._image(image_id).get((row, col))
         if point is None:
             raise KeyError(f"image {image_id!r} has no point at row {row}, col {col}")
@@ -204,7 +204,7 @@ class PointEditor:
         if record:
             self._history.append(changes)
 
-    def _set(self, image_id: str, pixel: tuple[int, int], point: Point | None) -> None:
+    def _set(self, image_id: str, pixel: tuple[int, int], point: LabelRecord | None) -> None:
         if point is None:
             self._points[image_id].pop(pixel, None)
         else:

@@ -30,7 +30,7 @@ from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .datasets import SegmentationDataset
 from .files import image_id_of, read_rgb
 from .masks import read_mask
-from .sparse import PointAnnotation, annotatable, annotate, points_to_label_map
+from .sparse import PointAnnotation, annotatable, points_to_label_map, sample_annotations
 
 Mixed = Literal["skip", "nearest"]
 
@@ -229,10 +229,10 @@ def quality_grid(pairs: Sequence[tuple[str | Path, str | Path]], points_per_mp: 
     size, pooled over the images of ``pairs``: a row per (points per MP, superpixel area) with the
     points' share of the pixels, the share labelled after spreading (``coverage``), the
     ``precision`` of the spread labels and how many times more pixels they label than the points.
-    The points are those :func:`lc_utils.sparse.annotate` draws for ``seed``."""
+    The points are those :func:`lc_utils.sparse.sample_annotations` draws for ``seed``."""
     images = [(image_id_of(image), read_rgb(image, what="image"), read_mask(mask, schema))
               for image, mask in pairs]
-    annotations = {density: annotate(((i, annotatable(truth, schema)) for i, _, truth in images),
+    annotations = {density: sample_annotations(((i, annotatable(truth, schema)) for i, _, truth in images),
                                      points_per_mp=density, seed=seed)
                    for density in points_per_mp}
     rows = []

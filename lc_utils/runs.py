@@ -5,7 +5,7 @@ chapter.
 
 A spec reads and writes TOML or JSON (:meth:`RunSpec.load`, :meth:`RunSpec.save`); the run folder
 keeps one (``run.toml``), and resuming compares the whole spec with the one the checkpoint was
-made with. ``python -m lc_utils.train`` has one option per field.
+made with. ``python -m lc_utils.cli`` has one option per field.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ DENSE = "dense"
 LABELS = (*STRATEGIES, DENSE)
 LOSS_WEIGHTS = ("none", "inverse-sqrt")
 SPEC_FILE = "run.toml"
-"""The spec a run folder keeps (``python -m lc_utils.train --config`` reads it back)."""
+"""The spec a run folder keeps (``python -m lc_utils.cli --config`` reads it back)."""
 HELD_OUT = ("images", "areas")
 HELD_OUT_BLOCK = 64
 """The side in pixels of the squares whose points validate a run with ``held_out="areas"``."""
@@ -245,14 +245,14 @@ class RunSpec:
 
     @classmethod
     def course_defaults(cls, **changes: Any) -> RunSpec:
-        """The spec notebook 04 and ``python -m lc_utils.train`` start from in the current mode:
+        """The spec notebook 04 and ``python -m lc_utils.cli`` start from in the current mode:
         fast mode (``LC_FAST=1``) trains MobileNetV3 on 128 x 128 crops with :func:`fast_recipe`'s
         rate, loss and crops per epoch for the data (``changes["data"]``, else ``$DATA_DIR``) and
         validates on 16 windows; smoke mode (``LC_SMOKE=1``) runs 2 epochs. ``changes`` on top."""
         fast = {"backbone": "mobilenet_v3_large", "crop": 128, "val_windows": 16,
                 **fast_recipe(changes.get("data"))}
         mode = settings.pick({}, fast)
-        return cls(**{**mode, "epochs": settings.capped(cls.epochs, smoke=2), **changes})
+        return cls(**{**mode, "epochs": settings.unless_smoke(cls.epochs, smoke=2), **changes})
 
     def replace(self, **changes: Any) -> RunSpec:
         """A copy with ``changes`` (checked like any spec)."""
@@ -566,7 +566,7 @@ class Run:
         """Optimiser steps the whole run takes."""
         return self.spec.epochs * len(self.train_loader)
 
-    def fit(self, run_dir: str | Path | None = None, *, resume: bool = True, checkpoint_every: int = 1,
+    def train(self, run_dir: str | Path | None = None, *, resume: bool = True, checkpoint_every: int = 1,
             device: str | torch.device | None = None, amp: bool = True,
             progress: bool = True) -> list[dict[str, float]]:
         """Train with :func:`lc_utils.training.fit` as the spec says, validating on the fixed
@@ -680,7 +680,7 @@ def build_run(spec: RunSpec, *, runs_dir: str | Path | None = None, num_workers:
 
 def load_run(checkpoint: str | Path, *, runs_dir: str | Path | None = None,
              device: str | torch.device | None = None) -> Run:
-    """The run a checkpoint of :meth:`Run.fit` or notebook 04 comes from: rebuilt from the spec
+    """The run a checkpoint of :meth:`Run.train` or notebook 04 comes from: rebuilt from the spec
     saved in it (the same split, points and training set), with the trained model (eval mode)."""
     checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)

@@ -29,9 +29,27 @@ def _workspace() -> Path:
     return PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else Path.cwd()
 
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+"""What switches an environment flag on (any case); anything else, or nothing, leaves it off."""
+
+
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to 1, true, yes or on (any case)."""
+    return os.environ.get(name, "").strip().lower() in TRUE_WORDS
+
+
+def env_value(name: str) -> str | None:
+    """The environment variable ``name``, or None where it is unset or empty: how ``make`` hands the
+    data folder's schema and file-name endings (``DATA_SCHEMA``, ``DATA_IMAGE_SUFFIX``,
+    ``DATA_MASK_SUFFIX``) to the notebooks and the training command. The data layer never reads
+    the environment itself; the parameters cells and the command pass these on."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
 def fast_mode() -> bool:
     """True when ``LC_FAST`` is set to 1/true/yes: every notebook shrinks its parameters."""
-    return os.environ.get("LC_FAST", "").strip().lower() in {"1", "true", "yes", "on"}
+    return env_flag("LC_FAST")
 
 
 def pick(full: T, fast: T) -> T:
@@ -43,10 +61,10 @@ def smoke_mode() -> bool:
     """True when ``LC_SMOKE`` is set to 1/true/yes: the notebooks keep their mode's shapes and model
     (full mode: ResNet-50, 256 x 256 crops in batches of 8, 512 x 512 images) but run a few steps
     on a few images, so that CI executes every full-mode line on a CPU in minutes."""
-    return os.environ.get("LC_SMOKE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return env_flag("LC_SMOKE")
 
 
-def capped(value: T, smoke: T) -> T:
+def unless_smoke(value: T, smoke: T) -> T:
     """``value``, or ``smoke`` in smoke mode (:func:`smoke_mode`): how a parameters cell caps its
     epochs and seeds for CI without changing what they feed."""
     return smoke if smoke_mode() else value
@@ -130,3 +148,9 @@ def annotation_path(data_root: str | Path, filename: str, runs: str | Path | Non
 def default_run_name(data_root: str | Path, prefix: str = "sparse") -> str:
     """A run folder name that keeps datasets and modes apart, e.g. ``sparse_tiles_512-3f9a1c_fast``."""
     return f"{prefix}_{dataset_tag(data_root)}"
+
+
+def run_folder(data_root: str | Path, runs: str | Path | None = None, name: str | None = None) -> Path:
+    """The folder of a course run: ``name`` (else :func:`default_run_name` of the data) under
+    :func:`runs_dir`. Notebook 04 trains into it; notebooks 05, 07 and 09 read its checkpoint."""
+    return runs_dir(runs) / (name or default_run_name(data_root))

@@ -226,7 +226,7 @@ def image_seed(seed: int, image_id: str) -> list[int]:
     return [int(seed), zlib.crc32(image_id.encode("utf-8"))]
 
 
-def annotate(
+def sample_annotations(
     class_maps: Iterable[tuple[str, np.ndarray]],
     *,
     n_points: int | None = None,
@@ -283,8 +283,8 @@ def ensure_annotations(
     class_maps = ((image_id_of(image),
                    annotatable(read_mask(mask, schema, on_invalid=on_invalid), schema, label_unknown))
                   for image, mask in pairs)
-    annotations = annotate(class_maps, n_points=n_points, fraction=fraction, points_per_mp=points_per_mp,
-                           strategy=strategy, seed=seed)
+    annotations = sample_annotations(class_maps, n_points=n_points, fraction=fraction,
+                                     points_per_mp=points_per_mp, strategy=strategy, seed=seed)
     save_annotations(annotations, path, schema, info)
     return annotations
 

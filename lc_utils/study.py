@@ -56,7 +56,7 @@ def course_spec(data: str | Path | None = None) -> RunSpec:
     return RunSpec(data=None if data is None else str(data),
                    backbone=settings.pick("resnet50", "mobilenet_v3_large"),  # fast: ~7x faster on a CPU
                    weights="imagenet", crop=settings.pick(256, 128), batch_size=8,
-                   epochs=settings.capped(settings.pick(30, 40), smoke=2),
+                   epochs=settings.unless_smoke(settings.pick(30, 40), smoke=2),
                    samples_per_epoch=settings.pick(None, 40), lr=settings.pick(1e-3, recipe["lr"]),
                    dice_weight=settings.pick(0.0, recipe["dice_weight"]), warmup_steps=30, val_windows=0)
 
@@ -95,7 +95,7 @@ def train_and_score(run: Run, progress: bool = False) -> dict[str, Any]:
     ``val_iou``). ``history`` is what every epoch printed; ``weights_used`` says what the model
     started from (None: random weights, e.g. where the pretrained ones could not be downloaded)."""
     started = time.perf_counter()
-    history = run.fit(progress=progress)
+    history = run.train(progress=progress)
     seconds = time.perf_counter() - started
     scores = score_images(run.model, run.split["val"], run.schema, run.spec.val_window, run.spec.val_overlap)
     return {**{f"val_{name}": value for name, value in scores.items()},
@@ -159,7 +159,7 @@ def _find_run(runs: Sequence[dict[str, Any]], strategy: str, n_points: int | Non
                  and r.get("self_training_rounds", 0) == changes["self_training_rounds"]), None)
 
 
-def run_density_study(
+def run_label_study(
     spec: RunSpec,
     points_per_image: Sequence[int] = (),
     *,

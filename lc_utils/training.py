@@ -29,12 +29,12 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from . import distributed
-from .caller import warn
 from .classes import IGNORE_INDEX
 from .devices import autocast, device_of, resolve_device
 from .distributed import EpochSampler
 from .losses import PartialCrossEntropyLoss
 from .models import batchnorm_layers, build_deeplabv3, segmentation_logits
+from .user_warnings import warn
 
 LAST, BEST, HISTORY = "last.pt", "best.pt", "history.csv"
 SCHEDULES: tuple[str | None, ...] = ("poly", "cosine", None)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,14 @@ from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .datasets import read_pair
 from .files import image_id_of
 from .inference import predict_tiled
+from .settings import env_flag
 from .sparse import STRATEGIES, annotatable, sample_points
 from .viz import compare_prediction, plot_annotation_summary
 
 
 def interactive_frontend() -> bool:
     """True inside a Jupyter kernel with ipywidgets, unless ``LC_HEADLESS`` is set."""
-    if os.environ.get("LC_HEADLESS", "").strip().lower() in {"1", "true", "yes", "on"}:
+    if env_flag("LC_HEADLESS"):
         return False
     try:
         import ipywidgets  # noqa: F401

@@ -149,7 +149,7 @@ def test_active_rounds_add_k_points_per_image_recorded_with_their_round(sample_r
 def test_rounds_can_start_from_a_trained_run_its_points_and_model(sample_root: Path, tmp_path: Path) -> None:
     spec = RunSpec(data=str(sample_root), backbone="mobilenet_v3_large", weights=None, crop=48, batch_size=2,
                    epochs=1, samples_per_epoch=4, val_windows=0, val_window=96, points_per_image=12, seed=1)
-    build_run(spec, runs_dir=tmp_path).fit(tmp_path / "first", progress=False)
+    build_run(spec, runs_dir=tmp_path).train(tmp_path / "first", progress=False)
     start = load_run(tmp_path / "first" / "last.pt", runs_dir=tmp_path)
     rows = run_active_rounds(start.spec, [0, 3], "margin", work_dir=tmp_path / "active", start=start,
                              min_distance=4, runs_dir=tmp_path)
@@ -171,7 +171,7 @@ def test_rounds_can_start_from_a_trained_run_its_points_and_model(sample_root: P
     reloaded = load_run(tmp_path / "first" / "last.pt", runs_dir=tmp_path)
     assert round_files(tmp_path, "margin", 1, 1, start=reloaded) == round_files(tmp_path, "margin", 1, 1,
                                                                                 start=start)
-    build_run(spec.replace(seed=2), runs_dir=tmp_path).fit(tmp_path / "again", progress=False)
+    build_run(spec.replace(seed=2), runs_dir=tmp_path).train(tmp_path / "again", progress=False)
     retrained = load_run(tmp_path / "again" / "last.pt", runs_dir=tmp_path)
     assert round_files(tmp_path, "margin", 1, 1, start=retrained) != round_files(tmp_path, "margin", 1, 1,
                                                                                  start=start)

@@ -66,7 +66,7 @@ def test_zoom_and_pan_keep_the_view_inside_the_image(tmp_path: Path) -> None:
     top, left, height, width = widget.view
     assert top + height == pytest.approx(2448) and left + width == pytest.approx(2448)
     assert widget.to_pixel(511.9, 511.9) == (2447, 2447)
-    widget.fit()
+    widget.zoom_to_fit()
     assert widget.view == pytest.approx([0, 0, 2448, 2448])
 
 

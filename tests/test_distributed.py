@@ -1,7 +1,7 @@
 """Training in two processes over gloo on the CPU, spawned by the tests and bounded in time:
 validation sums the processes' confusion matrices into the one of a single process, two
 processes with synchronised batch norm take the same steps as one process with the same global
-batch, and ``torchrun -m lc_utils.train`` finishes with one set of checkpoints."""
+batch, and ``torchrun -m lc_utils.cli`` finishes with one set of checkpoints."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def test_torchrun_two_processes_train_and_write_one_run(tmp_path: Path) -> None:
 
     data = make_sample_dataset(tmp_path / "data", n_images=16, size=64, seed=0)
     env = {**os.environ, "LC_FAST": "1", "OMP_NUM_THREADS": "1"}
-    command = [torchrun, "--standalone", f"--nproc_per_node={PROCESSES}", "-m", "lc_utils.train",
+    command = [torchrun, "--standalone", f"--nproc_per_node={PROCESSES}", "-m", "lc_utils.cli",
                "--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--run-name", "ddp",
                "--backbone", "mobilenet_v3_large", "--weights", "none", "--crop", "64", "--batch-size", "4",
                "--epochs", "2", "--samples-per-epoch", "8", "--val-windows", "2", "--sync-bn"]
@@ -170,7 +170,7 @@ def test_torchrun_two_processes_train_and_write_one_run(tmp_path: Path) -> None:
 
 
 def test_the_command_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from lc_utils.train import main
+    from lc_utils.cli import main
 
     def error(*argv: str) -> str:
         assert main(list(argv)) == 2
@@ -189,8 +189,8 @@ def test_the_command_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_the_command_trains_with_the_schema_it_is_given(tmp_path: Path) -> None:
+    from lc_utils.cli import main
     from lc_utils.synthetic import make_standin
-    from lc_utils.train import main
 
     data = make_standin(tmp_path / "data", "mmseg", "potsdam", n_images=8, size=48, coding="index")
     assert main(["--data", str(data), "--schema", "potsdam", "--runs-dir", str(tmp_path / "runs"),
@@ -203,7 +203,7 @@ def test_the_command_trains_with_the_schema_it_is_given(tmp_path: Path) -> None:
 
 
 def test_config_file_and_command_line(tmp_path: Path) -> None:
-    from lc_utils.train import parse_args
+    from lc_utils.cli import parse_args
 
     config = tmp_path / "run.json"
     config.write_text('{"epochs": 3, "batch-size": 16, "samples_per_epoch": null, "sync_bn": true}')

@@ -189,7 +189,7 @@ def test_two_data_folders_of_one_name_keep_their_own_points_and_runs(tmp_path: P
     assert run_a.annotation_path != run_b.annotation_path
     assert run_a.annotation_path.name == run_b.annotation_path.name  # same settings, other folder
     run_dir = runs_dir / "shared_name"
-    run_a.fit(run_dir, progress=False)
+    run_a.train(run_dir, progress=False)
     with pytest.raises(ValueError, match=r"trained on other images \(another data folder or split\)"):
-        run_b.fit(run_dir, progress=False)
+        run_b.train(run_dir, progress=False)
     shutil.rmtree(run_dir)

@@ -13,8 +13,8 @@ import torch
 from torchvision.transforms import v2
 
 from lc_utils import files, runs, settings, sparse, training
+from lc_utils.cli import EXECUTION_OPTIONS, build_parser, main, parse_args, spec_from_args
 from lc_utils.runs import DENSE, RunSpec, build_run
-from lc_utils.train import EXECUTION_OPTIONS, build_parser, main, parse_args, spec_from_args
 from lc_utils.transforms import LabelledRandomCrop
 
 NOTEBOOK_04 = settings.PROJECT_ROOT / "notebooks" / "04_training_partial_loss.ipynb"
@@ -139,14 +139,14 @@ def test_notebook_04_step_by_step_is_what_build_run_builds(sample_root: Path, tm
 def test_a_run_folder_keeps_its_spec_and_refuses_another(sample_root: Path, tmp_path: Path) -> None:
     spec = _tiny(sample_root)
     run_dir = tmp_path / "runs" / "tiny"
-    history = build_run(spec, runs_dir=tmp_path / "runs").fit(run_dir, progress=False)
+    history = build_run(spec, runs_dir=tmp_path / "runs").train(run_dir, progress=False)
     assert len(history) == 1 and 0 <= history[0]["val_mean_iou"] <= 1
     assert RunSpec.load(run_dir / runs.SPEC_FILE) == spec
     assert training.load_checkpoint(run_dir / training.LAST)["config"]["strategy"] == "uniform"
     # Another description of the run is refused on resume, and run.toml stays the run's own.
     other = spec.replace(strategy="grid")
     with pytest.raises(ValueError, match=r"other settings \(.*strategy"):
-        build_run(other, runs_dir=tmp_path / "runs").fit(run_dir, progress=False)
+        build_run(other, runs_dir=tmp_path / "runs").train(run_dir, progress=False)
     assert RunSpec.load(run_dir / runs.SPEC_FILE) == spec
     # The command reads the folder's run.toml back: the same run, found finished.
     args = ["--config", str(run_dir / runs.SPEC_FILE), "--runs-dir", str(tmp_path / "runs"),
@@ -158,15 +158,15 @@ def test_a_run_folder_keeps_its_spec_and_refuses_another(sample_root: Path, tmp_
     state = training.load_checkpoint(run_dir / training.LAST)
     del state["config"]["dice_weight"]
     torch.save(state, run_dir / training.LAST)
-    assert build_run(spec, runs_dir=tmp_path / "runs").fit(run_dir, progress=False) == history
+    assert build_run(spec, runs_dir=tmp_path / "runs").train(run_dir, progress=False) == history
     with pytest.raises(ValueError, match=r"other settings \(dice_weight\)"):
-        build_run(spec.replace(dice_weight=1.0), runs_dir=tmp_path / "runs").fit(run_dir, progress=False)
+        build_run(spec.replace(dice_weight=1.0), runs_dir=tmp_path / "runs").train(run_dir, progress=False)
 
 
 def test_load_run_rebuilds_a_trained_run_from_its_checkpoint(sample_root: Path, tmp_path: Path) -> None:
     spec = _tiny(sample_root)
     trained = build_run(spec, runs_dir=tmp_path)
-    trained.fit(tmp_path / "run", progress=False)
+    trained.train(tmp_path / "run", progress=False)
     loaded = runs.load_run(tmp_path / "run" / training.BEST, runs_dir=tmp_path)
     assert loaded.spec == spec and loaded.split == trained.split
     assert loaded.annotation_path == trained.annotation_path
@@ -250,7 +250,7 @@ def test_self_training_shares_the_epochs_and_adds_confident_pixels_around_the_po
     spec = _tiny(sample_root, epochs=2, self_training_rounds=1, pseudo_threshold=0.5, val_windows=0)
     run = build_run(spec, runs_dir=tmp_path)
     points_steps = build_run(spec.replace(self_training_rounds=0), runs_dir=tmp_path).steps
-    history = run.fit(tmp_path / "run", progress=False)
+    history = run.train(tmp_path / "run", progress=False)
     assert [row["round"] for row in history] == [0, 1] and run.steps == points_steps
     assert (tmp_path / "run" / "round1" / "last.pt").is_file()
     assert run.trained_fraction > 3 * run.labelled_fraction
@@ -260,7 +260,7 @@ def test_self_training_shares_the_epochs_and_adds_confident_pixels_around_the_po
         assert np.array_equal(labels[points.rows, points.cols], points.labels)
         assert not (labels == run.schema.unknown_index).sum() > len(points)
     resumed = build_run(spec, runs_dir=tmp_path)
-    assert resumed.fit(tmp_path / "run", progress=False) == history
+    assert resumed.train(tmp_path / "run", progress=False) == history
     with pytest.raises(ValueError, match="shared evenly"):
         spec.replace(epochs=3)
     with pytest.raises(ValueError, match="dense labels leave no pixel"):
@@ -319,7 +319,7 @@ def test_images_without_masks_train_from_clicked_points_and_validate_on_held_out
         assert trained is None or not held_pixels & set(zip(trained.rows.tolist(), trained.cols.tolist()))
     if held_out == "images":
         assert not set(run.val_points) & set(run.annotations)
-    history = run.fit(tmp_path / "run", progress=False)
+    history = run.train(tmp_path / "run", progress=False)
     assert 0 <= history[-1]["val_mean_iou"] <= 1 and 0 <= history[-1]["val_pixel_accuracy"] <= 1
     with pytest.raises(ValueError, match="has no mask; score the model on held-out points"):
         run.train_set.read_class_map(0)

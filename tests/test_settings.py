@@ -83,9 +83,9 @@ def test_smoke_mode_caps_steps_and_data_but_keeps_the_shapes(tmp_path: Path,
 
     monkeypatch.setenv("LC_FAST", "0")
     monkeypatch.delenv("LC_SMOKE", raising=False)
-    assert not settings.smoke_mode() and settings.capped(20, smoke=2) == 20
+    assert not settings.smoke_mode() and settings.unless_smoke(20, smoke=2) == 20
     monkeypatch.setenv("LC_SMOKE", "1")
-    assert settings.smoke_mode() and settings.capped(20, smoke=2) == 2
+    assert settings.smoke_mode() and settings.unless_smoke(20, smoke=2) == 2
     assert settings.pick(256, 128) == 256 and settings.mode_name() == "full_smoke"
     # A smoke run never resumes (nor overwrites) a real full-mode run: its folders have their own tag.
     assert settings.dataset_tag(tmp_path / "sample").endswith("_full_smoke")

@@ -13,7 +13,6 @@ from lc_utils.masks import class_to_rgb
 from lc_utils.sparse import (
     PointAnnotation,
     SparseLandCoverDataset,
-    annotate,
     annotation_filename,
     ensure_annotations,
     hold_out_areas,
@@ -25,6 +24,7 @@ from lc_utils.sparse import (
     points_for_density,
     points_to_label_map,
     read_annotation_info,
+    sample_annotations,
     sample_points,
     save_annotations,
 )
@@ -117,13 +117,13 @@ def test_points_outside_the_image_are_refused() -> None:
 
 def test_each_image_has_its_own_seed() -> None:
     class_map = _class_map()
-    result = annotate([("a", class_map), ("b", class_map)], n_points=20, seed=3)
+    result = sample_annotations([("a", class_map), ("b", class_map)], n_points=20, seed=3)
     assert result["a"] != result["b"]
     assert result["a"] == sample_points(class_map, n_points=20, seed=image_seed(3, "a"))
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
-    annotations = annotate([("x1", _class_map()), ("x2", _class_map(size=32))], n_points=25, seed=0)
+    annotations = sample_annotations([("x1", _class_map()), ("x2", _class_map(size=32))], n_points=25, seed=0)
     path = save_annotations(annotations, tmp_path / "points.csv", info={"seed": 0})
     assert path.read_text().splitlines()[1] == "image_id,row,col,label,class_name"
     loaded = load_annotations(path, image_shapes={"x1": (64, 64), "x2": (32, 32)})

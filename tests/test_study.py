@@ -18,7 +18,7 @@ from lc_utils.study import (
     PRIOR_CORRECTED,
     read_results_file,
     results_filename,
-    run_density_study,
+    run_label_study,
     study_key,
     summarize,
 )
@@ -37,7 +37,7 @@ def test_density_study_runs_every_setting_and_seed_with_the_same_steps(sample_ro
                                                                         tmp_path: Path) -> None:
     kwargs = dict(strategies=("uniform", PRIOR_CORRECTED), seeds=(0, 1), runs_dir=tmp_path,
                   results_file=tmp_path / "runs.json", progress=False)
-    results = run_density_study(_study_spec(sample_root), [5, 50], **kwargs)
+    results = run_label_study(_study_spec(sample_root), [5, 50], **kwargs)
     assert len(results) == 2 * (2 * 2 + 1)
     planned = [(s, n, seed) for s in ("uniform", PRIOR_CORRECTED) for n in (5, 50) for seed in (0, 1)]
     keys = results[["strategy", "points_per_image", "seed"]].fillna(-1).values.tolist()
@@ -59,7 +59,7 @@ def test_density_study_runs_every_setting_and_seed_with_the_same_steps(sample_ro
     assert len(saved["runs"]) == len(results)
     saved["runs"] = saved["runs"][1:]
     (tmp_path / "runs.json").write_text(json.dumps(saved))
-    again = run_density_study(_study_spec(sample_root), [5, 50], **kwargs)
+    again = run_label_study(_study_spec(sample_root), [5, 50], **kwargs)
     columns = ["strategy", "points_per_image", "seed", "labelled_fraction", "val_mean_iou"]
     pd.testing.assert_frame_equal(again[columns], results[columns])
     assert (again["train_seconds"].iloc[1:] == results["train_seconds"].iloc[1:]).all()
@@ -80,7 +80,7 @@ def test_a_study_run_is_the_run_its_spec_builds(sample_root: Path, tmp_path: Pat
 
     monkeypatch.setattr(study, "train_and_score", fake_train_and_score)
     spec = _study_spec(sample_root)
-    run_density_study(spec, [5], strategies=("uniform", PRIOR_CORRECTED), seeds=(3,), runs_dir=tmp_path,
+    run_label_study(spec, [5], strategies=("uniform", PRIOR_CORRECTED), seeds=(3,), runs_dir=tmp_path,
                       progress=False)
     uniform, corrected, dense = built
     assert uniform.spec == spec.replace(points_per_image=5, seed=3)
@@ -106,7 +106,7 @@ def test_settings_with_propagation_and_self_training_build_their_runs(sample_roo
     settings = ("uniform", "uniform+propagation", "uniform+propagation+self-training")
     kwargs = dict(strategies=settings, include_dense=False, seeds=(0,), runs_dir=tmp_path,
                   results_file=tmp_path / "runs.json", progress=False)
-    results = run_density_study(spec, [5], superpixel_area=64, **kwargs)
+    results = run_label_study(spec, [5], superpixel_area=64, **kwargs)
     plain, spread, both = built
     assert spread.spec == plain.spec.replace(superpixel_area=64)
     assert both.spec == plain.spec.replace(superpixel_area=64, self_training_rounds=1)
@@ -115,23 +115,23 @@ def test_settings_with_propagation_and_self_training_build_their_runs(sample_roo
     assert results["trained_fraction"].iloc[0] == results["labelled_fraction"].iloc[0]
     assert list(results["superpixel_area"].fillna(0)) == [0, 64, 64]
     assert list(summarize(results)["trained_fraction"]) == list(results["trained_fraction"])
-    run_density_study(spec, [5], superpixel_area=64, **kwargs)
+    run_label_study(spec, [5], superpixel_area=64, **kwargs)
     assert len(built) == 3  # every row saved
-    run_density_study(spec, [5], superpixel_area=100, **kwargs)
+    run_label_study(spec, [5], superpixel_area=100, **kwargs)
     assert len(built) == 5 and built[-1].spec.superpixel_area == 100
     # a propagation study takes the plain points and dense rows of a density study as they are
     density = tmp_path / "density.json"
-    run_density_study(spec, [5], strategies=("uniform",), seeds=(0,), runs_dir=tmp_path, results_file=density,
+    run_label_study(spec, [5], strategies=("uniform",), seeds=(0,), runs_dir=tmp_path, results_file=density,
                       progress=False)
     assert len(built) == 7
-    reused = run_density_study(spec, [5], strategies=("uniform", "uniform+propagation"), seeds=(0,),
+    reused = run_label_study(spec, [5], strategies=("uniform", "uniform+propagation"), seeds=(0,),
                                runs_dir=tmp_path, results_file=tmp_path / "more.json", reuse=density,
                                superpixel_area=64, progress=False)
     assert len(built) == 8 and built[-1].spec.superpixel_area == 64
     assert list(reused["reused_from"].fillna("")) == ["density.json", "", "density.json"]
     assert reused["trained_fraction"].notna().all()
     with pytest.raises(ValueError, match="other settings lr"):
-        run_density_study(spec.replace(lr=0.5), [5], strategies=("uniform",), seeds=(0,), runs_dir=tmp_path,
+        run_label_study(spec.replace(lr=0.5), [5], strategies=("uniform",), seeds=(0,), runs_dir=tmp_path,
                           results_file=tmp_path / "other.json", reuse=density, progress=False)
     for bad in ("uniform+magic", "dense+propagation", "uniform+prior+prior"):
         with pytest.raises(ValueError, match="expected a strategy"):
@@ -151,13 +151,13 @@ def test_density_budgets_follow_the_image_area(sample_root: Path, tmp_path: Path
     # 96 x 96 images: 0.009216 megapixels; 6 training images
     kwargs = dict(points_per_mp=[1000, 5000], strategies=("uniform",), seeds=(0,), runs_dir=tmp_path,
                   results_file=tmp_path / "runs.json", progress=False)
-    results = run_density_study(_study_spec(sample_root), **kwargs)
+    results = run_label_study(_study_spec(sample_root), **kwargs)
     assert results["points_per_mp"].tolist()[:2] == [1000, 5000]
     assert results["points_per_image"].tolist()[:2] == [9, 46]
     assert np.allclose(results["labelled_fraction"].iloc[:2], [9 / 96**2, 46 / 96**2])
     assert trained == [(0, 54), (0, 276), (0, None)]
     assert len(list(tmp_path.glob("annotations/*/points_uniform_1000permp_seed0.csv"))) == 1
-    again = run_density_study(_study_spec(sample_root), **kwargs)
+    again = run_label_study(_study_spec(sample_root), **kwargs)
     assert len(again) == 3 and len(trained) == 3  # all saved
     assert list(summarize(results)["points_per_image"].astype(float).fillna(-1)) == [9, 46, -1]
 

@@ -1,4 +1,4 @@
-"""Train DeepLabV3 from sparse point labels outside the notebooks: ``python -m lc_utils.train``.
+"""Train DeepLabV3 from sparse point labels outside the notebooks: ``python -m lc_utils.cli``.
 
 The options are the fields of :class:`lc_utils.runs.RunSpec`, one option per field, with
 notebook 04's defaults (:meth:`~lc_utils.runs.RunSpec.course_defaults`, shrunk by ``LC_FAST=1`` as
@@ -12,7 +12,7 @@ the file.
 The same command trains on several GPUs (or CPU processes) under ``torchrun``, with
 DistributedDataParallel; ``--batch-size`` is then the global batch, shared out among the processes::
 
-    torchrun --nproc_per_node=4 -m lc_utils.train --data /data/deepglobe --epochs 40
+    torchrun --nproc_per_node=4 -m lc_utils.cli --data /data/deepglobe --epochs 40
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     mode's defaults, then the :data:`EXECUTION_OPTIONS`."""
     spec = RunSpec.course_defaults()
     parser = argparse.ArgumentParser(
-        prog="python -m lc_utils.train", description=__doc__.split("\n\n")[0],
+        prog="python -m lc_utils.cli", description=__doc__.split("\n\n")[0],
         epilog="Examples:\n"
-               "  python -m lc_utils.train --data /data/deepglobe --epochs 40\n"
-               "  python -m lc_utils.train --config runs.toml --seed 1\n"
-               "  python -m lc_utils.train --config runs/RUN_NAME/run.toml --epochs 40 "
+               "  python -m lc_utils.cli --data /data/deepglobe --epochs 40\n"
+               "  python -m lc_utils.cli --config runs.toml --seed 1\n"
+               "  python -m lc_utils.cli --config runs/RUN_NAME/run.toml --epochs 40 "
                "--run-name longer\n"
-               "  torchrun --nproc_per_node=2 -m lc_utils.train --batch-size 16 --sync-bn\n"
+               "  torchrun --nproc_per_node=2 -m lc_utils.cli --batch-size 16 --sync-bn\n"
                "Every run writes run.toml, best.pt, last.pt and history.csv to RUNS_DIR/RUN_NAME; "
                "notebook 05 reads them.", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.set_defaults(**spec.to_dict())
@@ -219,7 +219,7 @@ def train(args: argparse.Namespace) -> Path:
         f"{len(run.train_loader)} steps per epoch, {spec.epochs} epochs")
     run_dir = settings.runs_dir(args.runs_dir) / (args.run_name or settings.default_run_name(run.root))
     say(f"run folder {run_dir}")
-    history = run.fit(run_dir, resume=args.resume, checkpoint_every=args.checkpoint_every, device=device)
+    history = run.train(run_dir, resume=args.resume, checkpoint_every=args.checkpoint_every, device=device)
     if history and "val_mean_iou" in history[-1]:
         best = max(r["val_mean_iou"] for r in history)
         on = "" if run.val_points is None else " on the held-out points"
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(parse_args(argv))
     except (FileNotFoundError, ValueError) as error:
-        print(f"python -m lc_utils.train: error: {error}", file=sys.stderr)
+        print(f"python -m lc_utils.cli: error: {error}", file=sys.stderr)
         return 2
     finally:
         distributed.shutdown()
