@@ -28,9 +28,10 @@ import pandas as pd
 from lc_utils import settings
 from lc_utils.active import PICK_COLUMNS, SELECTIONS, describe_rounds, run_active_rounds, summarize_rounds
 from lc_utils.metrics import majority_baseline
-from lc_utils.runs import RunSpec, load_data
+from lc_utils.run_data import load_data
+from lc_utils.run_spec import RunSpec
 from lc_utils.settings import PROJECT_ROOT
-from lc_utils.viz import plot_active_rounds
+from lc_utils.viz_results import plot_active_rounds
 
 from ._common import open_record, redraw_from_record, save_record
 

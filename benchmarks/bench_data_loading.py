@@ -12,8 +12,9 @@ import torch
 from benchmarks._common import report
 from benchmarks.bench_training_step import images_per_second
 from lc_utils.layouts import find_pairs
+from lc_utils.point_files import ensure_annotations
 from lc_utils.settings import PROJECT_ROOT
-from lc_utils.sparse import SparseLandCoverDataset, ensure_annotations
+from lc_utils.sparse import SparseLandCoverDataset
 from lc_utils.synthetic import make_sample_dataset
 from lc_utils.transforms import make_transforms
 

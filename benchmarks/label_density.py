@@ -27,11 +27,12 @@ from typing import Any
 import pandas as pd
 
 from lc_utils.metrics import majority_baseline
-from lc_utils.runs import DENSE, LOSS_WEIGHTS, RunSpec, load_data
+from lc_utils.run_data import load_data
+from lc_utils.run_spec import DENSE, LOSS_WEIGHTS, RunSpec
 from lc_utils.settings import PROJECT_ROOT
 from lc_utils.study import PRIOR_CORRECTED, run_label_study, summarize
 from lc_utils.transforms import CROP_SAMPLING
-from lc_utils.viz import plot_density_curve, plot_method_comparison
+from lc_utils.viz_results import plot_density_curve, plot_method_comparison
 from lc_utils.windows import DEFAULT_OVERLAP
 
 from ._common import README, machine, write_readme_table

@@ -37,11 +37,13 @@ import pandas as pd
 from lc_utils.classes import IGNORE_INDEX
 from lc_utils.metrics import majority_baseline
 from lc_utils.propagation import label_quality, majority_labels, superpixels
-from lc_utils.runs import Run, RunSpec, build_run, load_data
+from lc_utils.run_data import load_data
+from lc_utils.run_spec import RunSpec
+from lc_utils.runs import Run, build_run
 from lc_utils.settings import PROJECT_ROOT
 from lc_utils.sparse import annotatable
 from lc_utils.study import DENSE, summarize, train_and_score
-from lc_utils.viz import plot_method_comparison
+from lc_utils.viz_results import plot_method_comparison
 
 from ._common import open_record, redraw_from_record, save_record
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import shlex
 import sys
 import time
@@ -32,10 +31,12 @@ import torch
 from PIL import Image
 
 from lc_utils.layouts import find_pairs
-from lc_utils.runs import DENSE, RunSpec, build_run
+from lc_utils.run_spec import DENSE, RunSpec
+from lc_utils.runs import build_run
+from lc_utils.saved_files import write_text
 from lc_utils.settings import PROJECT_ROOT
 from lc_utils.study import score_images, train_and_score
-from lc_utils.viz import COLUMN_WIDTH
+from lc_utils.viz_data import COLUMN_WIDTH
 
 from ._common import machine, write_readme_table
 from .label_density import REAL_TILES
@@ -166,9 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                                                   *(argv or sys.argv[1:])]),
                            "machine": machine(), "pixels_per_run": PIXELS_PER_RUN,
                            "unseen": [image.name for image, _ in unseen]})
-            tmp = args.out.with_name(f".{args.out.name}.tmp")
-            tmp.write_text(json.dumps(record, indent=1, default=float) + "\n")
-            os.replace(tmp, args.out)
+            write_text(args.out, json.dumps(record, indent=1, default=float) + "\n")
             iou = {k: round(v, 2) for k, v in scores["val_iou"].items() if v is not None}
             print(f"  val mIoU {scores['val_mean_iou']:.3f} {iou}; unseen {unseen_scores['mean_iou']:.3f} "
                   f"({record['runs'][-1]['minutes']:.1f} min)", flush=True)

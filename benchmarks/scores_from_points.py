@@ -24,9 +24,20 @@ from typing import Any
 
 import pandas as pd
 
-from lc_utils import files, inference, layouts, masks, metrics, point_editor, point_scores, settings, viz
+from lc_utils import (
+    files,
+    inference,
+    layouts,
+    masks,
+    metrics,
+    point_editor,
+    point_scores,
+    settings,
+    viz_results,
+)
 from lc_utils.classes import ClassSchema
-from lc_utils.runs import RunSpec, build_run
+from lc_utils.run_spec import RunSpec
+from lc_utils.runs import build_run
 from lc_utils.settings import PROJECT_ROOT
 
 from ._common import open_record, redraw_from_record, save_record
@@ -133,8 +144,9 @@ def draw_figure(record: dict[str, Any], path: Path) -> None:
                 pd.DataFrame(row["sampling"]) for row in record["runs"]}
     title = (f"{record['data']}: {record['runs'][0]['val_images']} validation tiles, "
              f"model trained on {record['points_per_tile']} clicks per tile")
-    viz.plot_point_sampling_error(sampling, record["tolerance"], title=title,
-                                  held_out=record["runs"][0]["held_out_points"]).savefig(path, dpi=120)
+    figure = viz_results.plot_point_sampling_error(sampling, record["tolerance"], title=title,
+                                                   held_out=record["runs"][0]["held_out_points"])
+    figure.savefig(path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> None:

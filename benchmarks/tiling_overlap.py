@@ -21,8 +21,8 @@ from lc_utils.datasets import read_pair
 from lc_utils.inference import predict_tiled
 from lc_utils.layouts import find_pairs, load_schema
 from lc_utils.metrics import ConfusionMatrix
+from lc_utils.models import load_trained_model
 from lc_utils.settings import PROJECT_ROOT
-from lc_utils.training import load_trained_model
 from lc_utils.windows import DEFAULT_OVERLAP, prediction_windows
 
 REAL_FULL = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "full_2448"

@@ -15,7 +15,7 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -26,22 +26,19 @@ from .classes import IGNORE_INDEX, ClassSchema
 from .files import image_id_of, image_shapes, read_rgb
 from .inference import predict_tiled
 from .masks import read_mask
-from .point_editor import SIMULATED
-from .runs import Run, RunSpec, build_run, load_data
-from .sparse import (
-    PointAnnotation,
-    annotatable,
-    image_seed,
-    load_annotations,
-    read_annotation_info,
-    save_annotations,
-)
+from .models import load_trained_model
+from .point_files import load_annotations, read_annotation_info, save_annotations
+from .point_sources import SIMULATED
+from .run_data import load_data
+from .run_spec import RunSpec
+from .runs import Run, build_run
+from .saved_files import refuse_other_settings
+from .sparse import PointAnnotation, annotatable, image_seed
 from .study import score_images
-from .training import load_trained_model
 from .windows import DEFAULT_OVERLAP
 
 Measure = Literal["margin", "entropy"]
-MEASURES: tuple[str, ...] = ("margin", "entropy")
+MEASURES: tuple[str, ...] = get_args(Measure)
 
 
 def uncertainty(probs: np.ndarray, measure: Measure = "margin") -> np.ndarray:
@@ -122,6 +119,27 @@ def random_scores(shape: Sequence[int], seed: int | Sequence[int]) -> np.ndarray
 
 SELECTIONS: tuple[str, ...] = (*MEASURES, "random")
 """How a round picks its points: a model's uncertainty, or random pixels under the same rules."""
+
+
+def next_picks(selection: str, k: int, *, image_id: str, valid: np.ndarray, seed: int, round_number: int,
+               uncertainty: np.ndarray | None = None, labelled: PointAnnotation | None = None,
+               min_distance: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` points that round ``round_number`` of :func:`run_active_rounds` (seed ``seed``)
+    adds to one image for ``selection`` (:data:`SELECTIONS`): the most uncertain pixels of
+    ``uncertainty`` (the image's :func:`uncertainty` map under that measure), or random pixels,
+    seeded by the seed, the round and ``image_id``; spaced and kept off ``labelled`` points and
+    off pixels outside ``valid`` (an (H, W) mask: no data) as :func:`select_points` does.
+    Returns (rows, cols), best first."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
+    if selection == "random":
+        # a round of its own for every round: the picks of round 2 are not those of round 1 again
+        scores = random_scores(valid.shape, image_seed(seed + 1000 * round_number, image_id))
+    elif uncertainty is None:
+        raise ValueError(f"{selection} picks need the image's uncertainty map")
+    else:
+        scores = uncertainty
+    return select_points(scores, k, labelled=labelled, valid=valid, min_distance=min_distance)
 
 
 def round_files(work_dir: str | Path, selection: str, seed: int, round_number: int, *,
@@ -209,7 +227,11 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
         info = {"round": round_number, "budget": budget,
                 **({"selection": selection, "min_distance": min_distance} if round_number else {})}
         if path.is_file():  # a resumed study: the round's points as they were picked
-            _check_round_info(path, info)
+            saved = read_annotation_info(path)
+            # a key the file lacks (from before it was recorded) is taken as the same
+            refuse_other_settings(path, {k: saved.get(k, v) for k, v in info.items()}, info,
+                                  what="holds a round's points picked",
+                                  fix="choose another work_dir or delete the old rounds")
             annotations = load_annotations(path, schema, image_shapes(train))
         else:
             if start is not None and round_number == 0:
@@ -244,17 +266,6 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
     return pd.DataFrame(rows)
 
 
-def _check_round_info(path: Path, info: dict[str, object]) -> None:
-    """Refuse to resume a round whose points were picked with other settings (a key the file
-    lacks, from before it was recorded, is taken as the same)."""
-    saved = read_annotation_info(path)
-    changed = sorted(k for k, v in info.items() if k in saved and saved[k] != v)
-    if changed:
-        raise ValueError(f"{path}: this round's points were picked with other settings "
-                         f"({', '.join(f'{k} {saved[k]} there, {info[k]} now' for k in changed)}); "
-                         "choose another work_dir or delete the old rounds")
-
-
 def _from_round(points: PointAnnotation, round_number: int) -> PointAnnotation:
     """``points`` recorded as added in ``round_number`` (their sources kept)."""
     return dataclasses.replace(points, rounds=np.full(len(points), round_number, dtype=np.int64))
@@ -264,25 +275,23 @@ def _next_points(annotations: dict[str, PointAnnotation], truths: dict[str, np.n
                  train: Sequence[tuple[Path, Path]], last_budget: int, budget: int, round_number: int,
                  selection: str, model: nn.Module | None, spec: RunSpec, min_distance: float
                  ) -> dict[str, PointAnnotation]:
-    """Every training image's points after one more round: the first ``budget`` points, or
-    ``budget - last_budget`` more, picked by ``selection`` and labelled from ``truths``."""
+    """Every training image's points after one more round: the first ``budget`` points (round 0:
+    uniform, random picks with no spacing), or ``budget - last_budget`` more, picked by
+    ``selection`` (:func:`next_picks`) and labelled from ``truths``."""
     grown = {}
     for image, _ in train:
         image_id = image_id_of(image)
         truth = truths[image_id]
-        if round_number == 0:
-            rows, cols = select_points(random_scores(truth.shape, image_seed(spec.seed, image_id)), budget,
-                                       valid=truth != IGNORE_INDEX, min_distance=0)
-        else:
-            if selection == "random":
-                scores = random_scores(truth.shape, image_seed(spec.seed + 1000 * round_number, image_id))
-            else:
-                scores = predict_uncertainty(model, read_rgb(image, what="image"), selection,
-                                             tile_size=spec.val_window, overlap=spec.val_overlap)[1]
-            k = budget - last_budget
-            rows, cols = select_points(scores, k, labelled=annotations[image_id], valid=truth != IGNORE_INDEX,
-                                       min_distance=min_distance)
-        new = answer_picks((rows, cols), truth, round_number)
+        # round 0 has no model to ask: uniform points, unspaced, as a sampler would draw them
+        chosen, spacing = (selection, min_distance) if round_number else ("random", 0.0)
+        unsure = None
+        if chosen != "random":
+            unsure = predict_uncertainty(model, read_rgb(image, what="image"), chosen,
+                                         tile_size=spec.val_window, overlap=spec.val_overlap)[1]
+        picks = next_picks(chosen, budget - last_budget, image_id=image_id, valid=truth != IGNORE_INDEX,
+                           seed=spec.seed, round_number=round_number, uncertainty=unsure,
+                           labelled=annotations.get(image_id), min_distance=spacing)
+        new = answer_picks(picks, truth, round_number)
         grown[image_id] = new if round_number == 0 else annotations[image_id].extend(new)
     return grown
 

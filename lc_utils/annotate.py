@@ -27,7 +27,7 @@ from PIL import Image
 from .classes import ClassSchema
 from .files import read_rgb
 from .point_editor import AnnotationConflictError, PointEditor
-from .viz import plot_points
+from .viz_data import plot_points
 from .widgets import interactive_frontend
 
 HIT_RADIUS_PX = 7
@@ -113,14 +113,16 @@ class PointAnnotator(anywidget.AnyWidget):
     def click_display(self, x: float, y: float) -> str:
         """What a click on the canvas at (x, y) does, with the active class: on a point, what
         :meth:`PointEditor.click` does; on a suggestion, label that pixel; elsewhere add a point.
-        Returns the action, or the error it met."""
+        Returns the action, or the error it met: then the status line says the click was not
+        saved and why (a file changed meanwhile, a full disk, a drive gone), and the editor keeps
+        nothing of it."""
         point = self._point_under(x, y)
         suggestion = None if point else self._near(x, y, self.suggested.get(self.image_id, []))
         row, col = point or suggestion or self.to_pixel(x, y)
         try:
             action = self.editor.click(self.image_id, row, col, self.active_class)
-        except (AnnotationConflictError, ValueError, KeyError) as error:
-            self.status = f"error: {error}"
+        except (AnnotationConflictError, ValueError, KeyError, OSError) as error:
+            self.status = f"error: the click was NOT saved: {error}"
             return self.status
         if suggestion is not None:  # labelled now: no longer a suggestion
             self.suggested[self.image_id].remove(suggestion)
@@ -151,11 +153,12 @@ class PointAnnotator(anywidget.AnyWidget):
         return tuple(map(int, pixels[nearest])) if distance[nearest] <= HIT_RADIUS_PX else None
 
     def undo(self) -> bool:
-        """Take back the last change."""
+        """Take back the last change (where it cannot be saved, the status line says so and the
+        change stays)."""
         try:
             undone = self.editor.undo()
-        except AnnotationConflictError as error:
-            self.status = f"error: {error}"
+        except (AnnotationConflictError, OSError) as error:
+            self.status = f"error: the undo was NOT saved: {error}"
             return False
         self._show_points()
         self.status = f"undone; {self._counts()}" if undone else "nothing to undo"

@@ -1,7 +1,8 @@
 """Train DeepLabV3 from sparse point labels outside the notebooks: ``python -m lc_utils.cli``.
 
-The options are the fields of :class:`lc_utils.runs.RunSpec`, one option per field, with
-notebook 04's defaults (:meth:`~lc_utils.runs.RunSpec.course_defaults`, shrunk by ``LC_FAST=1`` as
+The options are the fields of :class:`lc_utils.run_spec.RunSpec`, one option per field (made from
+the fields themselves: their types, choices and docstrings), with
+notebook 04's defaults (:meth:`~lc_utils.run_spec.RunSpec.course_defaults`, shrunk by ``LC_FAST=1`` as
 there), plus a few that change how the run executes, never what it is (:data:`EXECUTION_OPTIONS`).
 The command builds the run with :func:`lc_utils.runs.build_run` and writes the same run folder
 as notebook 04, so notebook 05 tests a run made here, and either resumes the other's run when the
@@ -19,20 +20,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import distributed, models, settings
+from . import distributed, settings
+from .checkpoints import BEST
 from .devices import describe_device
-from .runs import CACHE_MB, HELD_OUT, LABELS, LOSS_WEIGHTS, Run, RunSpec, build_run, is_unset, read_table
-from .training import BEST
-from .transforms import CROP_SAMPLING
+from .run_spec import CHOICES, FIELD_GROUPS, NONE_TEXT, RunSpec, is_unset, read_table
+from .runs import CACHE_MB, Run, build_run
 
 EXECUTION_OPTIONS = ("config", "device", "num_workers", "cache_mb", "sync_bn", "runs_dir", "run_name",
                      "checkpoint_every", "resume")
-"""The options that are no field of :class:`~lc_utils.runs.RunSpec`: where and how the run
+"""The options that are no field of :class:`~lc_utils.run_spec.RunSpec`: where and how the run
 executes, not what it is (``sync_bn`` matters under ``torchrun`` only)."""
 
 
@@ -44,9 +47,26 @@ def _optional(kind: type) -> Any:
     return parse
 
 
+def _option_for(name: str, hint: Any, doc: str) -> dict[str, Any]:
+    """``add_argument``'s keywords for the spec field ``name`` of type ``hint``: its type (``none``
+    where the field may be unset), its choices and its docstring as help, default shown."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    optional = type(None) in args
+    kind = next(t for t in args if t is not type(None))
+    help_text = doc.replace("%", "%%") + " (default: %(default)s)"
+    if kind is bool:
+        return {"action": argparse.BooleanOptionalAction, "help": help_text}
+    option: dict[str, Any] = {"type": _optional(kind) if optional else kind, "help": help_text}
+    if name in CHOICES:
+        option["choices"] = list(CHOICES[name])
+        option["metavar"] = "{" + ",".join(NONE_TEXT if c is None else str(c) for c in CHOICES[name]) + "}"
+    return option
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The command's options: one per field of :class:`~lc_utils.runs.RunSpec`, with the current
-    mode's defaults, then the :data:`EXECUTION_OPTIONS`."""
+    """The command's options: one per field of :class:`~lc_utils.run_spec.RunSpec`, made from the
+    fields' types, choices and docstrings and grouped as :data:`~lc_utils.run_spec.FIELD_GROUPS`
+    says, with the current mode's defaults; then the :data:`EXECUTION_OPTIONS`."""
     spec = RunSpec.course_defaults()
     parser = argparse.ArgumentParser(
         prog="python -m lc_utils.cli", description=__doc__.split("\n\n")[0],
@@ -61,90 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(**spec.to_dict())
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="TOML or JSON file of options (keys: the option names)")
-    data = parser.add_argument_group("data and split")
-    data.add_argument("--data", metavar="DIR",
-                      help="dataset folder (default: $DATA_DIR, else the generated sample)")
-    data.add_argument("--schema", metavar="NAME|FILE",
-                      help="class schema: deepglobe, loveda, potsdam, vaihingen or a schema file "
-                           "(default: $DATA_SCHEMA, else read from the data folder, as in the notebooks)")
-    data.add_argument("--image-suffix", metavar="ENDING",
-                      help="the ending of image names beyond the id, e.g. _naip_rgb (default: "
-                           "$DATA_IMAGE_SUFFIX, else the layout's own)")
-    data.add_argument("--mask-suffix", metavar="ENDING",
-                      help="the ending of mask names beyond the id, e.g. _lc (default: $DATA_MASK_SUFFIX, "
-                           "else the layout's own)")
-    data.add_argument("--split-seed", type=int, help="seed of the train/val/test split and the "
-                                                     "validation windows (default: %(default)s)")
-    data.add_argument("--val-images", type=_optional(int), metavar="N",
-                      help="hold out N images for validation and train on the rest (default: none, "
-                           "the course's 70/15/15 split)")
-    labels = parser.add_argument_group("labels")
-    labels.add_argument("--strategy", choices=list(LABELS),
-                        help="how points are drawn, or dense masks (default: %(default)s)")
-    labels.add_argument("--points-per-mp", type=_optional(float),
-                        help="labelled points per megapixel (default: %(default)s)")
-    labels.add_argument("--points-per-image", type=_optional(int),
-                        help="labelled points per image, instead of --points-per-mp")
-    labels.add_argument("--annotations", metavar="FILE",
-                        help="a point annotation file to train on (default: made from --strategy and "
-                             "the budget, as in notebook 03, and saved under RUNS_DIR/annotations)")
-    labels.add_argument("--superpixel-area", type=_optional(float), metavar="PIXELS",
-                        help="spread each point's class over its SLIC superpixel of about this many "
-                             "pixels (notebook 07; default: %(default)s, points alone)")
-    labels.add_argument("--self-training-rounds", type=int,
-                        help="rounds of self-training on the model's confident pixels, sharing the "
-                             "epochs (notebook 07; default: %(default)s)")
-    labels.add_argument("--pseudo-threshold", type=float,
-                        help="confidence from which a pixel becomes a pseudo-label (default: %(default)s)")
-    labels.add_argument("--pseudo-class-share", type=_optional(float), metavar="SHARE",
-                        help="also keep this share of each class's most confident pixels "
-                             "(default: %(default)s; none: the threshold alone)")
-    model = parser.add_argument_group("model")
-    model.add_argument("--backbone", choices=list(models.BACKBONES), help="(default: %(default)s)")
-    model.add_argument("--weights", type=_optional(str),
-                       help='"imagenet", "coco", "none" or a local weights file (default: %(default)s)')
-    run = parser.add_argument_group("training")
-    run.add_argument("--crop", type=int, help="training crop size (default: %(default)s)")
-    run.add_argument("--crop-sampling", choices=list(CROP_SAMPLING),
-                     help="labelled: uniform among windows holding a label; class-balanced: centred on a "
-                          "class drawn uniformly among each image's labelled classes (default: %(default)s)")
-    run.add_argument("--color-jitter", type=float,
-                     help="brightness, contrast and saturation jitter, 0 to 1 (default: %(default)s)")
-    run.add_argument("--batch-size", type=int,
-                     help="global batch size: under torchrun, divided among the processes (default: "
-                          "%(default)s)")
-    run.add_argument("--epochs", type=int, help="(default: %(default)s)")
-    run.add_argument("--samples-per-epoch", type=_optional(int),
-                     help="crops per epoch; none: every training image once (default: %(default)s)")
-    run.add_argument("--lr", type=float, help="(default: %(default)s)")
-    run.add_argument("--weight-decay", type=float, help="(default: %(default)s)")
-    run.add_argument("--schedule", type=_optional(str), choices=["cosine", "poly", None],
-                     help="after the warm-up; none: constant (default: %(default)s)")
-    run.add_argument("--warmup-steps", type=int, help="(default: %(default)s)")
-    loss = parser.add_argument_group("loss")
-    loss.add_argument("--loss-weights", choices=list(LOSS_WEIGHTS),
-                      help="class weights of the partial cross-entropy from the point counts")
-    loss.add_argument("--prior-correction", action=argparse.BooleanOptionalAction,
-                      help="logit adjustment for points whose class shares differ from the pixels' "
-                           "(notebook 06)")
-    loss.add_argument("--label-smoothing", type=float)
-    loss.add_argument("--dice-weight", type=float,
-                      help="weight of a soft Dice term over the labelled pixels, added to the cross-entropy "
-                           "(default: %(default)s)")
-    val = parser.add_argument_group("validation")
-    val.add_argument("--val-window", type=int, help="validation window size (default: %(default)s)")
-    val.add_argument("--val-overlap", type=float,
-                     help="least overlap of neighbouring windows when whole images are scored (default: "
-                          "%(default)s)")
-    val.add_argument("--val-windows", type=int,
-                     help="fixed validation windows scored every epoch; 0: none (default: %(default)s)")
-    val.add_argument("--held-out", choices=list(HELD_OUT),
-                     help="images without masks: validate on the points of the validation images, or "
-                          "on those in a share of every image's area (default: %(default)s)")
-    val.add_argument("--held-out-share", type=float, metavar="SHARE",
-                     help="with --held-out areas, the share of each image's area whose points "
-                          "validate (default: %(default)s)")
-    val.add_argument("--seed", type=int, help="points, starting weights and crops (default: %(default)s)")
+    hints, docs = typing.get_type_hints(RunSpec), RunSpec.field_docs()
+    for title, names in FIELD_GROUPS.items():
+        group = parser.add_argument_group(title)
+        for name in names:
+            group.add_argument(f"--{name.replace('_', '-')}", **_option_for(name, hints[name], docs[name]))
     execution = parser.add_argument_group("execution (what the run is stays the same)")
     execution.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best there is)")
     execution.add_argument("--num-workers", type=int, default=0,
@@ -184,7 +125,7 @@ def _read_config(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Options from the command line over those of ``--config``, over the defaults for the data
-    (fast mode's recipe follows the data: :func:`lc_utils.runs.fast_recipe`)."""
+    (fast mode's recipe follows the data: :func:`lc_utils.run_spec.fast_recipe`)."""
     parser = build_parser()
     first, _ = parser.parse_known_args(argv)
     config = _read_config(first.config, parser) if first.config is not None else {}
@@ -194,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
-    """The run the options describe: every field of :class:`~lc_utils.runs.RunSpec` from its option."""
+    """The run the options describe: every field of :class:`~lc_utils.run_spec.RunSpec` from its option."""
     return RunSpec.from_dict({name: value for name, value in vars(args).items()
                               if name not in EXECUTION_OPTIONS}, "the options")
 
@@ -217,7 +158,7 @@ def train(args: argparse.Namespace) -> Path:
     say(f"data {run.root}: {', '.join(f'{k} {len(v)}' for k, v in run.split.items())} images; {points}")
     say(f"global batch {spec.batch_size} = {processes} x {spec.batch_size // processes}; "
         f"{len(run.train_loader)} steps per epoch, {spec.epochs} epochs")
-    run_dir = settings.runs_dir(args.runs_dir) / (args.run_name or settings.default_run_name(run.root))
+    run_dir = settings.run_folder(run.root, args.runs_dir, args.run_name)
     say(f"run folder {run_dir}")
     history = run.train(run_dir, resume=args.resume, checkpoint_every=args.checkpoint_every, device=device)
     if history and "val_mean_iou" in history[-1]:
@@ -229,11 +170,11 @@ def train(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; bad input (a missing folder or file, an unknown option in the config, a
-    value a run cannot have, a batch that does not divide among the processes) exits with status
-    2 and one line saying why."""
+    value a run cannot have, a batch that does not divide among the processes, a file that cannot
+    be read) exits with status 2 and one line saying why."""
     try:
         train(parse_args(argv))
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError, OverflowError) as error:
         print(f"python -m lc_utils.cli: error: {error}", file=sys.stderr)
         return 2
     finally:

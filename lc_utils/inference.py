@@ -266,16 +266,6 @@ def compare_tilings(
     return pd.DataFrame(rows), first
 
 
-def dataset_schema(dataset: object) -> ClassSchema | None:
-    """The class schema a dataset (or the dataset a :class:`~lc_utils.windows.WindowDataset`
-    cuts) carries, or ``None``."""
-    while dataset is not None:
-        if isinstance(getattr(dataset, "schema", None), ClassSchema):
-            return dataset.schema
-        dataset = getattr(dataset, "dataset", None)
-    return None
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int | None = None, *,
              device: str | torch.device | None = None, amp: bool = True,
@@ -292,7 +282,8 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int | None = Non
     defaults to the schema of the loader's dataset, where it has one.
     """
     device = device_of(model, device)
-    schema = schema or dataset_schema(loader.dataset)
+    if schema is None and isinstance(getattr(loader.dataset, "schema", None), ClassSchema):
+        schema = loader.dataset.schema  # every dataset of the package says its classes
 
     def new_confusion(count: int) -> ConfusionMatrix:
         if schema is None:  # the matrix's own default for ``count`` classes

@@ -18,8 +18,9 @@ Layouts that :func:`scan_dataset` detects (:func:`detect_layout`):
   known suffix (``_RGB``, ``_sat``; ``_label``, ``_mask``, ``_gt``, ``_noBoundary``, ...) or the
   ``image_suffix`` / ``mask_suffix`` given is taken off.
 
-Endings that are none of the known ones are named with ``image_suffix`` and ``mask_suffix``, or
-with ``$DATA_IMAGE_SUFFIX`` and ``$DATA_MASK_SUFFIX`` (as ``$DATA_SCHEMA`` names a schema).
+Endings that are none of the known ones are named with ``image_suffix`` and ``mask_suffix`` (as
+``schema`` names a schema). Nothing here reads the environment: the notebooks' parameters cells
+and the commands pass ``$DATA_IMAGE_SUFFIX``, ``$DATA_MASK_SUFFIX`` and ``$DATA_SCHEMA`` on.
 
 A folder in which no image has a mask (the challenge's ``valid/`` and ``test/``, LoveDA's
 ``Test/``) holds images for inference only; a folder in which some images have masks and others
@@ -30,7 +31,6 @@ warning (:data:`lc_utils.masks.LOSSY_MASK_HINT`).
 from __future__ import annotations
 
 import csv
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -118,9 +118,8 @@ class Endings:
 
     @classmethod
     def given(cls, image_suffix: str | None = None, mask_suffix: str | None = None) -> Endings:
-        """The endings given, else those of ``$DATA_IMAGE_SUFFIX`` and ``$DATA_MASK_SUFFIX``."""
-        return cls(image_suffix or os.environ.get("DATA_IMAGE_SUFFIX") or None,
-                   mask_suffix or os.environ.get("DATA_MASK_SUFFIX") or None)
+        """The endings given (an empty one counts as none)."""
+        return cls(image_suffix or None, mask_suffix or None)
 
 
 def _scan_deepglobe_folder(folder: Path, split: str, endings: Endings) -> list[Sample]:
@@ -291,8 +290,7 @@ def scan_dataset(root: str | Path, layout: str | None = None, mask_suffix: str |
 
     ``layout`` is one of :data:`LAYOUTS` (detected when ``None``). ``image_suffix`` and
     ``mask_suffix`` are the endings an image's and a mask's stem have beyond their shared id (say
-    ``"_naip_rgb"`` and ``"_lc"``) where they are none of the known ones; by default those of
-    ``$DATA_IMAGE_SUFFIX`` and ``$DATA_MASK_SUFFIX``. Masks saved as JPEG give one
+    ``"_naip_rgb"`` and ``"_lc"``) where they are none of the known ones. Masks saved as JPEG give one
     :class:`LossyMaskWarning`.
     """
     root = Path(root)
@@ -401,15 +399,14 @@ ISPRS_NAMES = {"top_potsdam_": "potsdam", "top_mosaic_09cm_": "vaihingen"}
 def load_schema(root: str | Path, schema: ClassSchema | str | Path | None = None) -> ClassSchema:
     """The class schema of the data set in ``root``.
 
-    ``schema`` wins when given (else ``$DATA_SCHEMA``, as ``$DATA_DIR`` gives the folder): a
+    ``schema`` wins when given (the parameters cells pass ``$DATA_SCHEMA`` on): a
     :class:`~lc_utils.classes.ClassSchema`, a preset's name (``"loveda"``, ``"potsdam"``, ...) or
     a schema file. Otherwise the first of :data:`SCHEMA_FILES` in ``root`` (a ``.toml`` schema,
     a ``class_dict.csv`` palette, a ``classes.csv`` palette or index list); otherwise LoveDA's for
     a LoveDA layout, Potsdam's or Vaihingen's for images named as ISPRS distributes them, and
     DeepGlobe's for the rest.
     """
-    schema = schema or os.environ.get("DATA_SCHEMA") or None
-    if schema is not None:
+    if schema:
         return resolve_schema(schema)
     root = Path(root)
     for name in SCHEMA_FILES:

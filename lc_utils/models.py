@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -16,10 +16,12 @@ from torchvision.models.segmentation import (
     deeplabv3_resnet50,
 )
 
+from .checkpoints import Checkpoint, weights_in
+from .devices import resolve_device
 from .user_warnings import warn
 
 Backbone = Literal["resnet50", "mobilenet_v3_large"]
-BACKBONES: tuple[str, ...] = ("resnet50", "mobilenet_v3_large")
+BACKBONES: tuple[str, ...] = get_args(Backbone)
 
 _BUILDERS = {"resnet50": deeplabv3_resnet50, "mobilenet_v3_large": deeplabv3_mobilenet_v3_large}
 _IMAGENET = {"resnet50": ResNet50_Weights.IMAGENET1K_V1,
@@ -109,9 +111,7 @@ def set_batchnorm_momentum(model: nn.Module, momentum: float) -> int:
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]  # a checkpoint written by lc_utils.training
+    state = weights_in(torch.load(path, map_location="cpu", weights_only=True))  # a checkpoint too
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     return state
@@ -217,3 +217,27 @@ def build_deeplabv3(
     if weights is not None and weights not in ("imagenet", "coco"):
         _load_local(model, Path(weights), strict)
     return model
+
+
+def load_trained_model(path: str | Path, device: str | torch.device | None = None) -> SegmentationNet:
+    """Rebuild the DeepLabV3 saved in a checkpoint of :func:`lc_utils.training.fit` and load its
+    weights (eval mode). ``crop_size`` on the model is the training crop the checkpoint's run spec
+    names (None where it names none): the window it predicts best in (notebook 05)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint here. Train a model first (notebook 04 writes one).")
+    return model_from_checkpoint(Checkpoint.read(path), path, device)
+
+
+def model_from_checkpoint(checkpoint: Checkpoint, source: str | Path,
+                          device: str | torch.device | None = None) -> SegmentationNet:
+    """The trained model of a checkpoint already read (:func:`load_trained_model` without reading
+    the file); ``source`` names it in errors."""
+    if not checkpoint.model_config.get("backbone"):
+        raise ValueError(f"{source}: the checkpoint does not say which model it holds")
+    model = build_deeplabv3(checkpoint.model_config["num_classes"], checkpoint.model_config["backbone"])
+    # the aux head helps training only; a model rebuilt for prediction has none
+    model.load_state_dict({k: v for k, v in checkpoint.weights.items()
+                           if not k.startswith("net.aux_classifier.")})
+    model.crop_size = checkpoint.config.get("crop")
+    return model.to(resolve_device(device)).eval()

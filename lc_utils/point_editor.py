@@ -1,46 +1,54 @@
 """Points a person clicks: add, relabel, remove and undo, each change saved to the annotation file
 at once.
 
-The file is the course's annotation format (:func:`lc_utils.sparse.save_annotations`), so every
-notebook and the training command read clicked points as they read sampled ones. Clicked points
-say so (``source="person"``) and the round that added them. A file changed on disk meanwhile (by
-hand, or by a second editor) is never overwritten: the change is refused until :meth:`reload`.
+The file is the course's annotation format (:mod:`lc_utils.point_files`), so every notebook and
+the training command read clicked points as they read sampled ones. Clicked points say so
+(``source="person"``) and the round that added them; the columns and comment lines a person added
+to the file are kept. A file changed on disk meanwhile (by hand, or by a second editor) is never
+overwritten: the change is refused until :meth:`PointEditor.reload`. Two editors never save at
+the same moment: a lock file beside the annotation file (``.<name>.lock``) makes the check and the
+write one step.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping, Sequence
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
 from .classes import DEEPGLOBE, ClassSchema
 from .masks import read_mask
-from .sparse import (
-    PointAnnotation,
-    annotatable,
-    image_seed,
-    load_annotations,
-    read_annotation_info,
-    sample_points,
-    save_annotations,
-)
+from .point_files import class_label, file_digest, read_annotation_file, save_annotations, whole_number
+from .point_sources import PERSON, SIMULATED
+from .sparse import PointAnnotation, annotatable, image_seed, sample_points
 
-PERSON = "person"
-"""The source of a point a person placed or relabelled."""
-SIMULATED = "simulated click"
-"""The source of a click drawn from a mask (:func:`simulate_clicks`)."""
+LOCK_TIMEOUT_S = 10.0
+"""How long a save waits for another editor's save of the same file before giving up."""
+STALE_LOCK_S = 60.0
+"""A lock file older than this was left by an editor that stopped mid-save: it is taken over."""
 
 Action = Literal["added", "relabelled", "removed"]
-LabelRecord = tuple[int, str, int]
-"""What the editor keeps per pixel: label, source, round."""
+
+
+class LabelRecord(NamedTuple):
+    """What the editor keeps per pixel."""
+
+    label: int
+    source: str
+    labelling_round: int
+    extras: tuple[str, ...] = ()
+    """The point's values in the file's extra columns (:attr:`PointEditor.extra_columns`)."""
 
 
 class AnnotationConflictError(RuntimeError):
-    """The annotation file changed on disk since the editor last read or wrote it."""
+    """The annotation file changed on disk since the editor last read or wrote it (or another
+    editor kept it locked)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,10 @@ class PointEditor:
 
     ``source`` and ``labelling_round`` are recorded with every point this editor adds or
     relabels. Every change is written at once (atomically); :meth:`undo` takes back the last one.
+    Rows, columns and labels must be whole numbers (3 or 3.0, never 2.9), each pixel once per change.
+    ``extra_columns`` are the file's columns of one's own (``checked_by``, say): every point keeps
+    its values in them, a new point has them empty, and every save writes them back, with the
+    file's comment lines.
     """
 
     def __init__(self, path: str | Path, image_shapes: Mapping[str, tuple[int, int]],
@@ -67,25 +79,37 @@ class PointEditor:
         self.image_shapes = {image_id: (int(h), int(w)) for image_id, (h, w) in image_shapes.items()}
         self.schema = schema
         self.source = source
-        self.labelling_round = labelling_round
+        self.labelling_round = whole_number(labelling_round, "labelling_round")
         self.reload()
 
     def reload(self) -> None:
         """Read the file as it is on disk now (nothing where there is no file yet); the undo
-        history starts again."""
-        self._points: dict[str, dict[tuple[int, int], LabelRecord]] = {i: {} for i in self.image_shapes}
-        self._info: dict[str, object] = {"source": "points placed with lc_utils.point_editor"}
-        self._history: list[list[_Change]] = []
+        history starts again. A file that does not read (a typo made by hand) raises and leaves
+        the editor as it was: put the file right and reload, or keep editing and the editor's
+        next save is refused until then."""
+        points: dict[str, dict[tuple[int, int], LabelRecord]] = {i: {} for i in self.image_shapes}
+        info: dict[str, object] = {"source": "points placed with lc_utils.point_editor"}
+        comments: tuple[str, ...] = ()
+        extra_columns: tuple[str, ...] = ()
+        signature = None
         if self.path.is_file():
-            for image_id, annotation in load_annotations(self.path, self.schema, self.image_shapes).items():
-                sources = annotation.sources if annotation.sources is not None else [""] * len(annotation)
-                rounds = annotation.rounds if annotation.rounds is not None else [0] * len(annotation)
-                self._points[image_id] = {
-                    (int(r), int(c)): (int(label), str(source), int(k))
-                    for r, c, label, source, k in zip(annotation.rows, annotation.cols, annotation.labels,
-                                                      sources, rounds)}
-            self._info = read_annotation_info(self.path) or self._info
-        self._signature = _signature(self.path)
+            saved = read_annotation_file(self.path, self.schema, self.image_shapes)
+            extra_columns = saved.extra_columns
+            for image_id, a in saved.annotations.items():
+                n = len(a)
+                sources = a.sources if a.sources is not None else [""] * n
+                rounds = a.rounds if a.rounds is not None else [0] * n
+                extras = list(zip(*(a.extras[name] for name in extra_columns))) if extra_columns else [()] * n
+                points[image_id] = {
+                    (int(r), int(c)): LabelRecord(int(label), str(source), int(k), tuple(map(str, extra)))
+                    for r, c, label, source, k, extra in zip(a.rows, a.cols, a.labels, sources, rounds,
+                                                             extras)}
+            info = saved.info or info
+            comments, signature = saved.comments, saved.digest
+        self._points, self._info, self._comments = points, info, comments
+        self.extra_columns = extra_columns
+        self._history: list[list[_Change]] = []
+        self._signature = signature
 
     @property
     def annotations(self) -> dict[str, PointAnnotation]:
@@ -93,12 +117,14 @@ class PointEditor:
         return {image_id: self.points(image_id) for image_id, points in self._points.items() if points}
 
     def points(self, image_id: str) -> PointAnnotation:
-        """The points of one image."""
+        """The points of one image, with their provenance and the file's extra columns."""
         points = self._image(image_id)
         pixels = list(points)
-        return PointAnnotation([p[0] for p in pixels], [p[1] for p in pixels],
-                               [points[p][0] for p in pixels], sources=[points[p][1] for p in pixels],
-                               rounds=[points[p][2] for p in pixels])
+        records = [points[p] for p in pixels]
+        extras = {name: [r.extras[i] for r in records] for i, name in enumerate(self.extra_columns)}
+        return PointAnnotation([p[0] for p in pixels], [p[1] for p in pixels], [r.label for r in records],
+                               sources=[r.source for r in records],
+                               rounds=[r.labelling_round for r in records], extras=extras or None)
 
     def point_near(self, image_id: str, row: int, col: int, radius: float = 0.0) -> tuple[int, int] | None:
         """The pixel of the point nearest (row, col) within ``radius`` pixels, or None."""
@@ -116,11 +142,13 @@ class PointEditor:
         """What a click with class ``label`` does: on a point (within ``radius`` pixels) of the
         same class it removes the point, on one of another class it relabels it; elsewhere it adds
         a point."""
+        row, col = self._pixel(image_id, row, col)
+        label = class_label(label, self.schema)
         near = self.point_near(image_id, row, col, radius)
         if near is None:
             self.add(image_id, row, col, label)
             return "added"
-        if self._image(image_id)[near][0] == label:
+        if self._image(image_id)[near].label == label:
             self.remove(image_id, *near)
             return "removed"
         self.relabel(image_id, *near, label)
@@ -132,21 +160,31 @@ class PointEditor:
 
     def add_many(self, image_id: str, rows: Sequence[int], cols: Sequence[int], labels: Sequence[int]
                  ) -> None:
-        """Several new points on one image in one change: one save, one undo."""
+        """Several new points on one image in one change: one save, one undo. A point already on
+        one of the pixels takes the new label, keeping its extra columns."""
+        rows, cols, labels = list(rows), list(cols), list(labels)
+        if not len(rows) == len(cols) == len(labels):
+            raise ValueError(f"{len(rows)} rows, {len(cols)} cols and {len(labels)} labels: give one of each "
+                             "per point")
+        pixels = [self._pixel(image_id, row, col) for row, col in zip(rows, cols)]
+        classes = [class_label(label, self.schema) for label in labels]
+        if len(set(pixels)) < len(pixels):
+            row, col = next(p for i, p in enumerate(pixels) if p in pixels[:i])
+            raise ValueError(f"row {row}, col {col} twice in one change: give each pixel once")
         points = self._image(image_id)
-        for row, col in zip(rows, cols):
-            self._check_pixel(image_id, int(row), int(col))
-        self._apply([_Change(image_id, (int(r), int(c)), points.get((int(r), int(c))), self._new(int(k)))
-                     for r, c, k in zip(rows, cols, labels)])
+        self._apply([_Change(image_id, pixel, points.get(pixel), self._new(label, points.get(pixel)))
+                     for pixel, label in zip(pixels, classes)])
 
     def relabel(self, image_id: str, row: int, col: int, label: int) -> None:
         """Give the point on (row, col) the class ``label``."""
-        before = self._existing(image_id, row, col)
-        self._apply([_Change(image_id, (row, col), before, self._new(label))])
+        pixel = self._pixel(image_id, row, col)
+        before = self._existing(image_id, pixel)
+        self._apply([_Change(image_id, pixel, before, self._new(class_label(label, self.schema), before))])
 
     def remove(self, image_id: str, row: int, col: int) -> None:
         """Take away the point on (row, col)."""
-        self._apply([_Change(image_id, (row, col), self._existing(image_id, row, col), None)])
+        pixel = self._pixel(image_id, row, col)
+        self._apply([_Change(image_id, pixel, self._existing(image_id, pixel), None)])
 
     def undo(self) -> bool:
         """Take back the last change (saved at once); False when there is nothing to undo."""
@@ -168,28 +206,31 @@ class PointEditor:
         after it, and new clicks make a new run instead of resuming one trained on the old."""
         return self._signature
 
-    def _new(self, label: int) -> LabelRecord:
-        if not 0 <= label < self.schema.num_classes:
-            raise ValueError(f"label {label} is not a class of {self.schema.name} "
-                             f"(0..{self.schema.num_classes - 1})")
-        return int(label), self.source, self.labelling_round
+    def _new(self, label: int, before: LabelRecord | None) -> LabelRecord:
+        """The record of a point this editor labels ``label``; a point it relabels keeps the
+        values a person wrote in the extra columns."""
+        extras = before.extras if before is not None else ("",) * len(self.extra_columns)
+        return LabelRecord(label, self.source, self.labelling_round, extras)
 
     def _image(self, image_id: str) -> dict[tuple[int, int], LabelRecord]:
         if image_id not in self._points:
             raise KeyError(f"image {image_id!r} is not one of the {len(self._points)} images being annotated")
         return self._points[image_id]
 
-    def _existing(self, image_id: str, row: int, col: int) -> LabelRecord:
-        point = self._image(image_id).get((row, col))
+    def _existing(self, image_id: str, pixel: tuple[int, int]) -> LabelRecord:
+        point = self._image(image_id).get(pixel)
         if point is None:
-            raise KeyError(f"image {image_id!r} has no point at row {row}, col {col}")
+            raise KeyError(f"image {image_id!r} has no point at row {pixel[0]}, col {pixel[1]}")
         return point
 
-    def _check_pixel(self, image_id: str, row: int, col: int) -> None:
+    def _pixel(self, image_id: str, row: object, col: object) -> tuple[int, int]:
+        """(row, col) as whole numbers inside the image, or a ``ValueError`` saying why not."""
         self._image(image_id)
+        row, col = whole_number(row, "row", minimum=None), whole_number(col, "col", minimum=None)
         height, width = self.image_shapes[image_id]
         if not (0 <= row < height and 0 <= col < width):
             raise ValueError(f"row {row}, col {col} is outside image {image_id!r} ({width}x{height})")
+        return row, col
 
     def _apply(self, changes: list[_Change], record: bool = True) -> None:
         previous = [(change, self._image(change.image_id).get(change.pixel)) for change in changes]
@@ -211,17 +252,48 @@ class PointEditor:
             self._points[image_id][pixel] = point
 
     def _save(self) -> None:
-        if _signature(self.path) != self._signature:
-            raise AnnotationConflictError(
-                f"{self.path}: changed on disk since it was read (by hand or by another editor); nothing "
-                "was written. Call reload() to take the file's points, then make the change again.")
-        save_annotations(self.annotations, self.path, self.schema, info=self._info)
-        self._signature = _signature(self.path)
+        with _locked(self.path):
+            if file_digest(self.path) != self._signature:
+                raise AnnotationConflictError(
+                    f"{self.path}: changed on disk since it was read (by hand or by another editor); nothing "
+                    "was written. Call reload() to take the file's points, then make the change again.")
+            save_annotations(self.annotations, self.path, self.schema, info=self._info,
+                             comments=self._comments)
+            self._signature = file_digest(self.path)
 
 
-def _signature(path: Path) -> str | None:
-    """A digest of the file's bytes (None where there is no file)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold the lock file beside ``path`` while checking and writing it. Creating a file that must
+    not exist yet (``O_EXCL``) is one step on every system, local or a network drive, where
+    ``fcntl`` and ``msvcrt`` locks are not both to be had."""
+    lock = path.with_name(f".{path.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                stale = time.time() - lock.stat().st_mtime > STALE_LOCK_S
+            except FileNotFoundError:  # released meanwhile: try again at once
+                continue
+            if stale:
+                lock.unlink(missing_ok=True)
+            elif time.monotonic() > deadline:
+                raise AnnotationConflictError(
+                    f"{path}: another editor has been saving it for {LOCK_TIMEOUT_S:.0f} s (its lock file is "
+                    f"{lock}); nothing was written. If no other editor is open on the file, delete the "
+                    "lock file and make the change again.") from None
+            else:
+                time.sleep(0.01)
+    try:
+        os.write(handle, f"{os.getpid()}\n".encode())  # who holds it, for a person who finds it
+        os.close(handle)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def simulate_clicks(editor: PointEditor, masks: Mapping[str, str | Path], points_per_image: int,

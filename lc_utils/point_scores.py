@@ -25,6 +25,7 @@ from .files import image_id_of, read_rgb
 from .inference import predict_tiled
 from .metrics import ConfusionMatrix
 from .sparse import PointAnnotation
+from .user_warnings import warn
 from .windows import DEFAULT_OVERLAP
 
 POINT_COLUMNS = ("image_id", "row", "col", "label", "predicted")
@@ -58,15 +59,25 @@ def wilson_interval(successes: int | np.ndarray, trials: int | np.ndarray, confi
     return low, high
 
 
-def points_at(prediction: np.ndarray, annotation: PointAnnotation, source: str = "annotation") -> np.ndarray:
-    """The predicted classes of an (H, W) class map at the annotation's points, in its order.
+def points_at(prediction: np.ndarray, annotation: PointAnnotation, source: str = "annotation",
+              shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The predicted classes of an (H, W) integer class map at the annotation's points, in its order.
 
-    A point outside the map raises ``ValueError`` naming ``source`` (e.g. the image id): a point
-    file made for another image size would otherwise be read at the wrong pixels or fail obscurely.
+    Errors name ``source`` (e.g. the image): a map of another size than the image's ``shape``
+    (when known: an upscaled map would be read at the wrong pixels), a map of floats (a
+    probability map would become class 0 everywhere), a point outside the map.
     """
     prediction = np.asarray(prediction)
     if prediction.ndim != 2:
         raise ValueError(f"{source}: expected an (H, W) class map, got shape {prediction.shape}")
+    if not np.issubdtype(prediction.dtype, np.integer):
+        raise ValueError(f"{source}: the prediction holds {prediction.dtype} values, not integer classes "
+                         "(scores or probabilities? take their argmax over the classes first)")
+    if shape is not None and prediction.shape != tuple(shape):
+        height, width = prediction.shape
+        raise ValueError(f"{source}: the prediction is {width}x{height} but the image is "
+                         f"{shape[1]}x{shape[0]}; predict at the image's own size "
+                         "(lc_utils.inference.predict_tiled does)")
     annotation.check_bounds(prediction.shape, source)
     return prediction[annotation.rows, annotation.cols]
 
@@ -88,26 +99,41 @@ def predict_points(
     not scored.
     """
     pairs = images.items() if isinstance(images, Mapping) else images
-    predictions = {}
+    predictions, shapes = {}, {}
     for image_id, image in pairs:
         if image_id not in annotations:
             raise ValueError(f"image {image_id!r} has no point annotation")
         predictions[image_id] = predict_tiled(model, image, tile_size=tile_size, overlap=overlap,
                                               device=device)
-    return point_table(predictions, annotations)
+        shapes[image_id] = np.shape(image)[:2]
+    return point_table(predictions, annotations, image_shapes=shapes)
 
 
-def point_table(predictions: Mapping[str, np.ndarray], annotations: Mapping[str, PointAnnotation]
+def point_table(predictions: Mapping[str, np.ndarray], annotations: Mapping[str, PointAnnotation], *,
+                image_shapes: Mapping[str, tuple[int, int]] | None = None, skip_unannotated: bool = False
                 ) -> pd.DataFrame:
-    """One row per point of the images in ``predictions`` (image id -> predicted (H, W) class
-    map): ``image_id``, ``row``, ``col``, ``label`` and ``predicted``, what :func:`score_points`
-    reads."""
+    """One row per point of the images in ``predictions`` (image id -> predicted (H, W) integer
+    class map): ``image_id``, ``row``, ``col``, ``label`` and ``predicted``, what
+    :func:`score_points` reads.
+
+    Each map must have its image's size where ``image_shapes`` (image id -> (H, W)) gives it. A
+    prediction for an image without points is an error naming the images (a wrong split or the
+    wrong point file, most often), unless ``skip_unannotated`` leaves them out.
+    """
+    unannotated = [image_id for image_id in predictions if image_id not in annotations]
+    if unannotated and not skip_unannotated:
+        shown = ", ".join(repr(str(i)) for i in unannotated[:5])
+        raise ValueError(f"prediction(s) for image(s) without points: {shown}"
+                         f"{f' and {len(unannotated) - 5} more' if len(unannotated) > 5 else ''}; score the "
+                         "images that have points, or pass skip_unannotated=True to leave these out")
+    shapes = image_shapes or {}
     tables = [pd.DataFrame({
         "image_id": np.full(len(annotations[image_id]), str(image_id), dtype=object),
         "row": annotations[image_id].rows, "col": annotations[image_id].cols,
         "label": annotations[image_id].labels.astype(np.int64),
-        "predicted": points_at(prediction, annotations[image_id], source=str(image_id)).astype(np.int64)})
-        for image_id, prediction in predictions.items()]
+        "predicted": points_at(prediction, annotations[image_id], source=f"image {str(image_id)!r}",
+                               shape=shapes.get(image_id)).astype(np.int64)})
+        for image_id, prediction in predictions.items() if image_id in annotations]
     if not tables:
         return pd.DataFrame({name: pd.Series(dtype=object if name == "image_id" else np.int64)
                              for name in POINT_COLUMNS})
@@ -140,7 +166,9 @@ class PointScores:
     - ``miou``, ``miou_interval``: mean IoU over the known classes present in the truth or the
       predictions, percentile bootstrap interval from ``n_boot`` resamples of whole ``group``
       values (or of points where ``group`` is None);
-    - ``confusion``: the point confusion matrix (unknown points dropped).
+    - ``confusion``: the point confusion matrix (unknown points dropped);
+    - ``miou_note``: why the mIoU has no interval where the bootstrap cannot give one (a single
+      image or point, or every resample the same), else None.
     """
 
     n_points: int
@@ -155,6 +183,7 @@ class PointScores:
     n_boot: int = 1000
     group: str | None = "image_id"
     left_out: str | None = None
+    miou_note: str | None = None
 
     def summary(self) -> dict[str, float | int | str | None]:
         """The headline numbers as a flat dict (e.g. a row of a results table)."""
@@ -164,6 +193,7 @@ class PointScores:
             "accuracy_low": self.accuracy_interval[0], "accuracy_high": self.accuracy_interval[1],
             "mean_iou": self.miou,
             "mean_iou_low": self.miou_interval[0], "mean_iou_high": self.miou_interval[1],
+            "mean_iou_note": self.miou_note,
             "confidence": self.confidence, "n_boot": self.n_boot, "group": self.group,
             "left_out": self.left_out,
         }
@@ -193,8 +223,14 @@ class PointScores:
             note += f"; {self.left_out!r} points dropped and left out of the mean"
         a_low, a_high = self.accuracy_interval
         m_low, m_high = self.miou_interval
+        if self.miou_note:
+            miou = self.miou_note
+        elif np.isnan(m_low):
+            miou = f"no interval: n_boot={self.n_boot}"
+        else:
+            miou = f"{m_low:.2f}-{m_high:.2f}"
         return (f"point accuracy {self.accuracy:.2f} ({a_low:.2f}-{a_high:.2f}), "
-                f"point mIoU {self.miou:.2f} ({m_low:.2f}-{m_high:.2f}) from {sample} ({note})")
+                f"point mIoU {self.miou:.2f} ({miou}) from {sample} ({note})")
 
     def __str__(self) -> str:
         return self.describe()
@@ -211,12 +247,29 @@ def _check_points(points: pd.DataFrame, schema: ClassSchema, group: str | None) 
         if not np.issubdtype(values.dtype, np.integer):
             raise ValueError(f"column {name!r} must hold integer classes, got {values.dtype}")
     labels, predicted = points["label"].to_numpy(), points["predicted"].to_numpy()
-    if ((labels < 0) | ((labels >= c) & (labels != IGNORE_INDEX))).any():
-        raise ValueError(f"labels outside 0..{c - 1} (and {IGNORE_INDEX}, unlabelled)")
-    if ((predicted < 0) | (predicted >= c)).any():
-        raise ValueError(f"predicted classes outside 0..{c - 1}")
+    bad = (labels < 0) | ((labels >= c) & (labels != IGNORE_INDEX))
+    if bad.any():
+        raise ValueError(f"labels outside 0..{c - 1} (and {IGNORE_INDEX}, unlabelled): "
+                         f"{_where(points, labels, bad, group)}")
+    bad = (predicted < 0) | (predicted >= c)
+    if bad.any():
+        raise ValueError(f"predicted classes outside 0..{c - 1}: {_where(points, predicted, bad, group)}")
     if group is not None and points[group].isna().any():
         raise ValueError(f"column {group!r} has missing values: every point needs its group")
+
+
+def _where(points: pd.DataFrame, values: np.ndarray, bad: np.ndarray, group: str | None) -> str:
+    """The wrong values and where they are, e.g. "255 on image(s) '0007' (3 points)"."""
+    n = int(bad.sum())
+    shown = f"{', '.join(map(str, np.unique(values[bad])[:5]))}"
+    column = group if group is not None else ("image_id" if "image_id" in points.columns else None)
+    if column is None:
+        return f"{shown} ({n} point{'s' * (n != 1)}, the first in row {int(np.argmax(bad))})"
+    where = pd.unique(points[column].to_numpy()[bad])
+    names = ", ".join(repr(str(i)) for i in where[:5])
+    names += f" and {len(where) - 5} more" if len(where) > 5 else ""
+    kind = "image(s)" if column == "image_id" else f"{column!r} value(s)"
+    return f"{shown} on {kind} {names} ({n} point{'s' * (n != 1)})"
 
 
 def score_points(
@@ -240,7 +293,9 @@ def score_points(
     replacement: points of one image err together, and resampling points alone would give too
     narrow an interval. With ``group=None`` points are resampled one by one. A handful of
     images gives a rough interval whatever the number of points. ``seed`` makes it repeatable;
-    ``n_boot=0`` skips it (NaN interval). Accuracy's Wilson interval treats the points as
+    ``n_boot=0`` skips it (NaN interval). Where the bootstrap cannot tell how far off the mIoU may
+    be (one image, one point, or every resample the same) the interval is NaN, never zero wide:
+    ``miou_note`` and a warning say why. Accuracy's Wilson interval treats the points as
     independent.
     """
     if n_boot < 0:
@@ -284,9 +339,12 @@ def score_points(
     if group is not None:
         codes, uniques = pd.factorize(points[group].to_numpy()[kept])
         n_groups = len(uniques)
-    if n_boot == 0:
-        miou_interval = (float("nan"), float("nan"))
-    else:
+    miou_interval, miou_note = (float("nan"), float("nan")), None
+    resampled = n_points if group is None else n_groups
+    if n_boot and resampled < 2:
+        unit = "point" if group is None else "image" if group == "image_id" else f"group of {group!r}"
+        miou_note = f"no interval from 1 {unit}: the bootstrap needs 2 or more to resample"
+    elif n_boot:
         if group is None:
             # Drawing n points with replacement is drawing n times from the cells of the confusion
             # matrix in proportion to their counts: one multinomial per resample, not n indices.
@@ -299,11 +357,15 @@ def score_points(
             boot_counts = draws.astype(np.float64) @ per_group.astype(np.float64)
         boot = _mean_iou(boot_counts.reshape(n_boot, c, c), known)
         alpha = 1 - confidence
-        if np.isnan(boot).all():
-            miou_interval = (float("nan"), float("nan"))
-        else:
+        if not np.isnan(boot).all():
             low, high = np.nanpercentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-            miou_interval = (float(low), float(high))
+            if low < high:
+                miou_interval = (float(low), float(high))
+            else:  # a zero-width interval would claim a certainty a few points cannot give
+                miou_note = ("no interval: every resample gave the same mIoU, too few points or images to "
+                             "tell how far off it may be")
+    if miou_note:
+        warn(f"point mIoU: {miou_note}")
 
     accuracy_low, accuracy_high = wilson_interval(correct, n_points, confidence)
     return PointScores(
@@ -311,7 +373,7 @@ def score_points(
         accuracy=correct / n_points, accuracy_interval=(float(accuracy_low), float(accuracy_high)),
         miou=summary["mean_iou"], miou_interval=miou_interval,
         per_class=per_class, confusion=confusion, confidence=confidence, n_boot=n_boot, group=group,
-        left_out=schema.names[unknown] if unknown is not None else None,
+        left_out=schema.names[unknown] if unknown is not None else None, miou_note=miou_note,
     )
 
 

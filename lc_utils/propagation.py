@@ -30,6 +30,7 @@ from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .datasets import SegmentationDataset
 from .files import image_id_of, read_rgb
 from .masks import read_mask
+from .saved_files import atomic_write
 from .sparse import PointAnnotation, annotatable, points_to_label_map, sample_annotations
 
 Mixed = Literal["skip", "nearest"]
@@ -309,10 +310,8 @@ def read_label_map(path: str | Path) -> np.ndarray:
 def save_label_map(label_map: np.ndarray, path: str | Path) -> Path:
     """Write an (H, W) uint8 label map as a single-channel PNG, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    Image.fromarray(np.asarray(label_map, dtype=np.uint8), mode="L").save(tmp)
-    tmp.replace(path)
+    with atomic_write(path, "wb") as file:
+        Image.fromarray(np.asarray(label_map, dtype=np.uint8), mode="L").save(file, format="PNG")
     return path
 
 

@@ -1,5 +1,6 @@
-"""Sparse point annotations: sampling strategies, files on disk, label maps with 255 elsewhere, and
-the dataset that trains on them.
+"""Sparse point annotations: sampling strategies and budgets, label maps with 255 elsewhere, points
+held out by area, and the dataset that trains on them. Their files on disk are
+:mod:`lc_utils.point_files`.
 
 An annotation is drawn **once** per image, seeded by the image id, and saved. Every epoch then
 sees the same points. Drawing new points per batch would, over the epochs, label almost every
@@ -8,27 +9,19 @@ pixel: sparse supervision would quietly become dense supervision.
 
 from __future__ import annotations
 
-import csv
-import json
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .datasets import SegmentationDataset
-from .files import image_id_of
-from .masks import OnInvalid, read_mask
 
 Strategy = Literal["uniform", "stratified", "grid"]
-STRATEGIES: tuple[str, ...] = ("uniform", "stratified", "grid")
-
-_HEADER = ("image_id", "row", "col", "label", "class_name")
-_PROVENANCE = ("source", "round")
-"""Optional columns: who or what placed each point, and the labelling round that added it."""
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 @dataclass(frozen=True)
@@ -44,6 +37,10 @@ class PointAnnotation:
     """Who or what placed each point: ``"person"`` for a click, a strategy for sampled points."""
     rounds: np.ndarray | None = None
     """The labelling round that added each point (0: the first points)."""
+    extras: Mapping[str, np.ndarray] | None = None
+    """Columns of an annotation file that the course does not read (a person's own, such as
+    ``checked_by``): column name -> one text per point, kept so that saving the points again
+    keeps them."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rows", np.asarray(self.rows, dtype=np.int64))
@@ -53,9 +50,12 @@ class PointAnnotation:
             object.__setattr__(self, "sources", np.asarray(self.sources, dtype=object))
         if self.rounds is not None:
             object.__setattr__(self, "rounds", np.asarray(self.rounds, dtype=np.int64))
-        arrays = (self.rows, self.cols, self.labels, self.sources, self.rounds)
+        if self.extras is not None:
+            object.__setattr__(self, "extras", {str(name): np.asarray(values, dtype=object)
+                                                for name, values in self.extras.items()})
+        arrays = (self.rows, self.cols, self.labels, self.sources, self.rounds, *(self.extras or {}).values())
         if len({len(a) for a in arrays if a is not None}) > 1:
-            raise ValueError("rows, cols, labels (and sources, rounds) must have the same length")
+            raise ValueError("rows, cols, labels (and sources, rounds, extras) must have the same length")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -69,17 +69,24 @@ class PointAnnotation:
     __hash__ = None  # type: ignore[assignment]
 
     def extend(self, other: PointAnnotation) -> PointAnnotation:
-        """These points followed by ``other``'s, with provenance where either records it (an
-        unrecorded source is "", an unrecorded round 0)."""
+        """These points followed by ``other``'s, with provenance and extra columns where either
+        records them (an unrecorded source or extra column is "", an unrecorded round 0)."""
+        names = list(dict.fromkeys([*(self.extras or {}), *(other.extras or {})]))
+        extras = {name: np.concatenate([np.full(len(a), "", dtype=object) if name not in (a.extras or {})
+                                        else a.extras[name] for a in (self, other)])
+                  for name in names}
         return PointAnnotation(*(np.concatenate([getattr(self, f), getattr(other, f)])
                                  for f in ("rows", "cols", "labels")),
                                sources=_joined(self, other, "sources", ""),
-                               rounds=_joined(self, other, "rounds", 0))
+                               rounds=_joined(self, other, "rounds", 0), extras=extras or None)
 
     def subset(self, keep: np.ndarray) -> PointAnnotation:
-        """The points ``keep`` selects (a boolean mask or indices), with their provenance."""
+        """The points ``keep`` selects (a boolean mask or indices), with their provenance and
+        extra columns."""
         return PointAnnotation(*(None if a is None else a[keep] for a in
-                                 (self.rows, self.cols, self.labels, self.sources, self.rounds)))
+                                 (self.rows, self.cols, self.labels, self.sources, self.rounds)),
+                               extras=None if self.extras is None
+                               else {name: values[keep] for name, values in self.extras.items()})
 
     def check_bounds(self, shape: tuple[int, int], source: str = "annotation") -> None:
         """Raise ``ValueError`` naming ``source`` if a point lies outside an image of ``shape``."""
@@ -245,50 +252,6 @@ def sample_annotations(
             for image_id, class_map in class_maps}
 
 
-def ensure_annotations(
-    path: str | Path,
-    pairs: Sequence[tuple[str | Path, str | Path]],
-    *,
-    n_points: int | None = None,
-    fraction: float | None = None,
-    points_per_mp: float | None = None,
-    strategy: Strategy = "uniform",
-    seed: int = 0,
-    schema: ClassSchema = DEEPGLOBE,
-    on_invalid: OnInvalid = "unknown",
-    label_unknown: bool = False,
-) -> dict[str, PointAnnotation]:
-    """Load the annotation at ``path``, or make it from the masks of ``pairs`` and save it there.
-
-    The schema's unknown class (DeepGlobe's no-data black) gets no points unless
-    ``label_unknown``: it is left out of every score, so points spent on it teach nothing that is
-    measured, and an annotator would skip clouds and no-data as well.
-
-    The file records how it was made; an existing file made with other settings or for other
-    images is an error rather than being overwritten (it may hold hand edits): pick another
-    path, e.g. with :func:`annotation_filename`.
-    """
-    path = Path(path)
-    info = {"strategy": strategy, "n_points": n_points, "fraction": fraction, "points_per_mp": points_per_mp,
-            "seed": seed, "label_unknown": label_unknown,
-            "images": sorted(image_id_of(image) for image, _ in pairs)}
-    if path.is_file():
-        saved = read_annotation_info(path)
-        saved = {k: saved.get(k) for k in info}  # a key added since the file was made reads as None
-        if saved != info:
-            changed = sorted(k for k in info if saved.get(k) != info[k])
-            raise ValueError(f"{path} was made with other settings ({', '.join(changed)} differ); "
-                             "delete it or choose another file")
-        return load_annotations(path, schema)
-    class_maps = ((image_id_of(image),
-                   annotatable(read_mask(mask, schema, on_invalid=on_invalid), schema, label_unknown))
-                  for image, mask in pairs)
-    annotations = sample_annotations(class_maps, n_points=n_points, fraction=fraction,
-                                     points_per_mp=points_per_mp, strategy=strategy, seed=seed)
-    save_annotations(annotations, path, schema, info)
-    return annotations
-
-
 def annotatable(class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE, label_unknown: bool = False
                 ) -> np.ndarray:
     """``class_map`` with the schema's unknown class marked unlabelled (255), so that no point lands
@@ -296,126 +259,6 @@ def annotatable(class_map: np.ndarray, schema: ClassSchema = DEEPGLOBE, label_un
     if label_unknown or schema.unknown_index is None:
         return class_map
     return np.where(class_map == schema.unknown_index, IGNORE_INDEX, class_map).astype(class_map.dtype)
-
-
-def annotation_filename(strategy: str, n_points: int | None = None, fraction: float | None = None,
-                        seed: int = 0, points_per_mp: float | None = None) -> str:
-    """A file name that tells the settings apart, e.g. ``points_uniform_n100_seed0.csv`` or
-    ``points_uniform_1500permp_seed0.csv``."""
-    if n_points is not None:
-        amount = f"n{n_points}"
-    elif points_per_mp is not None:
-        amount = f"{points_per_mp:g}permp"
-    else:
-        amount = f"f{fraction:g}"
-    return f"points_{strategy}_{amount}_seed{seed}.csv"
-
-
-def save_annotations(
-    annotations: Mapping[str, PointAnnotation],
-    path: str | Path,
-    schema: ClassSchema = DEEPGLOBE,
-    info: Mapping[str, object] | None = None,
-) -> Path:
-    """Write every image's points to one CSV (``image_id,row,col,label,class_name``).
-
-    ``info`` (how the points were made) goes into a ``# info: {...}`` first line. The file is
-    meant to be read and edited by hand: :func:`load_annotations` checks it on the way back.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fields = dict(zip(_PROVENANCE, ("sources", "rounds")))
-    provenance = [name for name, field in fields.items()
-                  if any(getattr(a, field) is not None for a in annotations.values())]
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as f:
-        if info:
-            f.write(f"# info: {json.dumps(dict(info), sort_keys=True)}\n")
-        writer = csv.writer(f)
-        writer.writerow(_HEADER + tuple(provenance))
-        for image_id in sorted(annotations):
-            a = annotations[image_id]
-            extra = [[""] * len(a) if getattr(a, fields[name]) is None else getattr(a, fields[name]).tolist()
-                     for name in provenance]
-            for i, (row, col, label) in enumerate(zip(a.rows.tolist(), a.cols.tolist(), a.labels.tolist())):
-                writer.writerow([image_id, row, col, label, schema.names[label], *(e[i] for e in extra)])
-    tmp.replace(path)
-    return path
-
-
-def read_annotation_info(path: str | Path) -> dict[str, object]:
-    """The ``info`` saved with an annotation file ({} when there is none)."""
-    with Path(path).open() as f:
-        first = f.readline()
-    return json.loads(first[len("# info:"):]) if first.startswith("# info:") else {}
-
-
-def load_annotations(
-    path: str | Path,
-    schema: ClassSchema = DEEPGLOBE,
-    image_shapes: Mapping[str, tuple[int, int]] | None = None,
-) -> dict[str, PointAnnotation]:
-    """Read a file written by :func:`save_annotations`, checking every line.
-
-    Errors name the file and line: a label outside the schema, a class name that disagrees with
-    the label, a negative or non-integer coordinate, a point listed twice. With ``image_shapes``
-    (image id -> (H, W)) it also refuses ids that are not among the images and points outside them.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: annotation file not found")
-    points: dict[str, list[tuple[int, int, int, str, int | None]]] = {}
-    with path.open(newline="") as f:
-        numbered = ((n, line) for n, line in enumerate(f, start=1)
-                    if line.strip() and not line.startswith("#"))
-        header_no, header_line = next(numbered, (0, ""))
-        header = next(csv.reader([header_line]), None)
-        if header is None or tuple(h.strip() for h in header[:4]) != _HEADER[:4]:
-            raise ValueError(f"{path}:{header_no}: expected a header starting {','.join(_HEADER[:4])}, "
-                             f"got {header}")
-        columns = {name.strip(): i for i, name in enumerate(header)}
-        source_at, round_at = columns.get("source"), columns.get("round")
-        for line_no, line in numbered:
-            fields = next(csv.reader([line]), [])
-            where = f"{path}:{line_no}"
-            try:
-                image_id, row, col, label = fields[0].strip(), int(fields[1]), int(fields[2]), int(fields[3])
-                source = _field(fields, source_at)
-                round_text = _field(fields, round_at)
-                labelling_round = int(round_text) if round_text else None
-            except (ValueError, IndexError):
-                raise ValueError(f"{where}: expected image_id,row,col,label (and a whole round number), "
-                                 f"got {fields}") from None
-            if not 0 <= label < schema.num_classes:
-                raise ValueError(f"{where}: label {label} is not a class (0..{schema.num_classes - 1})")
-            if len(fields) > 4 and fields[4].strip() and fields[4].strip() != schema.names[label]:
-                raise ValueError(f"{where}: label {label} is {schema.names[label]!r} but the line says "
-                                 f"{fields[4].strip()!r}")
-            if row < 0 or col < 0:
-                raise ValueError(f"{where}: negative coordinate row {row}, col {col}")
-            points.setdefault(image_id, []).append((row, col, label, source, labelling_round))
-    annotations = {}
-    for image_id, lines in points.items():
-        rows, cols, labels, sources, rounds = zip(*lines)
-        if len(set(zip(rows, cols))) != len(rows):
-            raise ValueError(f"{path}: image {image_id!r} lists the same pixel twice")
-        annotations[image_id] = PointAnnotation(
-            np.array(rows), np.array(cols), np.array(labels),
-            sources=np.array(sources, dtype=object) if source_at is not None else None,
-            # a point with no round in a file that records them came before the rounds
-            rounds=np.array([r or 0 for r in rounds]) if round_at is not None else None)
-    if image_shapes is not None:
-        unknown = sorted(set(annotations) - set(image_shapes))
-        if unknown:
-            raise ValueError(f"{path}: annotations name image(s) not in the dataset: {unknown[:5]}")
-        for image_id, annotation in annotations.items():
-            annotation.check_bounds(image_shapes[image_id], f"{path}: image {image_id!r}")
-    return annotations
-
-
-def _field(fields: list[str], index: int | None) -> str:
-    """An optional column's text on a line ("" where the file or the line has none)."""
-    return fields[index].strip() if index is not None and index < len(fields) else ""
 
 
 def hold_out_areas(annotations: Mapping[str, PointAnnotation], image_shapes: Mapping[str, tuple[int, int]],
@@ -489,7 +332,7 @@ class SparseLandCoverDataset(SegmentationDataset):
     """Images with fixed sparse point labels: 255 everywhere but the annotated points.
 
     The points come from ``annotations`` (image id -> :class:`PointAnnotation`, made once and
-    saved, see :func:`lc_utils.sparse.ensure_annotations`), never redrawn. The paired transforms
+    saved, see :func:`lc_utils.point_files.ensure_annotations`), never redrawn. The paired transforms
     crop, flip and rotate the label map with the image, which moves the points with their pixels;
     nothing is resized, so no point is lost or duplicated.
     """

@@ -1,7 +1,7 @@
 """The label-density study: the same model trained at several point densities and with dense labels.
 
 Shared by notebook 06 and ``benchmarks/label_density.py``. Every run is one
-:class:`~lc_utils.runs.RunSpec` built by :func:`~lc_utils.runs.build_run`: the same training
+:class:`~lc_utils.run_spec.RunSpec` built by :func:`~lc_utils.runs.build_run`: the same training
 images, crops, batch size, learning rate and number of optimiser steps; only the labels (and the
 seed) differ. Each setting is repeated over several seeds (a seed draws the points, the starting
 weights and the crops), so a difference between rows can be told from noise. Validation scores
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import textwrap
 import time
 from collections.abc import Sequence
@@ -28,7 +27,10 @@ from . import settings
 from .classes import ClassSchema
 from .files import image_id_of
 from .inference import evaluate_tiled
-from .runs import DENSE, Run, RunSpec, build_run, fast_recipe, load_data
+from .run_data import load_data
+from .run_spec import DENSE, RunSpec, fast_recipe
+from .runs import Run, build_run
+from .saved_files import refuse_other_settings, write_text
 from .windows import DEFAULT_OVERLAP
 
 PRIOR_CORRECTED = "stratified+prior"
@@ -49,7 +51,7 @@ def course_spec(data: str | Path | None = None) -> RunSpec:
     """What every run of notebooks 06 and 07 shares in the current mode; each run sets its labels
     and seed. Full mode: DeepLabV3-ResNet50 from ImageNet weights on 256² crops, 30 epochs over
     the training images at 1e-3. Fast mode: MobileNetV3 on 128² crops, 200 steps (40 epochs of
-    40 crops), with :func:`lc_utils.runs.fast_recipe`'s rate and Dice term for ``data``. Smoke
+    40 crops), with :func:`lc_utils.run_spec.fast_recipe`'s rate and Dice term for ``data``. Smoke
     mode: 2 epochs (a self-training round needs one of its own). Whole validation images are
     scored once, after training, so there are no validation windows."""
     recipe = fast_recipe(data)
@@ -127,26 +129,33 @@ def read_results_file(path: str | Path, key: dict[str, Any] | None = None) -> li
     if not path.is_file():
         return []
     saved = json.loads(path.read_text())
-    theirs = saved.get("key", {})
-    if "spec" in theirs:  # a field added since the file was made: it ran with the default
-        theirs["spec"] = {**_shared_fields(RunSpec()), **theirs["spec"]}
-    if key is not None and theirs != json.loads(json.dumps(key)):
-        ours = json.loads(json.dumps(key))
-        changed = sorted(k for k in ours["spec"] if theirs.get("spec", {}).get(k) != ours["spec"][k])
-        what = f"settings {', '.join(changed)}" if changed else "images"
-        raise ValueError(f"{path} holds a study with other {what}; choose another results file "
-                         "(e.g. study.results_filename(spec)) or delete it")
+    if key is not None:
+        theirs = saved.get("key", {})
+        ours = json.loads(json.dumps(key))  # as the file holds it: lists, not tuples
+        # a field added since the file was made: it ran with the default
+        their_spec = {**_shared_fields(RunSpec()), **theirs.get("spec", {})}
+        refuse_other_settings(path, {**their_spec, **_split_in_words(theirs)},
+                              {**ours["spec"], **_split_in_words(ours)}, what="holds a study made",
+                              fix="choose another results file (e.g. study.results_filename(spec)) "
+                                  "or delete it")
     return list(saved.get("runs", []))
+
+
+def _split_in_words(key: dict[str, Any]) -> dict[str, str]:
+    """A study key's images, told apart in a message: how many, and a digest of their ids (the ids
+    themselves would make it as long as the split)."""
+    words = {}
+    for part, name in (("train", "training images"), ("val", "validation images")):
+        ids = list(key.get(part, []))
+        words[name] = f"{len(ids)}, {hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:8]}"
+    return words
 
 
 def _write_results_file(path: Path, key: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     """Rewrite the runs of ``path`` atomically, keeping any other field the file holds."""
     record = json.loads(path.read_text()) if path.is_file() else {}
     record.update(key=key, runs=runs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=float) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(record, indent=1, default=float) + "\n")
 
 
 def _find_run(runs: Sequence[dict[str, Any]], strategy: str, n_points: int | None, density: float | None,

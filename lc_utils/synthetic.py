@@ -261,14 +261,15 @@ def ensure_sample_dataset(root: str | Path, n_images: int = 24, size: int = 256,
     return make_sample_dataset(root, n_images=n_images, size=size, seed=seed)
 
 
+_ISPRS_CLASSES = {URBAN: "building", AGRICULTURE: "low vegetation", RANGELAND: "clutter", FOREST: "tree",
+                  WATER: "impervious surfaces", BARREN: "car", UNKNOWN: None}
 STANDIN_CLASSES = {
     "LoveDA": {URBAN: "building", AGRICULTURE: "agriculture", RANGELAND: "background", FOREST: "forest",
                WATER: "water", BARREN: "barren", UNKNOWN: None},
-    "ISPRS Potsdam": {URBAN: "building", AGRICULTURE: "low vegetation", RANGELAND: "clutter",
-                      FOREST: "tree", WATER: "impervious surfaces", BARREN: "car", UNKNOWN: None},
+    "ISPRS Potsdam": _ISPRS_CLASSES,
+    "ISPRS Vaihingen": _ISPRS_CLASSES,  # the two ISPRS sets share their classes
 }
 """Which class of a preset each generated scene class becomes (``None``: the schema's "no data")."""
-STANDIN_CLASSES["ISPRS Vaihingen"] = STANDIN_CLASSES["ISPRS Potsdam"]
 
 
 def _standin_labels(labels: np.ndarray, schema: ClassSchema) -> np.ndarray:

@@ -17,6 +17,7 @@ failure prints one line and exits with status 2, leaving DEST as it was.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -57,7 +58,7 @@ def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *,
 
     Images are written as JPEG (``quality``, no chroma subsampling) or, with ``image_format="png"``,
     losslessly; masks as PNG with their pixels as stored. ``schema`` (default: what
-    :func:`lc_utils.layouts.load_schema` finds for ``source``, ``$DATA_SCHEMA`` included) is
+    :func:`lc_utils.layouts.load_schema` finds for ``source``) is
     checked against the first mask before anything is cut, and written beside the tiles (the
     source's schema file as it is, else ``schema.toml``), so that the tiles read as the originals
     did. Everything is written to a temporary folder beside ``dest`` and moved into place at the
@@ -79,8 +80,8 @@ def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *,
         try:
             read_mask(first.mask, schema)
         except MaskEncodingError as error:
-            raise MaskEncodingError(f"{error}. Name the schema: --schema NAME|FILE (schema= in cut_tiles, or "
-                                    "$DATA_SCHEMA)") from None
+            raise MaskEncodingError(f"{error}. Name the schema: --schema NAME|FILE or $DATA_SCHEMA (schema= "
+                                    "in cut_tiles)") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     written: list[tuple[Path, Path | None]] = []
@@ -158,11 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="folder of <id>_sat.jpg + <id>_mask.png (any layout the course reads)")
     parser.add_argument("dest", type=Path, help="a new folder to write the tiles to")
     parser.add_argument("--size", type=int, default=512, help="tile size to aim for, in pixels (default 512)")
-    parser.add_argument("--schema", metavar="NAME|FILE",
+    # the command, not cut_tiles, reads the variables that `make` and the notebooks use too (an
+    # empty one counts as unset there)
+    parser.add_argument("--schema", metavar="NAME|FILE", default=os.environ.get("DATA_SCHEMA"),
                         help="the masks' class schema: deepglobe, loveda, potsdam, vaihingen or a schema "
                              "file (default: $DATA_SCHEMA, else read from the source folder)")
-    parser.add_argument("--image-suffix", metavar="ENDING", help="the ending of image names beyond the id")
-    parser.add_argument("--mask-suffix", metavar="ENDING", help="the ending of mask names beyond the id")
+    parser.add_argument("--image-suffix", metavar="ENDING", default=os.environ.get("DATA_IMAGE_SUFFIX"),
+                        help="the ending of image names beyond the id (default: $DATA_IMAGE_SUFFIX)")
+    parser.add_argument("--mask-suffix", metavar="ENDING", default=os.environ.get("DATA_MASK_SUFFIX"),
+                        help="the ending of mask names beyond the id (default: $DATA_MASK_SUFFIX)")
     parser.add_argument("--png", action="store_true",
                         help="write images as PNG (lossless, larger) instead of JPEG")
     args = parser.parse_args(argv)

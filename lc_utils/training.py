@@ -1,45 +1,47 @@
-"""Training: plain PyTorch in small pieces, with checkpoints that survive interruptions and exact resume.
+"""Training: plain PyTorch in small pieces, resumed exactly from its checkpoints.
 
-:func:`fit` is the loop; what it calls each has a name of its own, so that a benchmark, a study or
-a new chapter can use one piece without the rest: :class:`TrainingStep` (one optimiser step on
-one batch: forward, partial loss, backward, update), :func:`train_epoch` (the steps of one epoch,
-with their progress bar and totals), :class:`Checkpoints` (``best.pt``, ``last.pt``,
-``history.csv`` and resume). Validation is a function ``fit`` is given
-(:func:`lc_utils.inference.validator`); several processes (:mod:`lc_utils.distributed`) are
-handled by the pieces, not by branches in the loop.
+:func:`fit` is the loop, and it is given its pieces, each with a name of its own so that a
+benchmark, a study or a new chapter can use one without the rest: :class:`TrainingStep` (one
+optimiser step on one batch: forward, partial loss, backward, update, the learning rate's
+:class:`Schedule`), :class:`lc_utils.checkpoints.Checkpoints` (which files a run folder gets and
+when, and resume), a validation function (:func:`lc_utils.inference.validator`); :func:`train_epoch`
+runs the steps of one epoch. Several processes (:mod:`lc_utils.distributed`) are handled by the
+pieces, not by branches in the loop.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from . import distributed
+from .checkpoints import Checkpoints
 from .classes import IGNORE_INDEX
 from .devices import autocast, device_of, resolve_device
 from .distributed import EpochSampler
 from .losses import PartialCrossEntropyLoss
-from .models import batchnorm_layers, build_deeplabv3, segmentation_logits
+from .models import batchnorm_layers, segmentation_logits
 from .user_warnings import warn
 
-LAST, BEST, HISTORY = "last.pt", "best.pt", "history.csv"
-SCHEDULES: tuple[str | None, ...] = ("poly", "cosine", None)
+ScheduleKind = Literal["poly", "cosine"] | None
+SCHEDULES: tuple[str | None, ...] = (*get_args(Literal["poly", "cosine"]), None)
 UNLABELLED_BATCHES_WARNING = 0.1
 """Share of an epoch's batches without a single labelled pixel above which :func:`fit` warns."""
+
+LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""Logits (N, C, H, W) and labels (N, H, W; 255 unlabelled) in, a scalar loss out."""
 
 Validate = Callable[[nn.Module], Mapping[str, float]]
 """What :func:`fit` calls after every epoch: the model in, scores named ``val_*`` out
@@ -91,59 +93,6 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers
                       persistent_workers=num_workers > 0)
 
 
-def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
-    """Write ``state`` with ``torch.save`` atomically: a temporary file, then a rename.
-
-    An interruption mid-write (a Colab disconnect, a full disk) leaves the previous file intact.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            torch.save(dict(state), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`fit` (tensors and plain Python values only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint here")
-    return torch.load(path, map_location=map_location, weights_only=True)
-
-
-def _rng_state() -> dict[str, Any]:
-    numpy_state = np.random.get_state(legacy=False)  # noqa: NPY002 - saving the global RNG on purpose
-    version, internal, gauss = random.getstate()
-    state: dict[str, Any] = {
-        "python": [version, list(internal), gauss],
-        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
-                  "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
-                  "gauss": float(numpy_state["gauss"])},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state(  # noqa: NPY002 - restoring the global RNG on purpose
-        ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _seed_epoch(seed: int, epoch: int) -> None:
     """Reseed every generator from (seed, epoch, and the process's rank under ``torchrun``): an
     epoch's shuffling, augmentation and dropout are then the same whether the run went straight
@@ -189,12 +138,26 @@ def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str | None, total_steps: int,
-                   warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
-    """The learning rate of :func:`lr_factor`, stepped once per optimiser step."""
-    lr_factor(0, total_steps, schedule, warmup_steps)  # fails early on a bad schedule name
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, schedule, warmup_steps))
+@dataclass(frozen=True)
+class Schedule:
+    """The learning rate over a run, as a multiple of the optimiser's: a linear warm-up over
+    ``warmup_steps``, then ``kind`` (:func:`lr_factor`) over the rest of the steps. The number of
+    steps is the run's, which :func:`fit` knows: it plans the schedule when it starts."""
+
+    kind: ScheduleKind = "poly"
+    warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.kind!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps cannot be negative, got {self.warmup_steps}")
+
+    def scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int
+                  ) -> torch.optim.lr_scheduler.LambdaLR:
+        """The schedule of a run of ``total_steps`` optimiser steps, stepped once per step."""
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, total_steps, self.kind, self.warmup_steps))
 
 
 class StepResult(NamedTuple):
@@ -210,29 +173,53 @@ class TrainingStep:
     aux head's, weighted by ``aux_weight``, for a model that returns one), backward, update, and
     the learning-rate schedule. Call it with a batch of (images, labels).
 
-    Building it prepares ``model`` for training where it will run: moved to ``device`` (the best
-    there is by default), in channels-last memory format (``channels_last``: 1.3-1.4x faster on a
-    CPU here), wrapped in DistributedDataParallel under ``torchrun``. A NaN or infinite loss raises
-    :class:`NonFiniteLossError` before the weights change.
+    - ``loss_fn`` defaults to :class:`PartialCrossEntropyLoss` (labels 255 are unlabelled).
+    - ``optimizer`` defaults to AdamW(``lr``, ``weight_decay``) over every parameter
+      (:func:`make_optimizer`); ``schedule`` (None: a constant rate) is planned for the run's
+      number of steps by :meth:`plan`, which :func:`fit` calls.
+    - Building it prepares ``model`` for training where it will run: moved to ``device`` (the best
+      there is by default: CUDA, then MPS, then CPU), in channels-last memory format
+      (``channels_last``: 1.3-1.4x faster on a CPU here), wrapped in DistributedDataParallel under
+      ``torchrun``. ``amp`` (bf16 or fp16 autocast) applies on CUDA only.
+
+    A NaN or infinite loss raises :class:`NonFiniteLossError` before the weights change.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 optimizer: torch.optim.Optimizer, *,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    def __init__(self, model: nn.Module, loss_fn: LossFunction | None = None,
+                 optimizer: torch.optim.Optimizer | None = None, *, lr: float = 1e-3,
+                 weight_decay: float = 1e-4, schedule: Schedule | None = Schedule(),
                  device: str | torch.device | None = None, amp: bool = True, channels_last: bool = True,
                  aux_weight: float = 0.4) -> None:
         self.device = resolve_device(device)
+        loss_fn = loss_fn or PartialCrossEntropyLoss()
         if isinstance(loss_fn, nn.Module):  # class weights and a logit adjustment are buffers to move
             loss_fn.to(self.device)
+        self.optimizer = optimizer or make_optimizer(model, lr, weight_decay)
         model.to(self.device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
         self.trained = distributed.wrap(model, self.device)  # what the steps run
-        self.loss_fn, self.optimizer, self.scheduler = loss_fn, optimizer, scheduler
+        self.loss_fn, self.schedule = loss_fn, schedule
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.total_steps: int | None = None
         self.amp, self.channels_last, self.aux_weight = amp, channels_last, aux_weight
         use_scaler = amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    def plan(self, total_steps: int) -> None:
+        """Set the schedule up for a run of ``total_steps`` optimiser steps (the rate of step 0)."""
+        self.total_steps = total_steps
+        if self.schedule is not None:
+            self.scheduler = self.schedule.scheduler(self.optimizer, total_steps)
+
+    def settings(self) -> dict[str, Any]:
+        """What the step trains with, as a run's checkpoint records it (resuming compares them)."""
+        defaults = self.optimizer.defaults
+        schedule = self.schedule or Schedule(None)
+        return {"lr": defaults.get("lr"), "weight_decay": defaults.get("weight_decay"),
+                "schedule": schedule.kind, "warmup_steps": schedule.warmup_steps,
+                "aux_weight": self.aux_weight}
 
     @property
     def lr(self) -> float:
@@ -308,89 +295,6 @@ def train_epoch(step: TrainingStep, loader: DataLoader, epoch: int, epochs: int,
             "batches_without_labels": int(unlabelled_batches)}
 
 
-_CONFIG_DEFAULTS: dict[str, Any] = {}
-
-
-def register_config_defaults(defaults: Mapping[str, Any]) -> None:
-    """What a key missing from an older checkpoint's config stands for: a field added to the run
-    description since (:class:`lc_utils.runs.RunSpec` registers its defaults), whose default is how
-    the run was made before it existed. Resuming compares with these filled in."""
-    _CONFIG_DEFAULTS.update(defaults)
-
-
-@dataclass
-class Checkpoints:
-    """A run folder's files and when they are written.
-
-    ``best.pt`` (model weights, epoch, config and history) at every new best score; ``last.pt``
-    every ``every`` epochs with the optimiser, schedule, loss scaler and RNG state besides, so that
-    :meth:`resume` continues exactly as if the run had not stopped (a Colab disconnect costs at
-    most ``every`` epochs); at the end ``last.pt`` keeps the final weights only (AdamW's state is
-    twice the weights, and a finished run has nothing to resume); ``history.csv`` every epoch.
-    Every file is written atomically, by rank 0 only. Without ``run_dir`` nothing is written.
-    """
-
-    run_dir: Path | None
-    every: int = 1
-    config: dict[str, Any] = field(default_factory=dict)
-    """What the run is (settings, data, labels): resuming with other values is an error."""
-    model_config: dict[str, Any] = field(default_factory=dict)
-    """What :func:`load_trained_model` needs to rebuild the model."""
-
-    def __post_init__(self) -> None:
-        if self.every < 1:
-            raise ValueError(f"checkpoint_every must be at least 1, got {self.every}")
-        self.run_dir = Path(self.run_dir) if self.run_dir is not None else None
-
-    def resume(self, model: nn.Module, step: TrainingStep, epochs: int, progress: bool = True
-               ) -> tuple[list[dict[str, float]], float, int]:
-        """Load ``last.pt`` into ``model`` and ``step`` where there is one; return the history so far,
-        the best score and the first epoch left to train (an empty history, -inf and 0 otherwise)."""
-        if self.run_dir is None or not (self.run_dir / LAST).is_file():
-            return [], -math.inf, 0
-        path = self.run_dir / LAST
-        state = load_checkpoint(path, map_location=step.device)
-        added_since = {k: _CONFIG_DEFAULTS[k] for k in self.config
-                       if k not in state["config"] and k in _CONFIG_DEFAULTS}
-        saved = {**added_since, **state["config"]}
-        if saved != self.config:
-            changed = sorted(k for k in {*self.config, *saved} if saved.get(k) != self.config.get(k))
-            what = "other settings"
-            if "train_images" in changed:
-                changed.remove("train_images")
-                what = "other images (another data folder or split)"
-                what += " and other settings" if changed else ""
-            detail = f" ({', '.join(changed)})" if changed else ""
-            raise ValueError(f"{path} was trained on {what}{detail}; resume with the same data and settings "
-                             "or start a new run_dir")
-        model.load_state_dict(state["model"])
-        if "optimizer" in state:  # a finished run's last.pt keeps the weights only
-            step.load_state_dict(state)
-            _set_rng_state(state["rng"])
-        start = state["epoch"] + 1
-        if progress and start >= epochs:
-            print(f"{path} has finished all {epochs} epochs; nothing left to train")
-        elif progress:
-            print(f"Resuming from {path}: epoch {start + 1} of {epochs}")
-        return list(state["history"]), state["best"], start
-
-    def save(self, model: nn.Module, step: TrainingStep, history: list[dict[str, float]], best: float,
-             improved: bool, epochs: int) -> None:
-        """Write the files due after the last epoch of ``history``."""
-        if self.run_dir is None or not distributed.is_main():
-            return
-        epoch = len(history) - 1
-        state = {"model": model.state_dict(), "epoch": epoch, "config": self.config,
-                 "model_config": self.model_config, "history": history, "best": best}
-        if improved:  # the weights alone: a third of the size, and all that testing needs
-            save_checkpoint(state, self.run_dir / BEST)
-        if epoch == epochs - 1:  # nothing left to resume: the optimiser's state would only weigh
-            save_checkpoint(state, self.run_dir / LAST)
-        elif (epoch + 1) % self.every == 0:
-            save_checkpoint({**state, **step.state_dict(), "rng": _rng_state()}, self.run_dir / LAST)
-        pd.DataFrame(history).to_csv(self.run_dir / HISTORY, index=False)
-
-
 def _training_images(loader: DataLoader) -> dict[str, str]:
     """``{"train_images": digest}`` of the full paths of the images a loader's dataset reads (none
     for a dataset without image files): a run resumed on another data folder or split is refused."""
@@ -457,54 +361,36 @@ def reestimate_batchnorm(model: nn.Module, loader: DataLoader, batches: int = 20
 
 
 def fit(
-    model: nn.Module,
+    step: TrainingStep | nn.Module,
     train_loader: DataLoader,
     *,
     epochs: int,
     validate: Validate | None = None,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    schedule: str | None = "poly",
-    warmup_steps: int = 0,
-    optimizer: torch.optim.Optimizer | None = None,
-    device: str | torch.device | None = None,
-    amp: bool = True,
-    channels_last: bool = True,
-    run_dir: str | Path | None = None,
+    checkpoints: Checkpoints | None = None,
     resume: bool = False,
     seed: int = 0,
-    aux_weight: float = 0.4,
-    num_classes: int | None = None,
-    config: Mapping[str, Any] | None = None,
-    checkpoint_every: int = 1,
     progress: bool = True,
 ) -> list[dict[str, float]]:
-    """Train ``model`` for ``epochs`` and return the history, one dict per epoch.
+    """Train for ``epochs`` and return the history, one dict per epoch.
 
-    - ``model``: any module returning logits at its input's size, or torchvision's segmentation
-      models as they come (:func:`lc_utils.models.segmentation_logits`); it is moved to ``device``.
-    - ``loss_fn`` defaults to :class:`PartialCrossEntropyLoss` (labels 255 are unlabelled);
-      a model that returns ``{"out", "aux"}`` adds ``aux_weight`` times the aux head's loss.
-    - Optimiser AdamW(``lr``, ``weight_decay``) unless one is given; ``schedule`` "poly",
-      "cosine" or None after ``warmup_steps`` of linear warm-up (:func:`lr_factor`), stepped
-      every batch.
-    - Device: CUDA, then MPS, then CPU. ``amp`` (bf16 or fp16 autocast) applies on CUDA only;
-      ``channels_last`` memory format for training on every device (:class:`TrainingStep`).
+    - ``step``: a :class:`TrainingStep` (the model, loss, optimiser, schedule, device), or a bare
+      model, which gets the default one (partial cross-entropy, AdamW 1e-3, "poly"). The model
+      is any module returning logits at its input's size, or torchvision's segmentation models as
+      they come (:func:`lc_utils.models.segmentation_logits`). The step's schedule is planned for
+      ``epochs`` times the loader's batches.
     - ``validate`` (e.g. :func:`lc_utils.inference.validator` of a loader with dense labels)
       scores the model after every epoch; its ``val_mean_iou`` picks the best epoch.
-    - ``run_dir``: checkpoints and history (:class:`Checkpoints`), at the best validation mIoU
-      (lowest training loss without validation) and every ``checkpoint_every`` epochs;
+    - ``checkpoints`` (:class:`lc_utils.checkpoints.Checkpoints`): the run folder's files, at the
+      best validation mIoU (lowest training loss without validation) and every ``every`` epochs;
       ``resume=True`` continues from ``last.pt`` exactly as if the run had not stopped, and
-      refuses a run made with another ``config`` (what the run is: its data, labels and settings;
-      :class:`lc_utils.runs.RunSpec` gives one), other training settings, or other training
-      images (the full paths the loader's dataset reads: another data folder or split). Every
-      epoch prints one line (loss, validation mIoU, seconds) and reseeds all
-      generators from (``seed``, epoch). ``num_classes`` (default: the model's) is saved for
-      :func:`load_trained_model`.
-    - The history records the training loss, learning rate, seconds (training and validation
-      apart), labelled pixels per batch and batches without any label; ``fit`` warns once when
-      more than :data:`UNLABELLED_BATCHES_WARNING` of an epoch's batches held no label.
+      refuses a run made with another config (what the run is: :class:`lc_utils.run_spec.RunSpec`
+      gives one), other training settings, or other training images (the full paths the loader's
+      dataset reads: another data folder or split).
+    - Every epoch prints one line (loss, validation mIoU, seconds) and reseeds all generators
+      from (``seed``, epoch). The history records the training loss, learning rate, seconds
+      (training and validation apart), labelled pixels per batch and batches without any label;
+      ``fit`` warns once when more than :data:`UNLABELLED_BATCHES_WARNING` of an epoch's batches
+      held no label.
     - A NaN or infinite loss stops training with :class:`NonFiniteLossError`; checkpoints keep
       the last good epoch.
 
@@ -521,18 +407,14 @@ def fit(
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError("the training loader yields no batch (dataset smaller than a batch with drop_last?)")
-    checkpoints = Checkpoints(
-        run_dir, checkpoint_every,
-        config={"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "schedule": schedule,
-                "warmup_steps": warmup_steps, "seed": seed, "aux_weight": aux_weight,
-                "steps_per_epoch": steps_per_epoch, **_training_images(train_loader),
-                **dict(config or {})},
+    step = step if isinstance(step, TrainingStep) else TrainingStep(step)
+    model = step.model
+    step.plan(epochs * steps_per_epoch)
+    checkpoints = (checkpoints or Checkpoints(None)).including(
+        config={"epochs": epochs, **step.settings(), "seed": seed, "steps_per_epoch": steps_per_epoch,
+                **_training_images(train_loader)},
         model_config={"backbone": getattr(model, "backbone_name", None),
-                      "num_classes": num_classes or getattr(model, "num_classes", None)})
-    optimizer = optimizer or make_optimizer(model, lr, weight_decay)
-    step = TrainingStep(model, loss_fn or PartialCrossEntropyLoss(), optimizer,
-                        scheduler=make_scheduler(optimizer, schedule, epochs * steps_per_epoch, warmup_steps),
-                        device=device, amp=amp, channels_last=channels_last, aux_weight=aux_weight)
+                      "num_classes": getattr(model, "num_classes", None)})
     history, best, start_epoch = [], -math.inf, 0
     if resume:
         history, best, start_epoch = checkpoints.resume(model, step, epochs, progress)
@@ -553,27 +435,3 @@ def fit(
             print(_epoch_line(record, epochs, improved))
         checkpoints.save(model, step, history, best, improved, epochs)
     return history
-
-
-def load_trained_model(path: str | Path, device: str | torch.device | None = None) -> nn.Module:
-    """Rebuild the DeepLabV3 saved in a checkpoint of :func:`fit` and load its weights (eval mode).
-    ``crop_size`` on the model is the training crop the checkpoint's run spec names (None where it
-    names none): the window it predicts best in (notebook 05)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint here. Train a model first (notebook 04 writes one).")
-    return model_from_checkpoint(load_checkpoint(path), path, device)
-
-
-def model_from_checkpoint(state: Mapping[str, Any], source: str | Path,
-                          device: str | torch.device | None = None) -> nn.Module:
-    """The trained model of a checkpoint already read (:func:`load_trained_model` without reading
-    the file); ``source`` names it in errors."""
-    model_config = state.get("model_config") or {}
-    if not model_config.get("backbone"):
-        raise ValueError(f"{source}: the checkpoint does not say which model it holds")
-    model = build_deeplabv3(model_config["num_classes"], model_config["backbone"])
-    weights = {k: v for k, v in state["model"].items() if not k.startswith("net.aux_classifier.")}
-    model.load_state_dict(weights)
-    model.crop_size = (state.get("config") or {}).get("crop")
-    return model.to(resolve_device(device)).eval()

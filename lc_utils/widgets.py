@@ -22,7 +22,8 @@ from .files import image_id_of
 from .inference import predict_tiled
 from .settings import env_flag
 from .sparse import STRATEGIES, annotatable, sample_points
-from .viz import compare_prediction, plot_annotation_summary
+from .viz_data import plot_annotation_summary
+from .viz_results import compare_prediction
 
 
 def interactive_frontend() -> bool:

@@ -182,6 +182,12 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
+    @property
+    def schema(self) -> object:
+        """The class schema of the dataset the windows are cut from (None where it has none): the
+        windows' labels are that dataset's."""
+        return getattr(self.dataset, "schema", None)
+
     def _cut(self, image: torch.Tensor, labels: torch.Tensor, top: int, left: int
              ) -> tuple[torch.Tensor, torch.Tensor]:
         rows, cols = slice(top, top + self.size), slice(left, left + self.size)

@@ -15,6 +15,7 @@ from lc_utils.active import (
     PICK_COLUMNS,
     answer_picks,
     describe_picks,
+    next_picks,
     predict_uncertainty,
     random_scores,
     round_files,
@@ -23,12 +24,14 @@ from lc_utils.active import (
     summarize_rounds,
     uncertainty,
 )
-from lc_utils.classes import DEEPGLOBE
+from lc_utils.classes import DEEPGLOBE, IGNORE_INDEX
 from lc_utils.layouts import find_pairs
 from lc_utils.masks import read_mask
 from lc_utils.models import build_deeplabv3
-from lc_utils.runs import RunSpec, build_run, load_run
-from lc_utils.sparse import PointAnnotation, load_annotations
+from lc_utils.point_files import load_annotations
+from lc_utils.run_spec import RunSpec
+from lc_utils.runs import build_run, load_run
+from lc_utils.sparse import PointAnnotation, annotatable
 from lc_utils.study import score_images
 
 
@@ -90,6 +93,29 @@ def test_the_random_baseline_is_seeded() -> None:
     assert not np.array_equal(random_scores((8, 8), [1, 2]), random_scores((8, 8), [1, 3]))
 
 
+def test_next_picks_follow_the_selection_under_one_seed_rule_and_the_spacing() -> None:
+    unsure = np.zeros((20, 20))
+    unsure[5, 5], unsure[5, 6], unsure[15, 15], unsure[10, 2] = 0.9, 0.8, 0.7, 0.6
+    valid = np.ones((20, 20), bool)
+    valid[10, 2] = False  # no data: never picked, however unsure
+    rules = {"image_id": "a", "valid": valid, "seed": 3, "labelled": PointAnnotation([15], [15], [0]),
+             "min_distance": 3}
+    rows, cols = next_picks("margin", 2, uncertainty=unsure, round_number=1, **rules)
+    assert list(zip(rows.tolist(), cols.tolist()))[:1] == [(5, 5)]
+    assert (rows[1], cols[1]) not in {(5, 6), (15, 15), (10, 2)}  # too close, labelled, no data
+    first = next_picks("random", 5, round_number=1, **rules)
+    again = next_picks("random", 5, round_number=1, uncertainty=unsure, **rules)  # no model asked
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    later = next_picks("random", 5, round_number=2, **rules)
+    other_image = next_picks("random", 5, round_number=1, **{**rules, "image_id": "b"})
+    assert not np.array_equal(first[0], later[0]) and not np.array_equal(first[0], other_image[0])
+    assert valid[first].all() and not ((first[0] == 15) & (first[1] == 15)).any()
+    with pytest.raises(ValueError, match="need the image's uncertainty map"):
+        next_picks("entropy", 2, round_number=1, **rules)
+    with pytest.raises(ValueError, match="selection must be one of"):
+        next_picks("variance", 2, uncertainty=unsure, round_number=1, **rules)
+
+
 def test_picks_are_described_by_what_the_mask_answers() -> None:
     truth = np.zeros((12, 12), np.int64)
     truth[:, 8:] = 3  # a class edge between columns 7 and 8
@@ -134,6 +160,10 @@ def test_active_rounds_add_k_points_per_image_recorded_with_their_round(sample_r
             assert old == first[image_id]
             gaps = np.hypot(new.rows[:, None] - points.rows[None], new.cols[:, None] - points.cols[None])
             assert (np.sort(gaps, axis=1)[:, 1] >= 4).all()  # apart from every other point
+            if selection == "random":  # the picks notebook 09 shows for round 1 are the round's own
+                picks = next_picks("random", 3, image_id=image_id, valid=annotatable(truth) != IGNORE_INDEX,
+                                   seed=3, round_number=1, labelled=first[image_id], min_distance=4)
+                assert (new.rows.tolist(), new.cols.tolist()) == (picks[0].tolist(), picks[1].tolist())
     # both start from the same points and the same model, made once
     assert results["margin"]["val_mean_iou"][0] == results["random"]["val_mean_iou"][0]
     assert not (tmp_path / "margin_seed3" / "round0").exists() and (tmp_path / "seed3" / "round0").is_dir()
@@ -164,7 +194,7 @@ def test_rounds_can_start_from_a_trained_run_its_points_and_model(sample_root: P
         kept = points.subset(points.rounds == 0)
         assert (kept.rows.tolist(), kept.labels.tolist()) == (start.annotations[image_id].rows.tolist(),
                                                              start.annotations[image_id].labels.tolist())
-    with pytest.raises(ValueError, match="picked with other settings .budget 3 there, 4 now"):
+    with pytest.raises(ValueError, match="picked with other settings .budget: 3 there, 4 now"):
         run_active_rounds(start.spec, [0, 4], "margin", work_dir=tmp_path / "active", start=start,
                           min_distance=4, runs_dir=tmp_path)
     # the same start loaded again resumes its rounds; a start trained again gets rounds of its own

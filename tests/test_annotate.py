@@ -4,7 +4,9 @@ draws, and the same edits the front end asks for (the browser test clicks it for
 from __future__ import annotations
 
 import base64
+import errno
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from PIL import Image
 from lc_utils import annotate
 from lc_utils.annotate import HIT_RADIUS_PX, PointAnnotator
 from lc_utils.point_editor import PointEditor
-from lc_utils.sparse import load_annotations
+from lc_utils.point_files import load_annotations
 
 
 def _decode(url: str) -> np.ndarray:
@@ -103,3 +105,26 @@ def test_errors_reach_the_status_line_and_the_headless_fallback_is_a_figure(tmp_
     assert annotate.show(widget, fallback=drawn_instead) is drawn_instead
     with pytest.raises(ValueError, match="have no image file"):
         PointAnnotator(widget.editor, {"tile": np.zeros((256, 256, 3), np.uint8)})
+
+
+def test_a_click_that_cannot_be_saved_says_so_and_is_not_kept(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    widget = _widget(tmp_path)
+    widget.active_class = 3
+    widget._on_message(None, {"type": "click", "x": 301.2, "y": 201.9}, None)
+    path = tmp_path / "clicks.csv"
+    before = path.read_bytes()
+
+    def disk_full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)  # the last step of every save
+    widget._on_message(None, {"type": "click", "x": 10, "y": 10}, None)
+    assert "NOT saved" in widget.status and "No space left on device" in widget.status
+    assert widget.points == [[100, 150, 3]] and len(widget.editor.points("tile")) == 1
+    widget._on_message(None, {"type": "undo"}, None)
+    assert "NOT saved" in widget.status and widget.points == [[100, 150, 3]]
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["clicks.csv"]
+    widget._on_message(None, {"type": "click", "x": 10, "y": 10}, None)
+    assert widget.status.startswith("added") and len(load_annotations(path)["tile"]) == 2

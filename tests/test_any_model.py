@@ -18,7 +18,7 @@ from lc_utils.devices import device_of, model_device
 from lc_utils.inference import evaluate, evaluate_tiled, predict_tiled, validator
 from lc_utils.layouts import find_pairs
 from lc_utils.models import SegmentationNet, segmentation_logits
-from lc_utils.training import fit
+from lc_utils.training import TrainingStep, fit
 
 
 def _image(size: int = 96, seed: int = 0) -> np.ndarray:
@@ -88,9 +88,8 @@ def test_evaluate_tiled_and_evaluate_take_a_torchvision_model(sample_root: Path)
 def test_fit_trains_a_torchvision_model_with_its_aux_head() -> None:
     model = _torchvision_deeplab(aux_loss=True)
     before = [p.detach().clone() for p in model.aux_classifier.parameters()]
-    history = fit(model, _tiny_batches(), epochs=1, validate=validator(_tiny_batches(2)), lr=1e-3,
-                  progress=False,
-                  channels_last=False)
+    history = fit(TrainingStep(model, channels_last=False), _tiny_batches(), epochs=1,
+                  validate=validator(_tiny_batches(2)), progress=False)
     assert np.isfinite(history[0]["train_loss"]) and 0 <= history[0]["val_mean_iou"] <= 1
     # The aux head's loss reached the optimiser: its weights moved.
     assert any(not torch.equal(b, p) for b, p in zip(before, model.aux_classifier.parameters()))
@@ -119,7 +118,7 @@ def test_anything_else_gets_one_clear_error(model: nn.Module, error: type, messa
     with pytest.raises(error, match=message):
         evaluate(model, _tiny_batches(2), 7)
     with pytest.raises(error, match=message):
-        fit(model, _tiny_batches(2), epochs=1, progress=False, channels_last=False)
+        fit(TrainingStep(model, channels_last=False), _tiny_batches(2), epochs=1, progress=False)
 
 
 def test_segmentation_logits_reads_every_accepted_form() -> None:

@@ -127,16 +127,26 @@ class Notebook:
 
 def _prepare_checkpoint(workspace: Path) -> None:
     """A tiny run for notebook 05 to load: a few steps are enough for a browser to show."""
-    from lc_utils import datasets, layouts, models, settings, sparse, training, transforms
+    from lc_utils import (
+        checkpoints,
+        datasets,
+        layouts,
+        models,
+        point_files,
+        settings,
+        sparse,
+        training,
+        transforms,
+    )
 
     root = settings.prepare_data()
     split = datasets.split_pairs(layouts.find_pairs(root), seed=0)
-    annotations = sparse.ensure_annotations(workspace / "points.csv", split["train"][:4], n_points=50)
+    annotations = point_files.ensure_annotations(workspace / "points.csv", split["train"][:4], n_points=50)
     train_set = sparse.SparseLandCoverDataset(split["train"][:4], annotations,
                                               transform=transforms.make_transforms(64))
     model = models.build_deeplabv3(7, "mobilenet_v3_large", None)
-    training.fit(model, training.make_loader(train_set, 2, shuffle=True), epochs=1, num_classes=7,
-                 run_dir=workspace / "runs" / "tiny", progress=False)
+    training.fit(model, training.make_loader(train_set, 2, shuffle=True), epochs=1,
+                 checkpoints=checkpoints.Checkpoints(workspace / "runs" / "tiny"), progress=False)
     path = workspace / "notebooks" / "05_testing_metrics.ipynb"
     notebook = nbformat.read(path, as_version=4)
     parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
@@ -299,7 +309,7 @@ def _poll(read: Callable[[], object], expected: object, seconds: float = 30) -> 
 def test_clicks_on_the_annotator_reach_the_annotation_file(browser, lab: str, workspace: Path) -> None:
     """Pick a class, click the image: the file gains that point at the clicked pixel; a click on
     the point removes it; undo brings it back. Everything goes through the real front end."""
-    from lc_utils import files, layouts, settings, sparse
+    from lc_utils import files, layouts, point_files, settings
 
     image_path = layouts.find_pairs(settings.prepare_data())[0][0]
     csv = workspace / "clicked.csv"
@@ -316,7 +326,7 @@ def test_clicks_on_the_annotator_reach_the_annotation_file(browser, lab: str, wo
     def points() -> set[tuple[int, int, str]]:
         if not csv.exists():
             return set()
-        return {(int(r), int(c), DEEPGLOBE.names[int(k)]) for a in sparse.load_annotations(csv).values()
+        return {(int(r), int(c), DEEPGLOBE.names[int(k)]) for a in point_files.load_annotations(csv).values()
                 for r, c, k in zip(a.rows, a.cols, a.labels)}
 
     opened = Notebook(browser, lab, "annotator.ipynb")
@@ -335,7 +345,7 @@ def test_clicks_on_the_annotator_reach_the_annotation_file(browser, lab: str, wo
     (row, col, _), = clicked
     pixel = max(height / box["height"], width / box["width"])  # image pixels per screen pixel
     assert abs(row - 0.6 * height) <= max(1, pixel) and abs(col - 0.3 * width) <= max(1, pixel)
-    assert sparse.load_annotations(csv)[files.image_id_of(image_path)].sources[0] == "person"
+    assert point_files.load_annotations(csv)[files.image_id_of(image_path)].sources[0] == "person"
     page.mouse.click(x + 2, y - 1)  # on the point, with its class: removed
     assert _poll(points, set()) == set()
     page.locator(".lc-tools button", has_text="undo").click()

@@ -22,7 +22,7 @@ from lc_utils import distributed
 from lc_utils.distributed import EpochSampler
 from lc_utils.inference import evaluate
 from lc_utils.settings import PROJECT_ROOT
-from lc_utils.training import fit, make_loader
+from lc_utils.training import TrainingStep, fit, make_loader
 
 PROCESSES = 2
 TIME_LIMIT_S = 120
@@ -58,7 +58,8 @@ def _model() -> nn.Module:
 def _steps(model: nn.Module, per_process_batch: int) -> nn.Module:
     """Two epochs of 16 images in global batches of 8, no shuffling noise beyond the sampler's."""
     loader = DataLoader(_images(16), batch_size=per_process_batch, sampler=EpochSampler(16, seed=3))
-    fit(model, loader, epochs=2, lr=1e-2, schedule=None, channels_last=False, progress=False, seed=0)
+    fit(TrainingStep(model, lr=1e-2, schedule=None, channels_last=False), loader, epochs=2, progress=False,
+        seed=0)
     return model  # fit wraps it in DistributedDataParallel for the steps, and trains it in place
 
 

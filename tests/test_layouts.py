@@ -12,12 +12,13 @@ import torch
 from PIL import Image
 from scipy.ndimage import maximum_filter, minimum_filter
 
+from lc_utils import settings
 from lc_utils.classes import DEEPGLOBE, IGNORE_INDEX, load_preset
 from lc_utils.datasets import DenseLandCoverDataset, split_pairs
 from lc_utils.inference import evaluate
 from lc_utils.layouts import LossyMaskWarning, detect_layout, find_pairs, load_schema, scan_dataset
 from lc_utils.masks import MaskEncodingError, class_to_rgb, read_mask
-from lc_utils.sparse import ensure_annotations
+from lc_utils.point_files import ensure_annotations
 from lc_utils.synthetic import generate_pair, make_sample_dataset, make_standin
 from lc_utils.training import make_loader
 
@@ -77,8 +78,9 @@ def test_mmseg_layout_needs_its_schema_named(standins: dict[str, Path],
     assert load_schema(root) == DEEPGLOBE  # nothing in the folder says Potsdam ...
     with pytest.raises(MaskEncodingError, match="single-channel mask .* give a schema that names them"):
         read_mask(samples[0].mask, load_schema(root))
-    monkeypatch.setenv("DATA_SCHEMA", "potsdam")  # ... so the learner says it
-    assert load_schema(root) == POTSDAM
+    monkeypatch.setenv("DATA_SCHEMA", "potsdam")  # ... so the learner says it: a parameters cell passes it on
+    assert load_schema(root, settings.env_value("DATA_SCHEMA")) == POTSDAM
+    assert load_schema(root) == DEEPGLOBE  # the data layer reads no environment
     assert load_schema(root, "vaihingen").name == "ISPRS Vaihingen"  # the argument wins
     classes = read_mask(samples[0].mask, POTSDAM)
     assert set(np.unique(classes)) <= {*range(6), IGNORE_INDEX}

@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from lc_utils.run_spec import DATA_VARIABLES
 from lc_utils.settings import PROJECT_ROOT, REPO_URL
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
@@ -52,6 +53,18 @@ def test_skeleton(path: Path) -> None:
     headings = [c.source.splitlines()[0] for c in cells if c.cell_type == "markdown"]
     assert "## Setup" in headings and "## Parameters" in headings and "## Summary" in headings
     assert re.search(r"\*\*Exercises\*\*", cells[-1].source)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_pass_on_the_data_variables_make_sets(path: Path) -> None:
+    """`make course DATA_SCHEMA=...` reaches the data through the parameters cell: the data layer
+    reads no environment, so SCHEMA, IMAGE_SUFFIX and MASK_SUFFIX, where a notebook has them,
+    start from those variables."""
+    cells = _read(path).cells
+    source = next(c.source for c in cells if "parameters" in c.metadata.get("tags", []))
+    for field, variable in DATA_VARIABLES.items():
+        assigned = re.findall(rf"^{field.upper()} = (.*?)(?:  #.*)?$", source, re.MULTILINE)
+        assert assigned in ([], [f'settings.env_value("{variable}")']), f"{path.name}: {field.upper()}"
 
 
 def test_readme_and_notebooks_share_the_repository_url() -> None:

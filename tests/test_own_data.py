@@ -15,11 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lc_utils import settings
 from lc_utils.classes import ClassSchema, load_preset
 from lc_utils.course import run_notebook
 from lc_utils.layouts import LossyMaskWarning, find_pairs, load_schema, scan_dataset
 from lc_utils.masks import OffPaletteWarning, class_to_rgb, read_mask
-from lc_utils.runs import RunSpec, build_run, load_data
+from lc_utils.run_data import load_data
+from lc_utils.run_spec import RunSpec
+from lc_utils.runs import build_run
 from lc_utils.synthetic import generate_pair, make_sample_dataset, make_standin
 from lc_utils.tiles import main as tiles_main
 
@@ -123,9 +126,16 @@ def test_endings_people_use_can_be_named(tmp_path: Path, monkeypatch) -> None:
         find_pairs(flat)
     pairs = find_pairs(flat, image_suffix="_naip_rgb", mask_suffix="_lc")
     assert [(i.name, m.name) for i, m in pairs][0] == ("m_00_naip_rgb.png", "m_00_lc.png") and len(pairs) == 3
+    # `make course DATA_IMAGE_SUFFIX=... DATA_MASK_SUFFIX=...`: the parameters cells pass them on, as
+    # does the tiles command; the data layer itself reads no environment
     monkeypatch.setenv("DATA_IMAGE_SUFFIX", "_naip_rgb")
     monkeypatch.setenv("DATA_MASK_SUFFIX", "_lc")
-    assert find_pairs(flat) == pairs
+    assert find_pairs(flat, image_suffix=settings.env_value("DATA_IMAGE_SUFFIX"),
+                      mask_suffix=settings.env_value("DATA_MASK_SUFFIX")) == pairs
+    with pytest.raises(FileNotFoundError, match=expected):
+        find_pairs(flat)
+    assert tiles_main([str(flat), str(tmp_path / "tiles"), "--size", "32"]) == 0
+    assert len(find_pairs(tmp_path / "tiles")) == 3
     monkeypatch.delenv("DATA_IMAGE_SUFFIX")
     monkeypatch.delenv("DATA_MASK_SUFFIX")
     folders = _naip_like(tmp_path / "folders", flat=False)

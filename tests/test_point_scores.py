@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from lc_utils.point_scores import (
     POINT_COLUMNS,
     _mean_iou,
     point_sampling_error,
+    point_table,
     points_at,
     points_needed,
     predict_points,
@@ -289,3 +291,51 @@ def test_points_needed_is_the_fewest_that_stay_within_the_tolerance() -> None:
     sampling = pd.DataFrame({"n_points": [50, 400, 800], "within": [0.6, 0.96, 1]})
     assert points_needed(sampling) == 400 and points_needed(sampling, share=0.99) == 800
     assert points_needed(sampling[:1]) is None
+
+
+# --- what cannot be estimated, and maps that do not fit -------------------------------------------
+
+def test_one_image_or_one_point_gives_no_interval_rather_than_a_zero_width_one() -> None:
+    points = _noisy_points(np.random.default_rng(8), 1, 400, error=0.4)
+    with pytest.warns(UserWarning, match="1 image"):
+        scores = score_points(points)
+    assert np.isnan(scores.miou_interval).all() and 0 < scores.miou < 1
+    assert "point mIoU" in scores.describe() and "no interval from 1 image" in scores.describe()
+    assert "(nan" not in scores.describe() and scores.summary()["mean_iou_note"] == scores.miou_note
+    with pytest.warns(UserWarning, match="1 point"):
+        single = score_points(pd.DataFrame({"image_id": ["a"], "label": [1], "predicted": [1]}), group=None)
+    assert np.isnan(single.miou_interval).all() and "no interval from 1 point" in single.describe()
+    all_right = pd.DataFrame({"image_id": ["a", "a", "b"], "label": [1, 2, 1], "predicted": [1, 2, 1]})
+    with pytest.warns(UserWarning, match="every resample"):
+        same = score_points(all_right)
+    assert np.isnan(same.miou_interval).all() and same.miou == 1.0
+    enough = score_points(_noisy_points(np.random.default_rng(8), 4, 50, error=0.4))
+    assert enough.miou_note is None and enough.miou_interval[0] < enough.miou_interval[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no interval asked for: nothing to warn about
+        assert score_points(points, n_boot=0).miou_note is None
+
+
+def test_a_prediction_map_must_be_integer_classes_of_the_image_size() -> None:
+    annotation = PointAnnotation([0, 5], [1, 6], [2, 2])
+    fits = np.full((8, 8), 2, np.uint8)
+    shapes = {"a": (8, 8)}
+    assert point_table({"a": fits}, {"a": annotation}, image_shapes=shapes)["predicted"].tolist() == [2, 2]
+    upscaled = np.kron(fits, np.ones((2, 2), np.uint8))
+    with pytest.raises(ValueError, match=r"'a': the prediction is 16x16 but the image is 8x8"):
+        point_table({"a": upscaled}, {"a": annotation}, image_shapes=shapes)
+    with pytest.raises(ValueError, match=r"'a': the prediction holds float32 values, not integer classes"):
+        point_table({"a": np.full((8, 8), 0.7, np.float32)}, {"a": annotation})
+    with pytest.raises(ValueError, match=r"prediction\(s\) for image\(s\) without points: '0009'"):
+        point_table({"a": fits, "0009": fits}, {"a": annotation})
+    table = point_table({"a": fits, "0009": fits}, {"a": annotation}, skip_unannotated=True)
+    assert set(table["image_id"]) == {"a"}
+
+
+def test_classes_outside_the_schema_name_their_images() -> None:
+    points = pd.DataFrame({"image_id": ["a", "b", "b"], "label": [0, 0, 1], "predicted": [0, 255, 255]})
+    with pytest.raises(ValueError, match=r"predicted classes outside 0..6: 255 on image\(s\) 'b' \(2 points"):
+        score_points(points)
+    points = pd.DataFrame({"image_id": ["a", "c"], "label": [0, 9], "predicted": [0, 0]})
+    with pytest.raises(ValueError, match=r"labels outside 0..6 .*: 9 on image\(s\) 'c' \(1 point\)"):
+        score_points(points)

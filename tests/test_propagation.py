@@ -202,6 +202,20 @@ def test_the_cache_is_reused_and_remade_when_points_or_settings_change(
     assert labels[20, 21] == 3 and labels[20, 20] == IGNORE_INDEX
 
 
+def test_a_label_map_is_saved_whole_or_not_at_all(tmp_path: Path) -> None:
+    labels = np.full((6, 9), IGNORE_INDEX, np.uint8)
+    labels[2, 3] = 4
+    path = propagation.save_label_map(labels, tmp_path / "maps" / "a.png")
+    with Image.open(path) as saved:
+        assert saved.format == "PNG" and saved.mode == "L"
+        np.testing.assert_array_equal(np.asarray(saved), labels)
+    with pytest.raises(TypeError):  # a failed write (here: no image in the array) ...
+        propagation.save_label_map(np.zeros((2, 2, 2, 2), np.uint8), path)
+    with Image.open(path) as kept:  # ... leaves the last map as it was, and no temporary file
+        np.testing.assert_array_equal(np.asarray(kept), labels)
+    assert [p.name for p in path.parent.iterdir()] == ["a.png"]
+
+
 def test_a_label_map_file_that_does_not_fit_is_refused(tmp_path: Path) -> None:
     pairs = [_write_pair(tmp_path, "a", 0)]
     small = propagation.save_label_map(np.zeros((8, 8), np.uint8), tmp_path / "small.png")
@@ -278,7 +292,7 @@ def test_the_quality_grid_on_real_tiles_grows_with_points_and_superpixels(real_t
 
 
 def test_the_propagation_figure_shows_superpixels_points_and_errors() -> None:
-    from lc_utils.viz import SUPERPIXEL_EDGE_RGB, plot_propagation
+    from lc_utils.viz_data import SUPERPIXEL_EDGE_RGB, plot_propagation
 
     image = np.full((32, 32, 3), 90, np.uint8)
     image[:, 16:] = 200

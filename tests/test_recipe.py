@@ -18,7 +18,7 @@ from benchmarks.real_tile_recipe import (
     shrunk_copy,
 )
 from lc_utils.layouts import find_pairs
-from lc_utils.runs import REAL_IMAGERY_RECIPE, RunSpec
+from lc_utils.run_spec import REAL_IMAGERY_RECIPE, RunSpec
 from lc_utils.settings import PROJECT_ROOT
 
 

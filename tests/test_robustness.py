@@ -2,7 +2,7 @@
 
 Other cases live beside the code they exercise: off-palette masks under each policy and bad mask
 files (test_masks), missing masks, size mismatches, truncated JPEGs and empty folders
-(test_datasets), bad annotation files (test_sparse), NaN losses, interrupted checkpoint writes and
+(test_datasets), bad annotation files (test_point_files), NaN losses, interrupted checkpoint writes and
 resume (test_training), a batch without labels (test_losses).
 """
 
@@ -21,7 +21,7 @@ from lc_utils.layouts import find_pairs
 from lc_utils.losses import PartialCrossEntropyLoss
 from lc_utils.masks import class_to_rgb
 from lc_utils.sparse import PointAnnotation, SparseLandCoverDataset
-from lc_utils.training import fit, make_loader
+from lc_utils.training import TrainingStep, fit, make_loader
 
 
 def _pair_with_image(folder: Path, image: Image.Image, suffix: str = ".png") -> list[tuple[Path, Path]]:
@@ -63,8 +63,7 @@ def test_training_through_batches_without_a_single_label(tmp_path: Path) -> None
                                                 torch.full((4, 8, 8), IGNORE_INDEX))
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 7, 1))
     with pytest.warns(UserWarning, match="2 of 2 batches held no labelled pixel") as caught:
-        history = fit(model, make_loader(unlabelled, 2, shuffle=True), epochs=2, num_classes=7,
-                      progress=False)
+        history = fit(model, make_loader(unlabelled, 2, shuffle=True), epochs=2, progress=False)
     assert len([w for w in caught if "no labelled pixel" in str(w.message)]) == 1  # once, not per epoch
     assert [r["train_loss"] for r in history] == [0.0, 0.0]
     assert [r["batches_without_labels"] for r in history] == [2, 2]
@@ -77,7 +76,7 @@ def test_history_counts_the_labelled_pixels_of_every_batch() -> None:
     labels = torch.full((4, 8, 8), IGNORE_INDEX)
     labels[0, 1, 1] = labels[0, 2, 2] = labels[1, 3, 3] = labels[3, 0, 0] = 2
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=2)
-    history = fit(torch.nn.Conv2d(3, 7, 1), loader, epochs=1, num_classes=7, progress=False)
+    history = fit(torch.nn.Conv2d(3, 7, 1), loader, epochs=1, progress=False)
     assert history[0]["labelled_px_per_batch"] == 2.0  # (3 + 1) labelled pixels over 2 batches
     assert history[0]["batches_without_labels"] == 0
 
@@ -94,6 +93,6 @@ def test_fit_moves_the_loss_buffers_to_the_training_device() -> None:
     images, labels = torch.zeros(2, 3, 4, 4), torch.full((2, 4, 4), IGNORE_INDEX)
     labels[:, 0, 0] = 1
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=2)
-    fit(torch.nn.Conv2d(3, 7, 1), loader, epochs=1, num_classes=7, device="cpu", progress=False,
-        loss_fn=RecordingLoss(weight=torch.ones(7)))
+    fit(TrainingStep(torch.nn.Conv2d(3, 7, 1), RecordingLoss(weight=torch.ones(7)), device="cpu"), loader,
+        epochs=1, progress=False)
     assert moved_to == [torch.device("cpu")]

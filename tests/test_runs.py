@@ -12,9 +12,10 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from lc_utils import files, runs, settings, sparse, training
+from lc_utils import checkpoints, files, point_files, run_data, run_spec, runs, settings, sparse, training
 from lc_utils.cli import EXECUTION_OPTIONS, build_parser, main, parse_args, spec_from_args
-from lc_utils.runs import DENSE, RunSpec, build_run
+from lc_utils.run_spec import DENSE, RunSpec
+from lc_utils.runs import build_run
 from lc_utils.transforms import LabelledRandomCrop
 
 NOTEBOOK_04 = settings.PROJECT_ROOT / "notebooks" / "04_training_partial_loss.ipynb"
@@ -90,7 +91,7 @@ def test_every_field_is_one_option_of_the_training_command(fast: str, monkeypatc
     real = spec_from_args(parse_args(["--data", "/data/tiles"]))
     assert real == RunSpec.course_defaults(data="/data/tiles")
     if fast == "1":
-        for made, recipe in ((real, runs.REAL_IMAGERY_RECIPE), (spec, runs.SAMPLE_RECIPE)):
+        for made, recipe in ((real, run_spec.REAL_IMAGERY_RECIPE), (spec, run_spec.SAMPLE_RECIPE)):
             assert {name: getattr(made, name) for name in recipe} == recipe
     assert spec_from_args(parse_args(["--data", "/data/tiles", "--lr", "0.01"])).lr == 0.01
 
@@ -141,23 +142,23 @@ def test_a_run_folder_keeps_its_spec_and_refuses_another(sample_root: Path, tmp_
     run_dir = tmp_path / "runs" / "tiny"
     history = build_run(spec, runs_dir=tmp_path / "runs").train(run_dir, progress=False)
     assert len(history) == 1 and 0 <= history[0]["val_mean_iou"] <= 1
-    assert RunSpec.load(run_dir / runs.SPEC_FILE) == spec
-    assert training.load_checkpoint(run_dir / training.LAST)["config"]["strategy"] == "uniform"
+    assert RunSpec.load(run_dir / run_spec.SPEC_FILE) == spec
+    assert checkpoints.load_checkpoint(run_dir / checkpoints.LAST)["config"]["strategy"] == "uniform"
     # Another description of the run is refused on resume, and run.toml stays the run's own.
     other = spec.replace(strategy="grid")
     with pytest.raises(ValueError, match=r"other settings \(.*strategy"):
         build_run(other, runs_dir=tmp_path / "runs").train(run_dir, progress=False)
-    assert RunSpec.load(run_dir / runs.SPEC_FILE) == spec
+    assert RunSpec.load(run_dir / run_spec.SPEC_FILE) == spec
     # The command reads the folder's run.toml back: the same run, found finished.
-    args = ["--config", str(run_dir / runs.SPEC_FILE), "--runs-dir", str(tmp_path / "runs"),
+    args = ["--config", str(run_dir / run_spec.SPEC_FILE), "--runs-dir", str(tmp_path / "runs"),
             "--run-name", "tiny"]
     assert main(args) == 0
     assert main([*args, "--seed", "1"]) == 2  # another seed is another run
     # A checkpoint written before a field existed (no dice_weight in its config) is the same run
     # when the field keeps its default, and another run when it does not.
-    state = training.load_checkpoint(run_dir / training.LAST)
+    state = checkpoints.load_checkpoint(run_dir / checkpoints.LAST)
     del state["config"]["dice_weight"]
-    torch.save(state, run_dir / training.LAST)
+    torch.save(state, run_dir / checkpoints.LAST)
     assert build_run(spec, runs_dir=tmp_path / "runs").train(run_dir, progress=False) == history
     with pytest.raises(ValueError, match=r"other settings \(dice_weight\)"):
         build_run(spec.replace(dice_weight=1.0), runs_dir=tmp_path / "runs").train(run_dir, progress=False)
@@ -167,7 +168,7 @@ def test_load_run_rebuilds_a_trained_run_from_its_checkpoint(sample_root: Path, 
     spec = _tiny(sample_root)
     trained = build_run(spec, runs_dir=tmp_path)
     trained.train(tmp_path / "run", progress=False)
-    loaded = runs.load_run(tmp_path / "run" / training.BEST, runs_dir=tmp_path)
+    loaded = runs.load_run(tmp_path / "run" / checkpoints.BEST, runs_dir=tmp_path)
     assert loaded.spec == spec and loaded.split == trained.split
     assert loaded.annotation_path == trained.annotation_path
     assert loaded.annotations.keys() == trained.annotations.keys()
@@ -175,7 +176,7 @@ def test_load_run_rebuilds_a_trained_run_from_its_checkpoint(sample_root: Path, 
     for name, value in trained.model.state_dict().items():
         if not name.startswith("net.aux_classifier."):
             assert torch.equal(loaded.model.state_dict()[name], value), name
-    state = training.load_checkpoint(tmp_path / "run" / training.BEST)
+    state = checkpoints.load_checkpoint(tmp_path / "run" / checkpoints.BEST)
     del state["config"]
     torch.save(state, tmp_path / "bare.pt")
     with pytest.raises(ValueError, match=r"bare\.pt: the checkpoint holds no run spec"):
@@ -197,7 +198,7 @@ def test_build_run_takes_dense_labels_an_annotation_file_and_loss_options(sample
     assert from_file.annotations == sampled.annotations
     # The file holds every image's points; a run trains on its training images' points only.
     assert set(sampled.annotations) == set(files.image_shapes(sampled.split["train"]))
-    on_file = sparse.load_annotations(sampled.annotation_path)
+    on_file = point_files.load_annotations(sampled.annotation_path)
     assert len(on_file) == 8 and all(on_file[i] == sampled.annotations[i] for i in sampled.annotations)
     assert from_file.loss_fn.logit_adjustment is None and from_file.loss_fn.weight is None
     no_validation = build_run(_tiny(sample_root, val_windows=0), runs_dir=tmp_path)
@@ -298,7 +299,7 @@ def _images_only(sample_root: Path, tmp_path: Path) -> tuple[Path, Path]:
                for k, (image, mask) in enumerate(pairs[:6])}
     clicked = {i: dataclasses.replace(a, sources=np.array(["person"] * len(a), dtype=object))
                for i, a in clicked.items()}
-    return folder, sparse.save_annotations(clicked, tmp_path / "clicks.csv")
+    return folder, point_files.save_annotations(clicked, tmp_path / "clicks.csv")
 
 
 @pytest.mark.slow
@@ -309,7 +310,7 @@ def test_images_without_masks_train_from_clicked_points_and_validate_on_held_out
     spec = _tiny(folder, annotations=str(clicks), held_out=held_out, held_out_share=0.3,
                  points_per_image=None, split_seed=1)
     run = build_run(spec, runs_dir=tmp_path / "runs")
-    clicked = sparse.load_annotations(clicks)
+    clicked = point_files.load_annotations(clicks)
     assert run.val_set is None and run.val_points
     assert {files.image_id_of(i) for i, _ in run.split["train"]} == set(run.annotations) <= set(clicked)
     for image_id, held in run.val_points.items():  # every held-out point is a clicked one, never trained on
@@ -329,8 +330,8 @@ def test_val_images_split_the_images_alike_with_their_masks_or_without(sample_ro
                                                                       tmp_path: Path) -> None:
     folder, clicks = _images_only(sample_root, tmp_path)
     for val_images in (None, 3):
-        with_masks = runs.load_data(_tiny(sample_root, val_images=val_images)).split
-        without = runs.load_data(_tiny(folder, annotations=str(clicks), val_images=val_images)).split
+        with_masks = run_data.load_data(_tiny(sample_root, val_images=val_images)).split
+        without = run_data.load_data(_tiny(folder, annotations=str(clicks), val_images=val_images)).split
         names = {part: [image.name for image, _ in pairs] for part, pairs in without.items()}
         assert names == {part: [image.name for image, _ in pairs] for part, pairs in with_masks.items()}
     assert len(names["val"]) == 3 and all(mask is None for _, mask in without["train"])

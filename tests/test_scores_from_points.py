@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks._common import table_markers
 from benchmarks.scores_from_points import main, markdown_table
-from lc_utils import layouts, settings, sparse
+from lc_utils import layouts, point_files, settings
 from lc_utils.point_editor import SIMULATED
 from lc_utils.synthetic import make_sample_dataset
 
@@ -28,7 +28,7 @@ def test_the_study_trains_from_simulated_clicks_and_scores_from_points_and_masks
     images = sorted((tmp_path / "work" / "images").iterdir())
     assert [p.name for p in images] == [i.name for i, _ in layouts.find_pairs(data)]
     assert not any(p.name.endswith("_mask.png") for p in images)  # the masks are set aside
-    clicks = sparse.load_annotations(tmp_path / "work" / "clicks_seed0.csv")
+    clicks = point_files.load_annotations(tmp_path / "work" / "clicks_seed0.csv")
     assert {len(a) for a in clicks.values()} == {20} and set(clicks["0000"].sources) == {SIMULATED}
     assert row["val_images"] == 3 and row["train_images"] == 9
     assert row["held_out_points"] == 20 * 3  # every clicked point of the validation tiles

@@ -12,7 +12,7 @@ from lc_utils.classes import DEEPGLOBE
 from lc_utils.datasets import DenseLandCoverDataset, read_pair
 from lc_utils.layouts import find_pairs
 from lc_utils.metrics import majority_baseline
-from lc_utils.runs import DENSE, RunSpec
+from lc_utils.run_spec import DENSE, RunSpec
 from lc_utils.settings import PROJECT_ROOT
 from lc_utils.study import (
     PRIOR_CORRECTED,
@@ -130,7 +130,7 @@ def test_settings_with_propagation_and_self_training_build_their_runs(sample_roo
     assert len(built) == 8 and built[-1].spec.superpixel_area == 64
     assert list(reused["reused_from"].fillna("")) == ["density.json", "", "density.json"]
     assert reused["trained_fraction"].notna().all()
-    with pytest.raises(ValueError, match="other settings lr"):
+    with pytest.raises(ValueError, match=r"other settings \(lr: \S+ there, 0.5 now\)"):
         run_label_study(spec.replace(lr=0.5), [5], strategies=("uniform",), seeds=(0,), runs_dir=tmp_path,
                           results_file=tmp_path / "other.json", reuse=density, progress=False)
     for bad in ("uniform+magic", "dense+propagation", "uniform+prior+prior"):
@@ -242,10 +242,13 @@ def test_a_results_file_of_another_study_is_refused_not_overwritten(tmp_path: Pa
     ours = study_key(RunSpec(epochs=5), split)
     path.write_text(json.dumps({"key": ours, "runs": [{"strategy": DENSE}]}))
     assert read_results_file(path, ours) == [{"strategy": DENSE}]
-    with pytest.raises(ValueError, match="other settings epochs"):
+    with pytest.raises(ValueError, match=r"other settings \(epochs: 5 there, 6 now\)"):
         read_results_file(path, study_key(RunSpec(epochs=6), split))
-    with pytest.raises(ValueError, match="other images"):
-        read_results_file(path, {**ours, "val": ["c"]})
+    # the images in a few words: how many, and a digest of their ids
+    with pytest.raises(ValueError, match=r"other settings \(validation images: '1, \w{8}' there, '2, \w{8}'"):
+        read_results_file(path, {**ours, "val": ["b", "c"]})
+    with pytest.raises(ValueError, match=r"\(training images: '1, \w{8}' there, '1, \w{8}' now\)"):
+        read_results_file(path, {**ours, "train": ["c"]})
     # The labels and the seed are each run's, not the study's.
     assert study_key(RunSpec(epochs=5, strategy="grid", seed=4), split) == ours
     older = {**ours, "spec": {k: v for k, v in ours["spec"].items() if k != "label_smoothing"}}

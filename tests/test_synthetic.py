@@ -6,7 +6,7 @@ import numpy as np
 from lc_utils.classes import DEEPGLOBE
 from lc_utils.datasets import read_pair
 from lc_utils.layouts import find_pairs
-from lc_utils.runs import REAL_IMAGERY_RECIPE, SAMPLE_RECIPE, fast_recipe
+from lc_utils.run_spec import REAL_IMAGERY_RECIPE, SAMPLE_RECIPE, fast_recipe
 from lc_utils.synthetic import (
     CLASS_SHARES,
     ensure_sample_dataset,

@@ -8,24 +8,23 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from lc_utils import training
+from lc_utils import checkpoints
+from lc_utils.checkpoints import BEST, LAST, Checkpoint, Checkpoints, load_checkpoint, save_checkpoint
 from lc_utils.classes import IGNORE_INDEX
 from lc_utils.inference import evaluate, validator
 from lc_utils.layouts import find_pairs
 from lc_utils.metrics import ConfusionMatrix
-from lc_utils.models import build_deeplabv3
-from lc_utils.sparse import SparseLandCoverDataset, ensure_annotations
+from lc_utils.models import build_deeplabv3, load_trained_model
+from lc_utils.point_files import ensure_annotations
+from lc_utils.sparse import SparseLandCoverDataset
 from lc_utils.training import (
-    BEST,
-    LAST,
     NonFiniteLossError,
+    Schedule,
+    TrainingStep,
     fit,
-    load_checkpoint,
-    load_trained_model,
     lr_factor,
     make_loader,
     reestimate_batchnorm,
-    save_checkpoint,
 )
 from lc_utils.transforms import make_transforms
 
@@ -50,7 +49,7 @@ def test_loss_falls_and_validation_improves_from_sparse_labels() -> None:
     sparse, dense = _colour_task()
     model = _tiny_model()
     before = evaluate(model, make_loader(dense, 8, shuffle=False), 3).summary()["pixel_accuracy"]
-    history = fit(model, make_loader(sparse, 4, shuffle=True), epochs=8, lr=0.05, num_classes=3,
+    history = fit(TrainingStep(model, lr=0.05), make_loader(sparse, 4, shuffle=True), epochs=8,
                   validate=validator(make_loader(dense, 8, shuffle=False)), progress=False)
     frame = pd.DataFrame(history)
     assert list(frame.columns) == ["epoch", "train_loss", "lr", "seconds", "images_per_s",
@@ -75,11 +74,11 @@ def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 def test_resume_gives_identical_weights(sample_root: Path, tmp_path: Path) -> None:
     loader = _sample_run(sample_root, tmp_path)
-    kwargs = {"epochs": 2, "lr": 1e-3, "seed": 3, "progress": False}
+    kwargs = {"epochs": 2, "seed": 3, "progress": False}
 
     torch.manual_seed(0)
     straight = build_deeplabv3(backbone="mobilenet_v3_large")
-    fit(straight, loader, run_dir=tmp_path / "straight", **kwargs)
+    fit(straight, loader, checkpoints=Checkpoints(tmp_path / "straight"), **kwargs)
 
     torch.manual_seed(0)
     first = build_deeplabv3(backbone="mobilenet_v3_large")
@@ -98,12 +97,12 @@ def test_resume_gives_identical_weights(sample_root: Path, tmp_path: Path) -> No
     original_forward = first.forward
     first.forward = crash_on_second_epoch  # type: ignore[method-assign]
     with pytest.raises(Disconnect):
-        fit(first, loader, run_dir=tmp_path / "resumed", **kwargs)
+        fit(first, loader, checkpoints=Checkpoints(tmp_path / "resumed"), **kwargs)
     assert load_checkpoint(tmp_path / "resumed" / LAST)["epoch"] == 0
 
     torch.manual_seed(123)  # a fresh process: other weights and RNG state until resume
     resumed = build_deeplabv3(backbone="mobilenet_v3_large")
-    history = fit(resumed, loader, run_dir=tmp_path / "resumed", resume=True, **kwargs)
+    history = fit(resumed, loader, checkpoints=Checkpoints(tmp_path / "resumed"), resume=True, **kwargs)
     assert [r["epoch"] for r in history] == [1, 2]
     expected, got = _weights(straight), _weights(resumed)
     assert expected.keys() == got.keys()
@@ -114,9 +113,12 @@ def test_resume_gives_identical_weights(sample_root: Path, tmp_path: Path) -> No
 def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
     sparse, _ = _colour_task()
     loader = make_loader(sparse, 4, shuffle=True)
-    fit(_tiny_model(), loader, epochs=1, num_classes=3, run_dir=tmp_path, progress=False)
+    fit(_tiny_model(), loader, epochs=1, checkpoints=Checkpoints(tmp_path), progress=False)
     with pytest.raises(ValueError, match="other settings \\(epochs\\)"):
-        fit(_tiny_model(), loader, epochs=3, num_classes=3, run_dir=tmp_path, resume=True, progress=False)
+        fit(_tiny_model(), loader, epochs=3, checkpoints=Checkpoints(tmp_path), resume=True, progress=False)
+    with pytest.raises(ValueError, match="other settings \\(lr\\)"):
+        fit(TrainingStep(_tiny_model(), lr=0.5), loader, epochs=1, checkpoints=Checkpoints(tmp_path),
+            resume=True, progress=False)
 
 
 WEIGHTS_ONLY = {"model", "epoch", "config", "model_config", "history", "best"}
@@ -131,12 +133,11 @@ def test_checkpoint_contents(tmp_path: Path, monkeypatch, every: int, resume_poi
         written.append((Path(path).name, state["epoch"], set(state)))
         return save_checkpoint(state, path)
 
-    monkeypatch.setattr(training, "save_checkpoint", recording_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", recording_save)
     sparse, dense = _colour_task()
-    fit(_tiny_model(), make_loader(sparse, 4, shuffle=True), epochs=4, num_classes=3, run_dir=tmp_path,
-        validate=validator(make_loader(dense, 8, shuffle=False)), config={"note": "test"},
-        checkpoint_every=every,
-        progress=False)
+    fit(_tiny_model(), make_loader(sparse, 4, shuffle=True), epochs=4,
+        checkpoints=Checkpoints(tmp_path, every, config={"note": "test"}),
+        validate=validator(make_loader(dense, 8, shuffle=False)), progress=False)
     last = [(epoch, keys) for name, epoch, keys in written if name == LAST]
     # The resume state while there is something left to resume; the final weights alone at the end.
     assert last == [(e, RESUME_STATE) for e in resume_points] + [(3, WEIGHTS_ONLY)]
@@ -150,9 +151,10 @@ def test_a_finished_run_resumes_to_nothing(tmp_path: Path, capsys) -> None:
     sparse, _ = _colour_task()
     loader = make_loader(sparse, 4, shuffle=True)
     model = _tiny_model()
-    history = fit(model, loader, epochs=2, num_classes=3, run_dir=tmp_path, progress=False)
+    history = fit(model, loader, epochs=2, checkpoints=Checkpoints(tmp_path), progress=False)
     again = _tiny_model()
-    assert fit(again, loader, epochs=2, num_classes=3, run_dir=tmp_path, resume=True) == history
+    assert fit(again, loader, epochs=2, checkpoints=Checkpoints(tmp_path), resume=True) == history
+    assert Checkpoint.read(tmp_path / LAST).finished
     assert "nothing left to train" in capsys.readouterr().out
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
@@ -161,14 +163,15 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_checkpoints(tmp_path: Pat
     sparse, _ = _colour_task()
     loader = make_loader(sparse, 4, shuffle=True)
     model = _tiny_model()
-    fit(model, loader, epochs=1, num_classes=3, run_dir=tmp_path, progress=False)
+    fit(model, loader, epochs=1, checkpoints=Checkpoints(tmp_path), progress=False)
     good = load_checkpoint(tmp_path / LAST)["model"]
 
     def poisoned(logits, target):
         return logits.sum() * float("nan")
 
     with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 1, step 1"):
-        fit(model, loader, epochs=1, num_classes=3, loss_fn=poisoned, run_dir=tmp_path / "b", progress=False)
+        fit(TrainingStep(model, poisoned), loader, epochs=1, checkpoints=Checkpoints(tmp_path / "b"),
+            progress=False)
     after = load_checkpoint(tmp_path / LAST)["model"]
     assert all(torch.equal(good[k], after[k]) for k in good)
 
@@ -191,7 +194,7 @@ def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path: Path, mo
 def test_load_trained_model(sample_root: Path, tmp_path: Path) -> None:
     loader = _sample_run(sample_root, tmp_path)
     model = build_deeplabv3(backbone="mobilenet_v3_large")
-    fit(model, loader, epochs=1, run_dir=tmp_path / "run", progress=False)
+    fit(model, loader, epochs=1, checkpoints=Checkpoints(tmp_path / "run"), progress=False)
     loaded = load_trained_model(tmp_path / "run" / LAST)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
@@ -203,8 +206,7 @@ def test_load_trained_model(sample_root: Path, tmp_path: Path) -> None:
 def test_empty_loader_is_refused() -> None:
     sparse, _ = _colour_task(n=3)
     with pytest.raises(ValueError, match="no batch"):
-        fit(_tiny_model(), make_loader(sparse, 4, shuffle=True, drop_last=True), epochs=1, num_classes=3,
-            progress=False)
+        fit(_tiny_model(), make_loader(sparse, 4, shuffle=True, drop_last=True), epochs=1, progress=False)
 
 
 def test_evaluate_tiles_images_larger_than_a_window() -> None:
@@ -246,12 +248,14 @@ def test_warmup_then_decay(schedule: str | None) -> None:
     assert lr_factor(0, 100, schedule) == 1.0  # no warm-up: the full rate from the first step
     with pytest.raises(ValueError, match="schedule must be"):
         lr_factor(0, 10, "linear")
+    with pytest.raises(ValueError, match="schedule must be"):
+        Schedule("linear")
 
 
 def test_fit_follows_the_warmup_schedule() -> None:
     sparse, _ = _colour_task(n=8)
-    history = fit(_tiny_model(), make_loader(sparse, 4, shuffle=True), epochs=4, lr=0.1, warmup_steps=4,
-                  schedule="cosine", num_classes=3, progress=False)
+    history = fit(TrainingStep(_tiny_model(), lr=0.1, schedule=Schedule("cosine", warmup_steps=4)),
+                  make_loader(sparse, 4, shuffle=True), epochs=4, progress=False)
     # The lr recorded after each epoch (2 steps): warm-up to 0.1 over 4 steps, then cosine down.
     assert [round(r["lr"], 4) for r in history] == [round(0.1 * lr_factor(s, 8, "cosine", 4), 4)
                                                     for s in (2, 4, 6, 8)]
@@ -278,7 +282,7 @@ def test_reestimated_batchnorm_shows_lagging_running_statistics() -> None:
     def shift_after_training(momentum: float) -> float:
         model = _tiny_model()
         model[1].momentum = momentum
-        fit(model, make_loader(sparse, 4, shuffle=True), epochs=5, lr=0.05, num_classes=3, progress=False)
+        fit(TrainingStep(model, lr=0.05), make_loader(sparse, 4, shuffle=True), epochs=5, progress=False)
         before = model[1].running_mean.clone()
         inputs = []
         hook = model[1].register_forward_hook(lambda _, args, __: inputs.append(args[0]))

@@ -11,21 +11,23 @@ from lc_utils.datasets import read_pair
 from lc_utils.layouts import find_pairs
 from lc_utils.metrics import ConfusionMatrix
 from lc_utils.sparse import sample_points
-from lc_utils.viz import (
+from lc_utils.viz_data import (
     CORRECT_RGB,
     UNLABELLED_GREY,
     WRONG_RGB,
-    compare_prediction,
     error_map,
     legend_handles,
     overlay,
     plot_class_shares,
+    plot_points,
+    show_pairs,
+)
+from lc_utils.viz_results import (
+    compare_prediction,
     plot_confusion_matrix,
     plot_density_curve,
     plot_history,
     plot_method_comparison,
-    plot_points,
-    show_pairs,
 )
 
 
@@ -173,7 +175,7 @@ def test_the_method_comparison_sets_each_budget_s_bars_side_by_side() -> None:
 
 def test_strategy_comparison_and_redraw_growth(pair) -> None:
     from lc_utils.sparse import pixels_labelled_by_redrawing
-    from lc_utils.viz import compare_strategies, plot_redraw_growth
+    from lc_utils.viz_data import compare_strategies, plot_redraw_growth
 
     image, class_map = pair
     fig = compare_strategies(image, class_map, n_points=30)
@@ -192,7 +194,7 @@ def test_strategy_comparison_and_redraw_growth(pair) -> None:
 
 
 def test_the_point_check_marks_points_the_prediction_agrees_with(pair) -> None:
-    from lc_utils.viz import plot_point_check
+    from lc_utils.viz_results import plot_point_check
 
     image, class_map = pair
     points = sample_points(class_map, n_points=40, seed=0)
@@ -207,7 +209,7 @@ def test_the_point_check_marks_points_the_prediction_agrees_with(pair) -> None:
 
 
 def test_suggestions_are_ringed_on_the_uncertainty_map(pair) -> None:
-    from lc_utils.viz import plot_suggestions
+    from lc_utils.viz_data import plot_suggestions
 
     image, class_map = pair
     points = sample_points(class_map, n_points=10, seed=0)
@@ -221,7 +223,7 @@ def test_suggestions_are_ringed_on_the_uncertainty_map(pair) -> None:
 
 
 def test_active_rounds_draw_a_line_per_selection_over_the_points_per_image() -> None:
-    from lc_utils.viz import plot_active_rounds
+    from lc_utils.viz_results import plot_active_rounds
 
     summary = pd.DataFrame({"selection": ["margin", "margin", "random", "random"], "round": [0, 1, 0, 1],
                             "points_per_image": [5, 10, 5, 10], "miou_mean": [0.2, 0.3, 0.2, 0.25],
@@ -238,7 +240,7 @@ def test_active_rounds_draw_a_line_per_selection_over_the_points_per_image() -> 
 
 def test_point_sampling_error_draws_a_band_per_model_around_the_tolerance() -> None:
     from lc_utils import point_scores
-    from lc_utils.viz import plot_point_sampling_error
+    from lc_utils.viz_results import plot_point_sampling_error
 
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 6, (64, 64))
