@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# The real tiles the studies run on: `make density DATA=folder` runs a study on other tiles.
+DATA ?= ../shared/data/deepglobe_sample/tiles_512
 
-.PHONY: help install notebook-filter course test test-unit test-notebooks test-smoke lint lab bench density more-from-points propagation-limits scores-from-points active clean
+.PHONY: help install notebook-filter course test test-unit test-notebooks test-smoke lint lab bench density more-from-points propagation-limits scores-from-points active self-training clean
 
 help:
 	@echo "make course   run every notebook on the generated sample (executed copies + HTML in build/)"
@@ -18,6 +20,7 @@ help:
 	@echo "make propagation-limits  what held propagation back: the same blobs without their errors, every superpixel labelled (3 seeds)"
 	@echo "make scores-from-points  train from 30 simulated clicks per real tile, score from points and masks (3 seeds)"
 	@echo "make active   active against random point picks over rounds on the same tiles (3 seeds; resumable)"
+	@echo "make self-training  self-training from fully trained teachers against the same extra steps on the points alone (3 seeds; resumable)"
 	@echo "make lint     ruff over the package, tests, benchmarks and notebooks; the package's layers (lint-imports)"
 	@echo "make clean    remove the virtual environment, generated data, runs and build output"
 
@@ -68,14 +71,14 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 density: $(STAMP)
-	$(BIN)/python -m benchmarks.label_density --data ../shared/data/deepglobe_sample/tiles_512 \
+	$(BIN)/python -m benchmarks.label_density --data $(DATA) \
 		--strategies uniform --points-per-mp 100 1000 10000 \
 		--also stratified:1000 --seeds 0 1 2 --weights none --crop 128 --batch-size 8 --epochs 10 \
 		--samples-per-epoch 960 --lr 3e-4 --dice-weight 1.0 --val-window 128 --val-overlap 0.5 \
 		--out benchmarks/results/label_density_deepglobe.json
 
 more-from-points: $(STAMP)
-	$(BIN)/python -m benchmarks.label_density --data ../shared/data/deepglobe_sample/tiles_512 \
+	$(BIN)/python -m benchmarks.label_density --data $(DATA) \
 		--strategies uniform uniform+propagation uniform+self-training uniform+propagation+self-training \
 		--points-per-mp 100 1000 --superpixel-area 900 --self-training-rounds 1 \
 		--seeds 0 1 2 --weights none --crop 128 --batch-size 8 --epochs 10 \
@@ -88,13 +91,18 @@ propagation-limits: $(STAMP)
 		--points-per-mp 100 --seeds 0 1 2 --out benchmarks/results/propagation_limits_deepglobe.json
 
 scores-from-points: $(STAMP)
-	$(BIN)/python -m benchmarks.scores_from_points --data ../shared/data/deepglobe_sample/tiles_512 \
+	$(BIN)/python -m benchmarks.scores_from_points --data $(DATA) \
 		--points-per-tile 30 --seeds 0 1 2 --out benchmarks/results/scores_from_points_deepglobe.json
 
 active: $(STAMP)
-	$(BIN)/python -m benchmarks.active_selection --data ../shared/data/deepglobe_sample/tiles_512 \
+	$(BIN)/python -m benchmarks.active_selection --data $(DATA) \
 		--budgets 5 10 20 40 --selections margin random --seeds 0 1 2 --min-distance 16 \
 		--epochs 10 --fine-tune-epochs 5 --out benchmarks/results/active_deepglobe.json
+
+self-training: $(STAMP)
+	$(BIN)/python -m benchmarks.self_training --data $(DATA) --points-per-mp 100 1000 --seeds 0 1 2 \
+		--val-images 32 --epochs 10 --extra-epochs 5 --color-jitter 0.4 \
+		--out benchmarks/results/self_training_deepglobe.json
 
 clean:
 	rm -rf $(VENV) build runs data/sample .pytest_cache .ruff_cache .hypothesis .import_linter_cache

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torchvision
 
+from lc_utils.saved_files import write_text
 from lc_utils.settings import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
@@ -100,5 +101,4 @@ def save_record(out: Path, record: dict[str, Any], benchmark: str, argv: list[st
     command = shlex.join(["python", "-m", f"benchmarks.{benchmark}", *(argv or sys.argv[1:])])
     record.update({"benchmark": benchmark, "date": datetime.date.today().isoformat(), "command": command,
                    "machine": machine(), "minutes_this_call": (time.perf_counter() - started) / 60, **fields})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    write_text(out, json.dumps(record, indent=1, default=float) + "\n")  # a stopped study keeps its record

@@ -72,18 +72,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def simulate_clicks(pairs: list[tuple[Path, Path]], schema: ClassSchema, points_per_tile: int, seed: int,
+def simulate_clicks(pairs: list[files.ImagePair], schema: ClassSchema, points_per_tile: int, seed: int,
                     path: Path) -> Path:
     """Clicks drawn from the set-aside masks (uniform, never on no data) through the annotation
     widget's editor, as notebook 08 makes them without a person; a new file for every call."""
     path.unlink(missing_ok=True)
     editor = point_editor.PointEditor(path, files.image_shapes(pairs), schema)
-    point_editor.simulate_clicks(editor, {files.image_id_of(image): mask for image, mask in pairs},
+    point_editor.simulate_clicks(editor, {pair.image_id: pair.mask for pair in pairs},
                                  points_per_tile, seed)
     return path
 
 
-def measure_seed(args: argparse.Namespace, pairs: list[tuple[Path, Path]], seed: int) -> dict[str, Any]:
+def measure_seed(args: argparse.Namespace, pairs: list[files.ImagePair], seed: int) -> dict[str, Any]:
     """Train from one seed's clicks and score the final model from points and from masks."""
     clicks = simulate_clicks(pairs, layouts.load_schema(args.data), args.points_per_tile, seed,
                              args.work / f"clicks_seed{seed}.csv")
@@ -95,11 +95,11 @@ def measure_seed(args: argparse.Namespace, pairs: list[tuple[Path, Path]], seed:
     started = time.perf_counter()
     history = run.train(args.work / "runs" / f"seed{seed}", progress=False)
     train_seconds = time.perf_counter() - started
-    masks_of = {files.image_id_of(image): mask for image, mask in pairs}
+    masks_of = {pair.image_id: pair.mask for pair in pairs}
     predictions, truths = {}, {}
-    for image, _ in run.split["val"]:
-        image_id = files.image_id_of(image)
-        predictions[image_id] = inference.predict_tiled(run.model, files.read_rgb(image, what="image"),
+    for pair in run.split["val"]:
+        image_id = pair.image_id
+        predictions[image_id] = inference.predict_tiled(run.model, files.read_rgb(pair.image, what="image"),
                                                         tile_size=spec.val_window, overlap=spec.val_overlap)
         truths[image_id] = masks.read_mask(masks_of[image_id], run.schema)
     scores = point_scores.score_points(point_scores.point_table(predictions, run.val_points), run.schema,

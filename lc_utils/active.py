@@ -23,7 +23,7 @@ from skimage import morphology
 from torch import nn
 
 from .classes import IGNORE_INDEX, ClassSchema
-from .files import image_id_of, image_shapes, read_rgb
+from .files import as_pairs, image_shapes, read_rgb
 from .inference import predict_tiled
 from .masks import read_mask
 from .models import load_trained_model
@@ -162,7 +162,7 @@ def _rounds_folder(work_dir: str | Path, start: Run | None) -> Path:
 def answer_maps(pairs: Sequence[tuple[Path, Path]], schema: ClassSchema) -> dict[str, np.ndarray]:
     """The class maps that answer for a person, by image id: each mask's classes as points are
     labelled from them (no data: the ignore index, never picked)."""
-    return {image_id_of(image): annotatable(read_mask(mask, schema), schema) for image, mask in pairs}
+    return {pair.image_id: annotatable(read_mask(pair.mask, schema), schema) for pair in as_pairs(pairs)}
 
 
 def _fingerprint(run: Run) -> str:
@@ -213,7 +213,7 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
         raise ValueError(f"with a start, budgets count the points added to its own from 0, got "
                          f"{list(budgets)}")
     data = load_data(spec)
-    schema, train = data.schema, data.split["train"]
+    schema, train = data.schema, as_pairs(data.split["train"])
     if start is not None and [p for p, _ in start.split["train"]] != [p for p, _ in train]:
         raise ValueError(f"the start run ({start.spec.data}) trained on other images than {spec.data}'s "
                          "training split: give the spec it was trained with")
@@ -235,8 +235,8 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
             annotations = load_annotations(path, schema, image_shapes(train))
         else:
             if start is not None and round_number == 0:
-                annotations = {image_id_of(image): _from_round(start.annotations[image_id_of(image)], 0)
-                               for image, _ in train}
+                annotations = {pair.image_id: _from_round(start.annotations[pair.image_id], 0)
+                               for pair in train}
             else:
                 last_budget = budgets[round_number - 1] if round_number else 0
                 annotations = _next_points(annotations, truths, train, last_budget, budget, round_number,
@@ -279,8 +279,8 @@ def _next_points(annotations: dict[str, PointAnnotation], truths: dict[str, np.n
     uniform, random picks with no spacing), or ``budget - last_budget`` more, picked by
     ``selection`` (:func:`next_picks`) and labelled from ``truths``."""
     grown = {}
-    for image, _ in train:
-        image_id = image_id_of(image)
+    for pair in as_pairs(train):
+        image, image_id = pair.image, pair.image_id
         truth = truths[image_id]
         # round 0 has no model to ask: uniform points, unspaced, as a sampler would draw them
         chosen, spacing = (selection, min_distance) if round_number else ("random", 0.0)
@@ -343,7 +343,7 @@ def describe_rounds(spec: RunSpec, budgets: Sequence[int], selection: str, *, wo
     """:func:`describe_picks` for every later round that :func:`run_active_rounds` kept in
     ``work_dir``: the round's new points, against the model that picked them (the last round's)."""
     data = load_data(spec)
-    schema, train = data.schema, data.split["train"]
+    schema, train = data.schema, as_pairs(data.split["train"])
     truths = answer_maps(train, schema)
     rounds_folder = _rounds_folder(work_dir, start)
     rows = []
@@ -353,9 +353,9 @@ def describe_rounds(spec: RunSpec, budgets: Sequence[int], selection: str, *, wo
         last_run = round_files(rounds_folder, selection, spec.seed, round_number - 1)[1]
         model = start.model if start is not None and round_number == 1 else load_trained_model(
             last_run / "last.pt")
-        predictions = {image_id_of(image): predict_tiled(model, read_rgb(image, what="image"),
-                                                         tile_size=spec.val_window, overlap=spec.val_overlap)
-                       for image, _ in train}
+        predictions = {pair.image_id: predict_tiled(model, read_rgb(pair.image, what="image"),
+                                                    tile_size=spec.val_window, overlap=spec.val_overlap)
+                       for pair in train}
         picks = {image_id: (p.rows[p.rounds == round_number], p.cols[p.rounds == round_number])
                  for image_id, p in points.items()}
         described = describe_picks(picks, truths, predictions, schema, edge_distance=edge_distance)

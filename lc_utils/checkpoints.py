@@ -26,7 +26,7 @@ from . import distributed
 from .saved_files import atomic_write
 
 LAST, BEST, HISTORY = "last.pt", "best.pt", "history.csv"
-RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng")
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "steps_taken")
 """What a resumable ``last.pt`` holds besides the weights (a finished run's file drops them)."""
 
 

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from .classes import DEEPGLOBE, ClassSchema
-from .files import image_id_of, read_rgb, source_id
+from .files import ImagePair, as_pairs, read_rgb, source_id
 from .masks import OnInvalid, read_mask
 from .transforms import normalize_image
 from .user_warnings import warn
@@ -27,16 +27,19 @@ SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 """Train / validation / test shares of :func:`split_pairs`, shared by every notebook."""
 
 
-def split_pairs(pairs: Sequence[tuple[Path, Path]], seed: int = 0,
-                fractions: Sequence[float] = SPLIT_FRACTIONS) -> dict[str, list[tuple[Path, Path]]]:
+def split_pairs(pairs: Sequence[tuple[Path, Path | None]], seed: int = 0,
+                fractions: Sequence[float] = SPLIT_FRACTIONS) -> dict[str, list[ImagePair]]:
     """``{"train", "val", "test"}`` lists of pairs: the seeded split all the notebooks share.
 
     Tiles cut from one image (:mod:`lc_utils.tiles`) stay together in one part: neighbouring
     tiles look alike, and a test tile whose neighbour was trained on would flatter the model.
+    The parts hold the pairs given, each an :class:`~lc_utils.files.ImagePair` with its id (a
+    plain tuple made one).
     """
-    groups: dict[str, list[tuple[Path, Path]]] = {}
+    pairs = as_pairs(pairs)
+    groups: dict[str, list[ImagePair]] = {}
     for pair in pairs:
-        groups.setdefault(source_id(image_id_of(pair[0])), []).append(pair)
+        groups.setdefault(source_id(pair.image_id), []).append(pair)
     if len(groups) < len(fractions) <= len(pairs):
         warn(f"the {len(pairs)} tiles come from {len(groups)} image(s), too few to keep each "
              "image's tiles in one part: tiles of one image are split apart")
@@ -99,7 +102,7 @@ class SegmentationDataset(Dataset):
 
     def __init__(
         self,
-        pairs: Sequence[tuple[str | Path, str | Path]],
+        pairs: Sequence[tuple[str | Path, str | Path | None]],
         schema: ClassSchema = DEEPGLOBE,
         transform: Callable | None = None,
         on_invalid: OnInvalid = "unknown",
@@ -108,8 +111,8 @@ class SegmentationDataset(Dataset):
         if not pairs:
             raise ValueError("a dataset needs at least one (image, mask) pair")
         # images without masks (points clicked on one's own imagery) have None for a mask
-        self.pairs = [(Path(i), None if m is None else Path(m)) for i, m in pairs]
-        self.image_ids = [image_id_of(image) for image, _ in self.pairs]
+        self.pairs = as_pairs(pairs)
+        self.image_ids = [pair.image_id for pair in self.pairs]
         self.schema = schema
         self.transform = transform
         self.on_invalid = on_invalid
@@ -148,11 +151,22 @@ class SegmentationDataset(Dataset):
             self._cached_bytes += size
         return image, labels
 
+    def crop_guide(self, index: int) -> np.ndarray | None:
+        """The labels that choose item ``index``'s training crop, where they are not its own (None:
+        its own labels do). A crop that holds a label of the guide also holds it in the labels,
+        so two datasets with one guide take the same crops for the same seed."""
+        return None
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, labels = self.read_item(index)
         image_tv = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
         labels_tv = tv_tensors.Mask(torch.from_numpy(labels))
-        if self.transform is not None:
+        guide = self.crop_guide(index)
+        if self.transform is not None and guide is not None:
+            # the first mask places the crop (LabelledRandomCrop); every mask moves with the image
+            guide_tv = tv_tensors.Mask(torch.from_numpy(guide))
+            image_tv, _, labels_tv = self.transform(image_tv, guide_tv, labels_tv)
+        elif self.transform is not None:
             image_tv, labels_tv = self.transform(image_tv, labels_tv)
         return normalize_image(image_tv.as_subclass(torch.Tensor)), labels_tv.as_subclass(
             torch.Tensor).long()

@@ -1,9 +1,10 @@
-"""Reading image files into arrays, with errors that name the file and what is wrong."""
+"""Reading image files into arrays, with errors that name the file and what is wrong; image and tile
+ids, and the (image, mask) pairs that carry them (:class:`ImagePair`)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +41,59 @@ def source_id(image_id: str) -> str:
     return match["source"] if match else image_id
 
 
-def image_shapes(pairs: Sequence[tuple[str | Path, str | Path]]) -> dict[str, tuple[int, int]]:
+class ImagePair(tuple):
+    """An (image, mask) pair that carries its image's id from where it was found.
+
+    It unpacks, compares, hashes and sorts as the plain 2-tuple ``(image, mask)`` (``for image, mask
+    in pairs`` reads it; the id takes no part in equality), with the attributes ``image`` (a
+    ``Path``), ``mask`` (a ``Path``, or ``None`` for an image without ground truth) and
+    ``image_id``: the id :func:`lc_utils.layouts.scan_dataset` gave the image, or, where none is
+    given, :func:`image_id_of` its path.
+    """
+
+    def __new__(cls, image: str | Path, mask: str | Path | None, image_id: str | None = None) -> ImagePair:
+        image = Path(image)
+        pair = super().__new__(cls, (image, None if mask is None else Path(mask)))
+        pair._image_id = image_id_of(image) if image_id is None else str(image_id)
+        return pair
+
+    @property
+    def image(self) -> Path:
+        """The image file."""
+        return self[0]
+
+    @property
+    def mask(self) -> Path | None:
+        """The mask file (``None``: an image without ground truth)."""
+        return self[1]
+
+    @property
+    def image_id(self) -> str:
+        """The image's id, which annotations, splits and runs key it by."""
+        return self._image_id
+
+    def __getnewargs__(self) -> tuple[Path, Path | None, str]:
+        return self[0], self[1], self._image_id
+
+    def __repr__(self) -> str:
+        mask = None if self[1] is None else str(self[1])
+        return f"ImagePair({str(self[0])!r}, {mask!r}, image_id={self._image_id!r})"
+
+
+def as_pairs(pairs: Iterable[tuple[str | Path, str | Path | None]]) -> list[ImagePair]:
+    """Every (image, mask) pair of ``pairs`` as an :class:`ImagePair`: one already kept as it is
+    (its id with it), a plain tuple (a user's, a test's) given :func:`image_id_of` its image's path,
+    the one place a pair's id is made from a path."""
+    return [pair if isinstance(pair, ImagePair) else ImagePair(*pair) for pair in pairs]
+
+
+def image_shapes(pairs: Sequence[tuple[str | Path, str | Path | None]]) -> dict[str, tuple[int, int]]:
     """Image id -> (height, width) of the image of every (image, mask) pair, read from the file
     headers only."""
     shapes = {}
-    for image, _ in pairs:
-        with Image.open(image) as opened:
-            shapes[image_id_of(image)] = (opened.size[1], opened.size[0])
+    for pair in as_pairs(pairs):
+        with Image.open(pair.image) as opened:
+            shapes[pair.image_id] = (opened.size[1], opened.size[0])
     return shapes
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .classes import DEEPGLOBE, ClassSchema, load_preset, resolve_schema
-from .files import IMAGE_EXTENSIONS, IMAGE_SUFFIX, MASK_SUFFIX, image_id_of, image_id_or_none
+from .files import IMAGE_EXTENSIONS, IMAGE_SUFFIX, MASK_SUFFIX, ImagePair, image_id_of, image_id_or_none
 from .masks import JPEG_EXTENSIONS, LOSSY_MASK_HINT
 from .user_warnings import warn
 
@@ -338,9 +338,10 @@ def _warn_on_jpeg_masks(root: Path, samples: list[Sample]) -> None:
 
 
 def find_pairs(root: str | Path, split: str | None = None, *, layout: str | None = None,
-               image_suffix: str | None = None, mask_suffix: str | None = None) -> list[tuple[Path, Path]]:
+               image_suffix: str | None = None, mask_suffix: str | None = None) -> list[ImagePair]:
     """Sorted (image_path, mask_path) pairs under ``root``, optionally of one split only (endings
-    as in :func:`scan_dataset`)."""
+    as in :func:`scan_dataset`), each an :class:`~lc_utils.files.ImagePair` carrying its sample's
+    ``image_id``."""
     samples = [s for s in scan_dataset(root, layout, mask_suffix, image_suffix=image_suffix)
                if s.mask is not None]
     if split is not None:
@@ -350,7 +351,7 @@ def find_pairs(root: str | Path, split: str | None = None, *, layout: str | None
             raise ValueError(f"{root}: no labelled images in split {split!r}; splits: {splits}")
     if not samples:
         raise FileNotFoundError(f"{root}: images found, but none has a mask")
-    return sorted((s.image, s.mask) for s in samples)
+    return sorted(ImagePair(s.image, s.mask, s.image_id) for s in samples)
 
 
 def find_unlabelled_images(root: str | Path, split: str | None = None, *, image_suffix: str | None = None,
@@ -361,7 +362,7 @@ def find_unlabelled_images(root: str | Path, split: str | None = None, *, image_
 
 
 def images_only_copy(root: str | Path, folder: str | Path, *, image_suffix: str | None = None,
-                     mask_suffix: str | None = None) -> list[tuple[Path, Path]]:
+                     mask_suffix: str | None = None) -> list[ImagePair]:
     """The images of ``root`` in ``folder`` without their masks (links where the file system has
     them, else copies): a data set as someone with imagery and no masks has it. Returns the
     (image, mask) pairs of ``root``, for simulating clicks and checking scores against the masks."""
@@ -389,7 +390,7 @@ def set_masks_aside(root: str | Path, folder: str | Path, *, image_suffix: str |
     if not any(s.mask is not None for s in scan_dataset(root, None, mask_suffix, image_suffix=image_suffix)):
         return root, {}
     pairs = images_only_copy(root, folder, image_suffix=image_suffix, mask_suffix=mask_suffix)
-    return Path(folder), {image_id_of(image): mask for image, mask in pairs}
+    return Path(folder), {pair.image_id: pair.mask for pair in pairs}
 
 
 ISPRS_NAMES = {"top_potsdam_": "potsdam", "top_mosaic_09cm_": "vaihingen"}

@@ -1,5 +1,6 @@
 """Losses over labelled pixels only: the partial cross-entropy, and a soft Dice term that keeps
-rare classes from vanishing."""
+rare classes from vanishing; and the one loss over the *unlabelled* pixels, consistency between a
+weak and a strong view of a crop."""
 
 from __future__ import annotations
 
@@ -147,3 +148,26 @@ def prior_correction(sampled_counts: torch.Tensor | np.ndarray, true_counts: tor
     adjustment[both] = (torch.log(sampled[both] / sampled[both].sum())
                         - torch.log(true[both] / true[both].sum()))
     return adjustment.float()
+
+
+def consistency_loss(strong_logits: torch.Tensor, weak_logits: torch.Tensor, target: torch.Tensor,
+                     threshold: float = 0.95, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Cross-entropy of the strong view's logits against the weak view's confident predictions, on
+    the unlabelled pixels only (FixMatch's rule, Sohn et al. 2020, per pixel as CRGNet and UniMatch
+    use it on segmentation).
+
+    ``weak_logits`` (N, C, H, W; no gradient flows into them) give each pixel a target class and a
+    confidence; a pixel counts where ``target`` is ``ignore_index`` (unlabelled: the points have
+    the partial loss) and the confidence is at least ``threshold``. The mean is over the counted
+    pixels; with none, the loss is zero and still connected to ``strong_logits``. Both views must
+    show the same pixels (a photometric change only: colour, noise), so that pixel i of one is
+    pixel i of the other.
+    """
+    if strong_logits.shape != weak_logits.shape or strong_logits.shape[2:] != target.shape[1:]:
+        raise ValueError(f"views {tuple(strong_logits.shape)}, {tuple(weak_logits.shape)} and target "
+                         f"{tuple(target.shape)} do not match")
+    with torch.no_grad():
+        confidence, pseudo = weak_logits.detach().float().softmax(dim=1).max(dim=1)
+        counted = (target == ignore_index) & (confidence >= threshold)
+    per_pixel = F.cross_entropy(strong_logits.float(), pseudo, reduction="none")
+    return (per_pixel * counted).sum() / counted.sum().clamp_min(1)

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .classes import DEEPGLOBE, ClassSchema
-from .files import image_id_of, image_shapes
+from .files import as_pairs, image_shapes
 from .masks import OnInvalid, read_mask
 from .saved_files import OtherSettingsError, atomic_write, refuse_other_settings
 from .sparse import PointAnnotation, Strategy, annotatable, sample_annotations
@@ -382,8 +382,9 @@ def _unknown_images(first_lines: Mapping[str, int], without_masks: Collection[st
     others = [i for i in first_lines if i not in without_masks]
     problems = []
     if no_mask:
-        problems.append(f"image(s) with points but no mask: {listed(no_mask)}; this data set holds only the "
-                        "images with masks")
+        problems.append(f"image(s) with points but no mask: {listed(no_mask)}; where some images have masks, "
+                        "a run trains on those only (mask-less images carry points in a folder of images "
+                        "without masks, as in notebook 08)")
     if others:
         problems.append(f"image(s) not in the data set: {listed(others)}")
     return "; ".join(problems)
@@ -413,10 +414,10 @@ def ensure_annotations(
     rather than overwritten: it may hold hand edits. One made with these settings is loaded and
     checked against the images (their sizes read from the file headers).
     """
-    path = Path(path)
+    path, pairs = Path(path), as_pairs(pairs)
     wanted = {"strategy": strategy, "n_points": n_points, "fraction": fraction,
               "points_per_mp": points_per_mp, "seed": seed, "label_unknown": label_unknown,
-              "images": sorted(image_id_of(image) for image, _ in pairs)}
+              "images": sorted(pair.image_id for pair in pairs)}
     if path.is_file():
         keep = ("to train on its points as they are (hand edits too), give it as a file of one's own "
                 f"(annotations={str(path)!r} in a RunSpec, --annotations {path} on the command line), "
@@ -427,9 +428,9 @@ def ensure_annotations(
                                      f"so it is not reused for these settings; {keep}")
         refuse_other_settings(path, saved, wanted, fix=keep)
         return load_annotations(path, schema, image_shapes(pairs))
-    class_maps = ((image_id_of(image),
-                   annotatable(read_mask(mask, schema, on_invalid=on_invalid), schema, label_unknown))
-                  for image, mask in pairs)
+    class_maps = ((pair.image_id,
+                   annotatable(read_mask(pair.mask, schema, on_invalid=on_invalid), schema, label_unknown))
+                  for pair in pairs)
     annotations = sample_annotations(class_maps, n_points=n_points, fraction=fraction,
                                      points_per_mp=points_per_mp, strategy=strategy, seed=seed)
     save_annotations(annotations, path, schema, wanted)

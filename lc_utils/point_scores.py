@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
-from .files import image_id_of, read_rgb
+from .files import as_pairs, read_rgb
 from .inference import predict_tiled
 from .metrics import ConfusionMatrix
 from .sparse import PointAnnotation
@@ -377,15 +377,18 @@ def score_points(
     )
 
 
-def point_validator(images: Sequence[str | Path], annotations: Mapping[str, PointAnnotation],
-                    schema: ClassSchema = DEEPGLOBE, *, tile_size: int = 512, overlap: float = DEFAULT_OVERLAP
+def point_validator(pairs: Sequence[tuple[str | Path, str | Path | None]],
+                    annotations: Mapping[str, PointAnnotation], schema: ClassSchema = DEEPGLOBE, *,
+                    tile_size: int = 512, overlap: float = DEFAULT_OVERLAP
                     ) -> Callable[[nn.Module], dict[str, float]]:
     """The validation :func:`lc_utils.training.fit` calls after every epoch where there are no
-    masks: the model scored on the held-out points of ``images`` (those with points in
-    ``annotations``), as ``{"val_mean_iou", "val_pixel_accuracy"}``: point mIoU and point accuracy
-    (no intervals: they choose the best epoch; :func:`score_points` gives them)."""
-    arrays = {image_id_of(path): read_rgb(path, what="image") for path in images
-              if image_id_of(path) in annotations}
+    masks: the model scored on the held-out points of the validation ``pairs`` (those with points
+    in ``annotations``; a mask, where there is one, is not read), as ``{"val_mean_iou",
+    "val_pixel_accuracy"}``: point mIoU and point accuracy (no intervals: they choose the best
+    epoch; :func:`score_points` gives them)."""
+    pairs = as_pairs(pairs)
+    arrays = {pair.image_id: read_rgb(pair.image, what="image") for pair in pairs
+              if pair.image_id in annotations}
     if not arrays:
         raise ValueError("no held-out point on any validation image: nothing to validate on")
 

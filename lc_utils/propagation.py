@@ -28,7 +28,7 @@ from skimage.segmentation import slic
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .datasets import SegmentationDataset
-from .files import image_id_of, read_rgb
+from .files import as_pairs, read_rgb
 from .masks import read_mask
 from .saved_files import atomic_write
 from .sparse import PointAnnotation, annotatable, points_to_label_map, sample_annotations
@@ -231,8 +231,8 @@ def quality_grid(pairs: Sequence[tuple[str | Path, str | Path]], points_per_mp: 
     points' share of the pixels, the share labelled after spreading (``coverage``), the
     ``precision`` of the spread labels and how many times more pixels they label than the points.
     The points are those :func:`lc_utils.sparse.sample_annotations` draws for ``seed``."""
-    images = [(image_id_of(image), read_rgb(image, what="image"), read_mask(mask, schema))
-              for image, mask in pairs]
+    images = [(pair.image_id, read_rgb(pair.image, what="image"), read_mask(pair.mask, schema))
+              for pair in as_pairs(pairs)]
     annotations = {density: sample_annotations(((i, annotatable(truth, schema)) for i, _, truth in images),
                                      points_per_mp=density, seed=seed)
                    for density in points_per_mp}
@@ -283,9 +283,8 @@ def ensure_propagated(
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for image_path, _ in pairs:
-        image_path = Path(image_path)
-        image_id = image_id_of(image_path)
+    for pair in as_pairs(pairs):
+        image_path, image_id = pair.image, pair.image_id
         if image_id not in annotations:
             raise ValueError(f"{image_path}: no points to propagate for image {image_id!r}")
         annotation = annotations[image_id]
@@ -317,7 +316,10 @@ def save_label_map(label_map: np.ndarray, path: str | Path) -> Path:
 
 class LabelMapDataset(SegmentationDataset):
     """Images with label maps (255 = unlabelled): propagated points or pseudo-labels.
-    ``label_maps`` maps each image id to a PNG file (:func:`save_label_map`) or an array."""
+    ``label_maps`` maps each image id to a PNG file (:func:`save_label_map`) or an array.
+    ``crop_guides`` (image id -> (H, W) labels, e.g. the points the maps grew from) choose the
+    training crops instead of the maps themselves: then a model trained on the maps and one
+    trained on the guides alone see the same crops for the same seed."""
 
     def __init__(
         self,
@@ -326,13 +328,19 @@ class LabelMapDataset(SegmentationDataset):
         schema: ClassSchema = DEEPGLOBE,
         transform: Callable | None = None,
         cache_mb: float = 0,
+        crop_guides: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         super().__init__(pairs, schema, transform, cache_mb=cache_mb)
-        missing = [i for i in self.image_ids if i not in label_maps]
-        if missing:
-            raise ValueError(f"{len(missing)} image(s) have no label map, e.g. {missing[:3]}")
+        for what, maps in (("label map", label_maps), ("crop guide", crop_guides or {})):
+            missing = [i for i in self.image_ids if i not in maps]
+            if missing and (what == "label map" or crop_guides is not None):
+                raise ValueError(f"{len(missing)} image(s) have no {what}, e.g. {missing[:3]}")
         self.label_maps = {i: label_maps[i] if isinstance(label_maps[i], np.ndarray) else Path(label_maps[i])
                            for i in self.image_ids}
+        self.crop_guides = None if crop_guides is None else {i: crop_guides[i] for i in self.image_ids}
+
+    def crop_guide(self, index: int) -> np.ndarray | None:
+        return None if self.crop_guides is None else self.crop_guides[self.image_ids[index]]
 
     def _read(self, source: Path | np.ndarray) -> np.ndarray:
         return source if isinstance(source, np.ndarray) else read_label_map(source)

@@ -12,18 +12,20 @@ from typing import NamedTuple
 from . import settings
 from .classes import ClassSchema
 from .datasets import split_items, split_pairs
+from .files import ImagePair, as_pairs
 from .layouts import find_pairs, find_unlabelled_images, load_schema
 from .run_spec import RunSpec
 
 
 class RunData(NamedTuple):
     """The data a spec describes: its folder, class schema, every (image, mask) pair and the split.
-    Images without masks (``has_masks`` False) have None for a mask."""
+    Images without masks (``has_masks`` False) have None for a mask. Every pair is an
+    :class:`~lc_utils.files.ImagePair`, its image's id with it."""
 
     root: Path
     schema: ClassSchema
-    pairs: list[tuple[Path, Path | None]]
-    split: dict[str, list[tuple[Path, Path | None]]]
+    pairs: list[ImagePair]
+    split: dict[str, list[ImagePair]]
 
     @property
     def has_masks(self) -> bool:
@@ -46,13 +48,13 @@ def load_data(spec: RunSpec) -> RunData:
         if spec.annotations is None:
             raise FileNotFoundError(f"{error}; to train from points clicked on these images, give their "
                                     "annotation file (annotations=..., --annotations FILE)") from None
-        pairs = [(image, None) for image in images]
+        pairs = as_pairs((image, None) for image in images)
         if spec.held_out == "areas":
             return RunData(root, schema, pairs, {"train": pairs, "val": pairs, "test": []})
     return RunData(root, schema, pairs, _split(spec, root, pairs))
 
 
-def _split(spec: RunSpec, root: Path, pairs: list[tuple[Path, Path | None]]) -> dict[str, list]:
+def _split(spec: RunSpec, root: Path, pairs: list[ImagePair]) -> dict[str, list[ImagePair]]:
     """The course's seeded split, or ``val_images`` validation images and the rest to train on
     (the same images for the same seed whether the masks are there or set aside)."""
     if spec.val_images is None:

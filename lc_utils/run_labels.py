@@ -58,7 +58,7 @@ def training_points(spec: RunSpec, path: Path, data: RunData) -> dict[str, Point
             torch.distributed.barrier()
         if not distributed.is_main():
             annotations = _load_checked(spec, path, data, shapes)
-    train_ids = [image_id_of(image) for image, _ in data.split["train"]]
+    train_ids = [pair.image_id for pair in data.split["train"]]
     missing = [i for i in train_ids if i not in annotations]
     if missing:
         raise ValueError(f"{path}: no points for {len(missing)} training images (e.g. {missing[:3]})")
@@ -87,7 +87,7 @@ def points_without_masks(spec: RunSpec, path: Path, data: RunData
         train, held = hold_out_areas(annotations, image_shapes(data.pairs), spec.held_out_share,
                                      HELD_OUT_BLOCK, seed=spec.split_seed)
     else:
-        ids = {part: {image_id_of(image) for image, _ in pairs} for part, pairs in data.split.items()}
+        ids = {part: {pair.image_id for pair in pairs} for part, pairs in data.split.items()}
         train = {i: a for i, a in annotations.items() if i in ids["train"]}
         held = {i: a for i, a in annotations.items() if i in ids["val"]}
         unused = {i: a for i, a in annotations.items() if i in ids.get("test", ())}
@@ -106,7 +106,7 @@ def points_without_masks(spec: RunSpec, path: Path, data: RunData
     if unknown is not None and all((a.labels == unknown).all() for a in held.values()):
         raise ValueError(f"{path}: every point {where} is {data.schema.names[unknown]!r}, a class no score "
                          "counts, so there is nothing to validate on; click other classes there")
-    split = {"train": [p for p in data.split["train"] if image_id_of(p[0]) in train],
-             "val": [p for p in data.split["val"] if image_id_of(p[0]) in held],
+    split = {"train": [p for p in data.split["train"] if p.image_id in train],
+             "val": [p for p in data.split["val"] if p.image_id in held],
              "test": data.split.get("test", [])}
     return data._replace(split=split), train, held

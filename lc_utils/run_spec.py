@@ -28,7 +28,7 @@ from .models import BACKBONES
 from .saved_files import write_text
 from .sparse import STRATEGIES
 from .synthetic import is_generated_sample
-from .training import SCHEDULES
+from .training import SCHEDULES, Consistency
 from .transforms import CROP_SAMPLING
 from .windows import DEFAULT_OVERLAP
 
@@ -144,6 +144,14 @@ class RunSpec:
     dice_weight: float = 0.0
     """Weight of a soft Dice term over the labelled pixels, added to the cross-entropy (every class
     present counts alike: rare classes do not vanish)."""
+    consistency_weight: float = 0.0
+    """Weight of the consistency term on the unlabelled pixels: the model's confident predictions
+    on a crop as targets for its predictions on a strong view of the same crop (FixMatch's rule
+    per pixel, as CRGNet adds it); 0: off. It doubles each step's forward passes."""
+    consistency_threshold: float = 0.95
+    """Confidence from which a pixel's prediction is a target of the consistency term."""
+    consistency_warmup_steps: int = 100
+    """Optimiser steps over which the consistency term's weight rises linearly from 0."""
     # validation during training
     val_window: int = 512
     """Validation window size; also the window whole-image scoring slides."""
@@ -198,6 +206,12 @@ class RunSpec:
             fail(f"superpixel_area must be at least 4 pixels, got {self.superpixel_area}")
         if not 0 < self.held_out_share < 1:
             fail(f"held_out_share must be between 0 and 1, got {self.held_out_share}")
+        if self.consistency_weight < 0 or self.consistency_warmup_steps < 0:
+            fail("consistency_weight and consistency_warmup_steps cannot be negative")
+        if not 0 < self.consistency_threshold <= 1:
+            fail(f"consistency_threshold must be in (0, 1], got {self.consistency_threshold}")
+        if self.consistency_weight and self.strategy == DENSE:
+            fail("the consistency term teaches unlabelled pixels; dense labels leave none")
         if self.prior_correction and self.strategy == DENSE:
             fail("prior_correction corrects the class shares of points; dense labels have none to correct")
         for name in ("crop", "batch_size", "epochs", "val_window"):
@@ -225,6 +239,13 @@ class RunSpec:
         data = {name: value for name, variable in DATA_VARIABLES.items()
                 if (value := settings.env_value(variable)) is not None}
         return cls(**{**mode, **data, "epochs": settings.unless_smoke(cls.epochs, smoke=2), **changes})
+
+    def consistency(self) -> Consistency | None:
+        """The consistency term this spec trains with (None where its weight is 0)."""
+        if not self.consistency_weight:
+            return None
+        return Consistency(self.consistency_weight, self.consistency_threshold, self.consistency_warmup_steps,
+                           seed=self.seed)
 
     def checkpoints(self, run_dir: str | Path | None, every: int = 1) -> Checkpoints:
         """The checkpoint policy of a run of this spec (:class:`lc_utils.checkpoints.Checkpoints`):
@@ -322,7 +343,8 @@ FIELD_GROUPS: dict[str, tuple[str, ...]] = {
     "model": ("backbone", "weights"),
     "schedule": ("crop", "crop_sampling", "color_jitter", "batch_size", "epochs", "samples_per_epoch", "lr",
                  "weight_decay", "schedule", "warmup_steps"),
-    "loss": ("loss_weights", "prior_correction", "label_smoothing", "dice_weight"),
+    "loss": ("loss_weights", "prior_correction", "label_smoothing", "dice_weight", "consistency_weight",
+             "consistency_threshold", "consistency_warmup_steps"),
     "validation": ("val_window", "val_overlap", "val_windows"),
 }
 """Every field of :class:`RunSpec` in the group the training command's help lists it under."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from . import distributed, settings
 from .checkpoints import LAST, Checkpoint
 from .classes import ClassSchema
 from .datasets import DenseLandCoverDataset, SegmentationDataset
-from .files import image_shapes
+from .files import ImagePair, image_shapes
 from .inference import predict_tiled, validator
 from .losses import PartialCrossEntropyLoss, class_weights_from_counts, prior_correction
 from .models import build_deeplabv3, model_from_checkpoint
@@ -69,7 +69,7 @@ class Run:
     spec: RunSpec
     root: Path
     schema: ClassSchema
-    split: dict[str, list[tuple[Path, Path]]]
+    split: dict[str, list[ImagePair]]
     annotations: dict[str, PointAnnotation] | None
     """The training images' points (None: dense labels)."""
     annotation_path: Path | None
@@ -132,7 +132,7 @@ class Run:
         if self.val_loader is not None:
             validate = validator(self.val_loader, amp=amp)
         elif self.val_points:
-            validate = point_validator([image for image, _ in self.split["val"]], self.val_points,
+            validate = point_validator(self.split["val"], self.val_points,
                                        self.schema, tile_size=spec.val_window, overlap=spec.val_overlap)
         rounds = spec.self_training_rounds
         history: list[dict[str, float]] = []
@@ -142,7 +142,8 @@ class Run:
                 self.add_pseudo_labels()
             # each stage a new optimiser, its warm-up and schedule started again
             step = TrainingStep(self.model, self.loss_fn, lr=spec.lr, weight_decay=spec.weight_decay,
-                                schedule=Schedule(spec.schedule, spec.warmup_steps), device=device, amp=amp)
+                                schedule=Schedule(spec.schedule, spec.warmup_steps), device=device, amp=amp,
+                                consistency=spec.consistency())
             # each round its own crops: the same seed would replay the first training's
             stage_history = fit(step, self.train_loader, epochs=spec.epochs // (rounds + 1),
                                 validate=validate, checkpoints=spec.checkpoints(stage_dir, checkpoint_every),
@@ -163,28 +164,43 @@ class Run:
             predictions[image_id] = (predicted, probs.max(axis=0).astype(np.float16))
         return predictions, bases
 
-    def add_pseudo_labels(self) -> dict[str, np.ndarray]:
-        """Predict the training images with the model so far and train on from its confident
-        pixels added to the first labels (points or propagated points, never overwritten): the
-        step between self-training rounds. Returns the new label maps (image id -> (H, W))."""
+    def first_labels(self) -> dict[str, np.ndarray]:
+        """Every training image's first labels (points, or propagated points; 255 unlabelled), as
+        the run was built: what pseudo-labels are added to."""
+        base_set = self.base_train_set
+        return {image_id: base_set.read_item(index)[1] for index, image_id in enumerate(base_set.image_ids)}
+
+    def pseudo_label_maps(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The model's confident pixels added to the first labels (points or propagated points,
+        never overwritten), the spec's class-balanced thresholds deciding which: every training
+        image's new label map, and its first labels (each image id -> (H, W), 255 unlabelled)."""
         spec = self.spec
         predictions, bases = self.confident_predictions()
         thresholds = pseudo_label_thresholds(predictions.values(), self.schema.num_classes,
                                              spec.pseudo_threshold, spec.pseudo_class_share)
-        label_maps = {image_id: pseudo_labels(*predictions[image_id], bases[image_id], thresholds,
-                                              self.schema.unknown_index)
-                      for image_id in self.base_train_set.image_ids}
+        maps = {image_id: pseudo_labels(*predictions[image_id], bases[image_id], thresholds,
+                                        self.schema.unknown_index) for image_id in bases}
+        return maps, bases
+
+    def add_pseudo_labels(self) -> dict[str, np.ndarray]:
+        """Predict the training images with the model so far and train on from its confident
+        pixels added to the first labels (:meth:`pseudo_label_maps`): the step between
+        self-training rounds. Returns the new label maps (image id -> (H, W))."""
+        label_maps, _ = self.pseudo_label_maps()
         self.train_on(label_maps)
         return label_maps
 
-    def train_on(self, label_maps: Mapping[str, np.ndarray]) -> None:
+    def train_on(self, label_maps: Mapping[str, np.ndarray], *, transform: Callable | None = None,
+                 crop_guides: Mapping[str, np.ndarray] | None = None) -> None:
         """Train from here on with ``label_maps`` (image id -> (H, W) class map, 255 unlabelled)
-        for every training image, in the same crops, augmentations and batches as the first
-        labels: how self-training swaps in pseudo-labels, and how an experiment tries other labels
-        under one spec."""
+        for every training image, with the same transform (or ``transform``) and batches as the
+        first labels: how self-training swaps in pseudo-labels, and how an experiment tries other
+        labels under one spec. The crops hold a label of the maps, or of ``crop_guides`` where
+        given (:class:`~lc_utils.propagation.LabelMapDataset`)."""
         base_set = self.base_train_set
-        self.train_set = LabelMapDataset(self.split["train"], label_maps, self.schema, base_set.transform,
-                                         cache_mb=base_set.cache_mb)
+        self.train_set = LabelMapDataset(self.split["train"], label_maps, self.schema,
+                                         transform or base_set.transform, cache_mb=base_set.cache_mb,
+                                         crop_guides=crop_guides)
         self.train_loader = make_loader(self.train_set, self.spec.batch_size, shuffle=True,
                                         num_workers=self.train_loader.num_workers,
                                         samples_per_epoch=self.spec.samples_per_epoch, seed=self.spec.seed)

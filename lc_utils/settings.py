@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import sys
 import warnings
 from pathlib import Path
 from typing import TypeVar
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from .synthetic import SAMPLE_SIZES, SMOKE_IMAGES, ensure_sample_dataset
+from .user_warnings import warn
 
 T = TypeVar("T")
 
@@ -93,17 +95,59 @@ def sample_dir() -> Path:
     return _workspace() / "data" / "sample"
 
 
-def runs_dir(folder: str | Path | None = None) -> Path:
-    """Where checkpoints, annotations and results go: ``folder`` if given, else ``runs/``.
+DRIVE = Path("/content/drive")
+"""Where Colab mounts Google Drive."""
 
-    On Colab a ``folder`` under ``/content/drive`` mounts Google Drive first, so that runs
-    outlive the virtual machine; by default nothing is mounted.
-    """
-    path = Path(folder).expanduser() if folder else _workspace() / "runs"
-    if str(path).startswith("/content/drive") and not Path("/content/drive/MyDrive").exists():
+COLAB_RUNS = DRIVE / "MyDrive" / "lc-runs"
+"""Where runs go on Colab by default (:func:`runs_dir`): a folder of the learner's Google Drive."""
+
+_colab_runs: Path | None = None  # the folder chosen on Colab, once per process (one mount, one warning)
+
+
+def on_colab() -> bool:
+    """Whether this runs on Colab (its ``google.colab`` module is loaded)."""
+    return "google.colab" in sys.modules
+
+
+def _mount_drive() -> None:
+    """Mount Google Drive at :data:`DRIVE` unless it is mounted (Colab asks the learner)."""
+    if not (DRIVE / "MyDrive").exists():
         from google.colab import drive  # type: ignore[import-not-found]
 
-        drive.mount("/content/drive")
+        drive.mount(str(DRIVE))
+
+
+def _colab_default() -> Path:
+    """:data:`COLAB_RUNS` with Drive mounted; where mounting fails or is declined, ``runs/`` in the
+    project, with one warning that its checkpoints go when the runtime does."""
+    global _colab_runs
+    if _colab_runs is None:
+        try:
+            _mount_drive()
+            COLAB_RUNS.mkdir(parents=True, exist_ok=True)
+            _colab_runs = COLAB_RUNS
+        except Exception as error:  # noqa: BLE001 - declined, no Drive, a failed mount: all alike here
+            _colab_runs = _workspace() / "runs"
+            warn(f"Google Drive could not be mounted ({error}): runs go to {_colab_runs} on this "
+                 "runtime, and their checkpoints and annotations will be lost when the runtime "
+                 "disconnects. Run the cell again to retry, or set RUNS_DIR to another folder.")
+    return _colab_runs
+
+
+def runs_dir(folder: str | Path | None = None) -> Path:
+    """Where checkpoints, annotations and results go: ``folder`` if given, else ``runs/`` in the
+    project, and on Colab :data:`COLAB_RUNS` on Google Drive, so that runs outlive the runtime.
+
+    On Colab, Drive is mounted first (the learner is asked once) for the default and for a
+    ``folder`` under ``/content/drive``. Where the default cannot be mounted (declined, or no
+    Drive), runs go to ``runs/`` in the project, with one warning that they go with the runtime.
+    """
+    if folder:
+        path = Path(folder).expanduser()
+        if on_colab() and path.is_relative_to(DRIVE):
+            _mount_drive()  # asked for Drive: a failed mount is an error
+    else:
+        path = _colab_default() if on_colab() else _workspace() / "runs"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

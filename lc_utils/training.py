@@ -11,6 +11,7 @@ pieces, not by branches in the loop.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import random
@@ -31,8 +32,9 @@ from .checkpoints import Checkpoints
 from .classes import IGNORE_INDEX
 from .devices import autocast, device_of, resolve_device
 from .distributed import EpochSampler
-from .losses import PartialCrossEntropyLoss
+from .losses import PartialCrossEntropyLoss, consistency_loss
 from .models import batchnorm_layers, segmentation_logits
+from .transforms import strong_view
 from .user_warnings import warn
 
 ScheduleKind = Literal["poly", "cosine"] | None
@@ -160,6 +162,33 @@ class Schedule:
             optimizer, lambda step: lr_factor(step, total_steps, self.kind, self.warmup_steps))
 
 
+@dataclass(frozen=True)
+class Consistency:
+    """The consistency term on unlabelled pixels (:func:`lc_utils.losses.consistency_loss`): the
+    model's confident predictions on a crop as targets for its predictions on a strong view of the
+    same crop (:func:`lc_utils.transforms.strong_view`), added with ``weight`` after a linear
+    warm-up over ``warmup_steps`` (early predictions are mostly wrong: targets from them would
+    teach the errors)."""
+
+    weight: float = 1.0
+    threshold: float = 0.95
+    warmup_steps: int = 100
+    strength: float = 0.5
+    seed: int = 0
+    """Seeds the strong views, apart from the crops: a run with the term takes the same crops as
+    one without it."""
+
+    def __post_init__(self) -> None:
+        if self.weight < 0 or self.warmup_steps < 0 or self.strength < 0:
+            raise ValueError("consistency weight, warmup_steps and strength cannot be negative")
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"consistency threshold must be in (0, 1], got {self.threshold}")
+
+    def ramp(self, step: int) -> float:
+        """The multiple of ``weight`` at optimiser ``step`` (0-based)."""
+        return self.weight * min(1.0, step / self.warmup_steps) if self.warmup_steps else self.weight
+
+
 class StepResult(NamedTuple):
     """What one training step did: the batch's loss and its labelled pixels (over every process
     under ``torchrun``: the loss; this process's share: the pixels)."""
@@ -189,7 +218,7 @@ class TrainingStep:
                  optimizer: torch.optim.Optimizer | None = None, *, lr: float = 1e-3,
                  weight_decay: float = 1e-4, schedule: Schedule | None = Schedule(),
                  device: str | torch.device | None = None, amp: bool = True, channels_last: bool = True,
-                 aux_weight: float = 0.4) -> None:
+                 aux_weight: float = 0.4, consistency: Consistency | None = None) -> None:
         self.device = resolve_device(device)
         loss_fn = loss_fn or PartialCrossEntropyLoss()
         if isinstance(loss_fn, nn.Module):  # class weights and a logit adjustment are buffers to move
@@ -204,6 +233,7 @@ class TrainingStep:
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.total_steps: int | None = None
         self.amp, self.channels_last, self.aux_weight = amp, channels_last, aux_weight
+        self.consistency, self.steps_taken = consistency, 0
         use_scaler = amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
@@ -219,7 +249,8 @@ class TrainingStep:
         schedule = self.schedule or Schedule(None)
         return {"lr": defaults.get("lr"), "weight_decay": defaults.get("weight_decay"),
                 "schedule": schedule.kind, "warmup_steps": schedule.warmup_steps,
-                "aux_weight": self.aux_weight}
+                "aux_weight": self.aux_weight,
+                **({} if self.consistency is None else {"consistency": dataclasses.asdict(self.consistency)})}
 
     @property
     def lr(self) -> float:
@@ -234,9 +265,12 @@ class TrainingStep:
         labelled = int((labels != IGNORE_INDEX).sum())
         with autocast(self.device, self.amp):
             output = self.trained(images)
-            loss = self.loss_fn(segmentation_logits(output, tuple(images.shape[-2:])).float(), labels)
+            logits = segmentation_logits(output, tuple(images.shape[-2:])).float()
+            loss = self.loss_fn(logits, labels)
             if isinstance(output, Mapping) and isinstance(output.get("aux"), torch.Tensor):
                 loss = loss + self.aux_weight * self.loss_fn(output["aux"].float(), labels)
+            if self.consistency is not None and self.consistency.weight:
+                loss = loss + self._consistency_term(images, logits, labels)
         loss, value = distributed.global_batch_loss(loss, labelled)
         if not math.isfinite(value):
             raise NonFiniteLossError(value, self.lr)
@@ -246,13 +280,25 @@ class TrainingStep:
         self.scaler.update()
         if self.scheduler is not None:
             self.scheduler.step()
+        self.steps_taken += 1
         return StepResult(value, labelled)
+
+    def _consistency_term(self, images: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
+                          ) -> torch.Tensor:
+        """The consistency loss of this step's strong views against ``logits``, ramped up."""
+        term = self.consistency
+        views = torch.Generator(images.device).manual_seed(term.seed * 1_000_003 + self.steps_taken)
+        strong = segmentation_logits(self.trained(strong_view(images, term.strength, views)),
+                                     tuple(images.shape[-2:]))
+        return term.ramp(self.steps_taken) * consistency_loss(strong, logits, labels, term.threshold)
 
     def state_dict(self) -> dict[str, Any]:
         """What resuming needs besides the weights: optimiser, schedule, loss scaler."""
         state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
+        if self.consistency is not None:  # where the warm-up of the term stands
+            state["steps_taken"] = self.steps_taken
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -261,6 +307,7 @@ class TrainingStep:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        self.steps_taken = int(state.get("steps_taken", 0))
 
 
 def train_epoch(step: TrainingStep, loader: DataLoader, epoch: int, epochs: int,

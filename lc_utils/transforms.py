@@ -131,6 +131,27 @@ def make_transforms(
     return v2.Compose(steps) if steps else v2.Identity()
 
 
+def strong_view(images: torch.Tensor, strength: float = 0.5, generator: torch.Generator | None = None
+                ) -> torch.Tensor:
+    """A photometrically strong view of a batch of normalised images (N, 3, H, W): per image a
+    random brightness shift, contrast and saturation change, and pixel noise, each up to
+    ``strength``; no pixel moves, so pixel i of the view is pixel i of the image (what a
+    consistency loss between the two compares). Drawn from ``generator`` (torch's own by
+    default): a generator of its own leaves the crops that follow as they would be without it."""
+    shape = (images.shape[0], 1, 1, 1)
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.empty(shape, device=images.device).uniform_(low, high, generator=generator)
+
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    grey = images.mean(dim=1, keepdim=True)
+    view = (images - mean) * uniform(1 - strength, 1 + strength) + mean  # contrast
+    view = (view - grey) * uniform(1 - strength, 1 + strength) + grey  # saturation
+    view = view + uniform(-strength, strength)  # brightness, in units of the channels' spread
+    noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    return view + strength / 4 * noise
+
+
 def normalize_image(image: torch.Tensor) -> torch.Tensor:
     """uint8 (…, 3, H, W) to float32 normalised with the ImageNet statistics the backbones expect."""
     mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)

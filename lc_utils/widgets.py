@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from .classes import DEEPGLOBE, IGNORE_INDEX, ClassSchema
 from .datasets import read_pair
-from .files import image_id_of
+from .files import as_pairs
 from .inference import predict_tiled
 from .settings import env_flag
 from .sparse import STRATEGIES, annotatable, sample_points
@@ -137,7 +137,8 @@ def label_density_explorer(pairs: Sequence[tuple[Path, Path]], schema: ClassSche
     """Slider for points per image (log scale), dropdowns for strategy and image: redraws the
     points over the image and the labelled share per class; beside the slider, the share of the
     pixels and the points per megapixel that the chosen number means for that image."""
-    ids = [image_id_of(image) for image, _ in pairs]
+    pairs = as_pairs(pairs)
+    ids = [pair.image_id for pair in pairs]
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def read(image_index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +180,8 @@ def label_density_explorer(pairs: Sequence[tuple[Path, Path]], schema: ClassSche
 def prediction_browser(model, pairs: Sequence[tuple[Path, Path]], schema: ClassSchema = DEEPGLOBE,
                        **predict_kwargs: Any) -> Figure | None:
     """Dropdown over held-out images: image, truth, prediction, overlay and error map."""
-    ids = [image_id_of(image) for image, _ in pairs]
+    pairs = as_pairs(pairs)
+    ids = [pair.image_id for pair in pairs]
 
     def render(image_index: int) -> Figure:
         image, truth = read_pair(*pairs[image_index], schema)

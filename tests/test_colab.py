@@ -51,7 +51,13 @@ def test_every_notebook_has_the_same_colab_cell() -> None:
     cells = _colab_cells()
     assert len(cells) == len(list((PROJECT_ROOT / "notebooks").glob("*.ipynb"))) and len(set(cells)) == 1
     assert cells[0].count(COLAB_COURSE_DIR) == 1 and cells[0].count(REPO_URL) == 1
-    assert "torch" not in cells[0].split("%pip", 1)[1]  # no reinstall of Colab's torch
+    (install,) = [line for line in cells[0].splitlines() if "%pip" in line]
+    assert "torch" not in install  # no reinstall of Colab's torch
+    # No GPU on the runtime: fast mode, said once, unless LC_FAST was set either way.
+    assert 'if not torch.cuda.is_available() and "LC_FAST" not in os.environ:' in cells[0]
+    assert 'os.environ["LC_FAST"] = "1"' in cells[0]
+    assert "No GPU on this runtime: fast mode (LC_FAST=1)" in cells[0]
+    assert "Runtime > Change runtime type > GPU for the full course" in cells[0]
 
 
 def _fake_distribution(site_packages: Path, name: str, version: str) -> None:
@@ -140,18 +146,24 @@ def test_the_colab_cell_clones_installs_and_checks_the_gpu(tmp_path: Path,
     assert "describe_device()" in imports.source
     setup_here = setup.source.replace(COLAB_COURSE_DIR, f'COURSE_DIR = "{course}"')
     check = ("import os, lc_utils, torch, ipywidgets\nfrom google.colab import output\n"
+             "from lc_utils import settings\n"
              "print(lc_utils.__file__, os.getcwd(), torch.__version__, ipywidgets.__version__, "
-             "output.enabled == [True], sep='\\n')")
+             "output.enabled == [True], settings.fast_mode(), sep='\\n')")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup_here), imports,
                                                nbformat.v4.new_code_cell(check),
                                                nbformat.v4.new_code_cell(setup_here)])  # run again
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
+    monkeypatch.delenv("LC_FAST", raising=False)  # a fresh Colab runtime sets none
     NotebookClient(notebook, kernel_name="colab", timeout=600,
                    resources={"metadata": {"path": str(content)}}).execute()
 
     assert (course / ".git").is_dir() and (course / "lc_utils" / "__init__.py").is_file()
     assert "On Colab: Runtime > Change runtime type > GPU" in _text(notebook.cells[1])
-    module, cwd, torch_version, ipywidgets_version, widgets_enabled = _text(notebook.cells[2]).split()
+    # no GPU here: the cell switched fast mode on and said so, once (the second run leaves it)
+    assert "No GPU on this runtime: fast mode (LC_FAST=1)" in _text(notebook.cells[0])
+    assert "No GPU on this runtime" not in _text(notebook.cells[3])
+    module, cwd, torch_version, ipywidgets_version, widgets_enabled, fast = _text(notebook.cells[2]).split()
+    assert fast == "True"
     assert widgets_enabled == "True"  # third-party widgets (the annotator) drawn, once per run of the cell
     assert Path(module) == course / "lc_utils" / "__init__.py" and Path(cwd) == course / "notebooks"
     # The real packages still answer (the stand-in versions only say what Colab has) ...
@@ -164,3 +176,58 @@ def test_the_colab_cell_clones_installs_and_checks_the_gpu(tmp_path: Path,
     for name, version in PREINSTALLED.items():
         assert (site_packages / f"{name}-{version}.dist-info" / "METADATA").is_file()
     assert not any(o.get("output_type") == "error" for c in notebook.cells for o in c.outputs)
+
+
+def _fake_colab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mount) -> list[str]:
+    """A ``google.colab`` whose ``drive.mount`` is ``mount``, Drive's mount point and the course's
+    default runs folder under ``tmp_path``, and no folder chosen yet; the mount calls made."""
+    import types
+
+    from lc_utils import settings
+
+    calls: list[str] = []
+    drive = types.ModuleType("google.colab.drive")
+    drive.mount = lambda path: (calls.append(path), mount(Path(path)))
+    colab = types.ModuleType("google.colab")
+    colab.drive = drive
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.drive", drive)
+    monkeypatch.setattr(settings, "DRIVE", tmp_path / "drive")
+    monkeypatch.setattr(settings, "COLAB_RUNS", tmp_path / "drive" / "MyDrive" / "lc-runs")
+    monkeypatch.setattr(settings, "_colab_runs", None)
+    monkeypatch.setattr(settings, "_workspace", lambda: tmp_path / "course")
+    return calls
+
+
+def test_on_colab_runs_go_to_google_drive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          recwarn: pytest.WarningsRecorder) -> None:
+    from lc_utils import settings
+
+    calls = _fake_colab(monkeypatch, tmp_path, lambda path: (path / "MyDrive").mkdir(parents=True))
+    assert settings.runs_dir() == tmp_path / "drive" / "MyDrive" / "lc-runs"
+    assert settings.runs_dir(None).is_dir() and calls == [str(tmp_path / "drive")]  # mounted once
+    assert settings.run_folder(tmp_path / "data", name="r").parent == settings.COLAB_RUNS
+    assert settings.runs_dir(tmp_path / "elsewhere") == tmp_path / "elsewhere"  # a chosen folder stays
+    assert not recwarn.list
+
+
+def test_on_colab_without_drive_runs_stay_on_the_runtime_with_one_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lc_utils import settings
+
+    def declined(path: Path) -> None:
+        raise ValueError("mount failed")  # what Colab raises when the learner declines
+
+    calls = _fake_colab(monkeypatch, tmp_path, declined)
+    with pytest.warns(UserWarning) as caught:
+        first = settings.runs_dir()
+        again = settings.annotation_path(tmp_path / "data", "points.csv").parents[2]
+    assert first == again == tmp_path / "course" / "runs" and first.is_dir()
+    assert len(caught) == 1 and len(calls) == 1
+    message = str(caught[0].message)
+    assert "Google Drive could not be mounted (mount failed)" in message
+    assert "lost when the runtime disconnects" in message
+    assert not (tmp_path / "drive").exists()
+    # A folder on Drive, asked for by name, is an error when Drive cannot be mounted.
+    with pytest.raises(ValueError, match="mount failed"):
+        settings.runs_dir(tmp_path / "drive" / "MyDrive" / "mine")

@@ -105,7 +105,7 @@ def test_simulated_clicks_come_from_the_masks_through_the_editor(sample_root: Pa
 
     pairs = layouts.find_pairs(sample_root)[:3]
     editor = PointEditor(tmp_path / "clicks.csv", files.image_shapes(pairs))
-    masks = {files.image_id_of(image): mask for image, mask in pairs}
+    masks = {pair.image_id: pair.mask for pair in pairs}
     assert simulate_clicks(editor, masks, points_per_image=25, seed=4) == 75
     saved = load_annotations(tmp_path / "clicks.csv")
     for image_id, mask in masks.items():

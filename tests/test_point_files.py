@@ -63,10 +63,19 @@ def test_bad_annotation_files_are_refused(tmp_path: Path, line: str, message: st
         load_annotations(path, image_shapes={"x1": (64, 64)})
 
 
-def test_a_huge_coordinate_without_image_sizes_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [   # a huge coordinate: refused even where the image sizes are not known
+        (f"{HEADER}\nx1,99999999999999999999,4,1,\n",
+         "points.csv:2: row must be at most 2147483647, got 9{20}$"),
+        # line numbers count the comment and blank lines
+        (f"# info: {{}}\n{HEADER}\nx1,0,0,1,\n\nx1,0,1,11,\n\n", "points.csv:5: label 11"),
+    ],
+)
+def test_errors_name_the_line_without_image_sizes(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "points.csv"
-    path.write_text(f"{HEADER}\nx1,99999999999999999999,4,1,\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="points.csv:2: row must be at most 2147483647, got 9{20}$"):
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
         load_annotations(path)
 
 
@@ -74,13 +83,6 @@ def test_whole_numbers_written_as_floats_read_fine(tmp_path: Path) -> None:
     path = tmp_path / "points.csv"
     path.write_text(f"{HEADER}\nx1, 3.0 ,4,1.0,agriculture\n", encoding="utf-8")
     assert load_annotations(path)["x1"] == PointAnnotation([3], [4], [1])
-
-
-def test_error_line_numbers_count_comment_and_blank_lines(tmp_path: Path) -> None:
-    path = tmp_path / "points.csv"
-    path.write_text(f"# info: {{}}\n{HEADER}\nx1,0,0,1,\n\nx1,0,1,11,\n\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="points.csv:5: label 11"):
-        load_annotations(path)
 
 
 def test_columns_are_read_by_their_header_name_in_any_order(tmp_path: Path) -> None:

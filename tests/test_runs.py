@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -72,6 +73,30 @@ def test_a_spec_has_one_budget() -> None:
     assert RunSpec(annotations="a.csv").points_per_mp is None
     assert RunSpec(strategy=DENSE) == RunSpec(strategy=DENSE, points_per_mp=7)
     assert RunSpec(weights="none").weights is None and RunSpec(data=Path("x")).data == "x"
+
+
+def test_the_command_is_made_from_the_fields() -> None:
+    """Every field has a docstring and one group; its option's help is that docstring, it sits in
+    that group, and a field with choices takes only those (so the command cannot drift from the
+    spec: nothing about a field is written twice)."""
+    fields = [f.name for f in dataclasses.fields(RunSpec)]
+    docs = RunSpec.field_docs()
+    assert set(docs) == set(fields) and all(len(doc) > 10 for doc in docs.values())
+    grouped = [name for names in run_spec.FIELD_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(fields)
+    parser = build_parser()
+    groups = {group.title: {action.dest for action in group._group_actions}
+              for group in parser._action_groups}
+    for title, names in run_spec.FIELD_GROUPS.items():
+        assert set(names) <= groups[title]
+    actions = {action.dest: action for action in parser._actions}
+    for name in fields:
+        assert actions[name].help.startswith(docs[name].replace("%", "%%")), name
+    assert "(default: %(default)s)" in actions["lr"].help
+    assert actions["backbone"].choices == list(run_spec.CHOICES["backbone"])
+    assert "--lr LR" in parser.format_help() and "DeepLabV3's backbone" in parser.format_help()
+    with pytest.raises(SystemExit):
+        parse_args(["--crop-sampling", "rare-first"])
 
 
 @pytest.mark.parametrize("fast", ["0", "1"])
@@ -351,3 +376,72 @@ def test_images_without_masks_say_what_they_need(sample_root: Path, tmp_path: Pa
     assert main(["--data", str(folder), "--annotations", str(clicks), "--held-out", "areas",
                  "--backbone", "mobilenet_v3_large", "--weights", "none", "--crop", "48", "--batch-size", "2",
                  "--epochs", "1", "--samples-per-epoch", "4", "--runs-dir", str(tmp_path / "runs")]) == 0
+
+
+def _clicks_on_every_image(folder: Path, path: Path, label_of) -> Path:
+    """Ten points on each image of ``folder``, labelled ``label_of(image_id)``."""
+    from lc_utils import layouts
+
+    images = layouts.find_unlabelled_images(folder)
+    ids = [files.image_id_of(image) for image in images]
+    clicked = {i: sparse.PointAnnotation(np.arange(10), np.arange(10) * 3, np.full(10, label_of(i)))
+               for i in ids}
+    return point_files.save_annotations(clicked, path)
+
+
+def test_held_out_points_that_no_score_counts_are_refused_when_the_run_is_built(sample_root: Path,
+                                                                                 tmp_path: Path) -> None:
+    """Every held-out point on "unknown" (left out of every score): an error before training, not
+    after its first epoch."""
+    folder, _ = _images_only(sample_root, tmp_path)
+    split = run_data.load_data(_tiny(folder, annotations="x.csv", val_images=3)).split
+    val_ids = {files.image_id_of(image) for image, _ in split["val"]}
+    clicks = _clicks_on_every_image(folder, tmp_path / "unknown.csv", lambda i: 6 if i in val_ids else 1)
+    with pytest.raises(ValueError, match="every point on the validation images is 'unknown', a class no"):
+        build_run(_tiny(folder, annotations=str(clicks), val_images=3), runs_dir=tmp_path / "runs")
+
+
+def test_points_on_test_images_are_named_rather_than_dropped(sample_root: Path, tmp_path: Path) -> None:
+    folder, _ = _images_only(sample_root, tmp_path)
+    clicks = _clicks_on_every_image(folder, tmp_path / "all.csv", lambda i: 1)
+    with pytest.warns(UserWarning, match=r"10 of the 80 points lie on 1 test image\(s\).*neither trained on "
+                                         "nor validated on. Give val_images=N"):
+        run = build_run(_tiny(folder, annotations=str(clicks)), runs_dir=tmp_path / "runs")
+    assert len(run.split["test"]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no test part, nothing left out: no warning
+        build_run(_tiny(folder, annotations=str(clicks), val_images=2), runs_dir=tmp_path / "runs")
+
+
+def test_points_on_an_image_without_its_mask_say_so(sample_root: Path, tmp_path: Path) -> None:
+    """DeepGlobe's layout: masks for train/, none for valid/. Points clicked on a valid/ image are
+    named as points on an image without a mask, not as an image the folder does not hold."""
+    import shutil
+
+    folder = tmp_path / "deepglobe"
+    shutil.copytree(sample_root / "train", folder / "train")
+    (folder / "valid").mkdir()
+    shutil.copy(next((folder / "train").glob("*_sat.jpg")), folder / "valid" / "0100_sat.jpg")
+    ids = [files.image_id_of(image) for image in folder.rglob("*_sat.jpg")]
+    clicked = {i: sparse.PointAnnotation(np.arange(5), np.arange(5), np.ones(5, dtype=int)) for i in ids}
+    clicks = point_files.save_annotations(clicked, tmp_path / "clicks.csv")
+    with pytest.raises(ValueError, match=r"clicks.csv: image\(s\) with points but no mask: '0100' "
+                                         r"\(line \d+\); where some images have masks, a run trains"):
+        build_run(_tiny(folder, annotations=str(clicks)), runs_dir=tmp_path / "runs")
+
+
+def test_a_hand_edited_sampled_file_is_checked_when_the_run_is_built(sample_root: Path,
+                                                                     tmp_path: Path) -> None:
+    """The course's own sampled file, edited by hand: a point outside its image, or on an image the
+    folder does not hold, is an error naming the file and line when the run is built, not when the
+    image is first read."""
+    spec = _tiny(sample_root)
+    run = build_run(spec, runs_dir=tmp_path / "runs")
+    path = run.annotation_path
+    original = path.read_text()
+    image_id = sorted(run.annotations)[0]
+    for line, match in ((f"{image_id},500,3,1,agriculture", "row 500"),
+                        ("9999,3,3,1,agriculture", "'9999'")):
+        path.write_text(original.rstrip("\n") + f"\n{line}\n")
+        with pytest.raises(ValueError, match=rf"{path.name}.*{match}"):
+            build_run(spec, runs_dir=tmp_path / "runs")

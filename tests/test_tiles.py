@@ -9,7 +9,7 @@ from PIL import Image
 
 from lc_utils.classes import load_preset
 from lc_utils.datasets import read_pair, split_pairs
-from lc_utils.files import image_id_of, read_rgb, source_id, tile_id
+from lc_utils.files import read_rgb, source_id, tile_id
 from lc_utils.layouts import find_pairs, load_schema, scan_dataset
 from lc_utils.masks import read_mask
 from lc_utils.synthetic import make_standin
@@ -61,7 +61,7 @@ def test_split_keeps_the_tiles_of_one_image_together(sample_root: Path, tmp_path
     cut_tiles(sample_root, tmp_path, size=48, progress=False)
     pairs = find_pairs(tmp_path)
     parts = split_pairs(pairs, seed=0)
-    sources = {name: {source_id(image_id_of(image)) for image, _ in part} for name, part in parts.items()}
+    sources = {name: {source_id(pair.image_id) for pair in part} for name, part in parts.items()}
     assert not sources["train"] & sources["val"] and not sources["train"] & sources["test"]
     assert not sources["val"] & sources["test"]
     assert sum(map(len, parts.values())) == len(pairs)

@@ -1,0 +1,331 @@
+"""Self-training as the field runs it, on the real DeepGlobe tiles (``make self-training``).
+
+For each label density and seed: a **teacher** trained on the points alone for the density
+study's whole schedule (its checkpoint kept, so both arms reuse it), then from its weights the same
+further epochs twice (:mod:`lc_utils.self_training`): the **student** on the points and the
+teacher's class-balanced confident pixels, the **control** on the points alone, both with strong
+colour jitter and in the same crops. Every model is scored on the same validation tiles, one
+confusion matrix per tile, so that the gap student - control carries a paired bootstrap interval
+over the tiles (:mod:`lc_utils.tile_bootstrap`); the pseudo-labels' precision and coverage per
+class are kept beside it. Finished runs are kept in the record and skipped when the command runs
+again.
+
+    python -m benchmarks.self_training [--data DIR] [--points-per-mp 100 1000] [--seeds 0 1 2]
+    python -m benchmarks.self_training --readme   # the README's table and the plot from the record
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from lc_utils import checkpoints, settings, tile_bootstrap
+from lc_utils.classes import ClassSchema
+from lc_utils.metrics import ConfusionMatrix
+from lc_utils.run_spec import RunSpec
+from lc_utils.runs import build_run
+from lc_utils.self_training import ARMS, ExtraTraining, from_teacher, pseudo_label_quality, train_further
+from lc_utils.settings import PROJECT_ROOT
+from lc_utils.viz_data import COLUMN_WIDTH
+
+from ._common import open_record, redraw_from_record, save_record
+
+REAL_TILES = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "tiles_512"
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "self_training_deepglobe.json"
+TEACHER = "teacher"
+MODELS = (TEACHER, *ARMS)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REAL_TILES, help="folder of <id>_sat.jpg/<id>_mask.png")
+    parser.add_argument(
+        "--points-per-mp",
+        type=float,
+        nargs="+",
+        default=[100, 1000],
+        help="label densities: 100 per megapixel is 0.01%% of the pixels (default: %(default)s)",
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--val-images",
+        type=int,
+        default=32,
+        help="validation tiles, the rest train (default: %(default)s; the density study had 16)",
+    )
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--samples-per-epoch", type=int, default=960, help="crops per epoch (120 steps of 8)")
+    parser.add_argument("--epochs", type=int, default=10, help="the teacher's epochs (10 x 120 steps)")
+    parser.add_argument(
+        "--extra-epochs", type=int, default=5, help="further epochs of both arms (default: 600 steps)"
+    )
+    parser.add_argument(
+        "--color-jitter", type=float, default=0.4, help="strong augmentation of the further epochs"
+    )
+    parser.add_argument(
+        "--consistency-at",
+        type=float,
+        nargs="*",
+        default=[100],
+        help="densities at which the consistency arm runs too (default: %(default)s)",
+    )
+    parser.add_argument("--consistency-weight", type=float, default=1.0)
+    parser.add_argument("--pseudo-threshold", type=float, default=0.9)
+    parser.add_argument("--pseudo-class-share", type=float, default=0.2)
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=settings.runs_dir() / "self_training",
+        help="the teachers' and the arms' run folders",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON record (a PNG is written beside)")
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="only rewrite the README's table and redraw the plot from the record at --out",
+    )
+    return parser.parse_args(argv)
+
+
+def teacher_spec(args: argparse.Namespace, points_per_mp: float, seed: int) -> RunSpec:
+    """The density study's real-tile recipe on the points alone (MobileNetV3 from random weights,
+    128² crops, 1,200 steps at 3e-4 with the Dice term), validated on ``--val-images`` tiles."""
+    return RunSpec(
+        data=str(args.data),
+        val_images=args.val_images,
+        split_seed=0,
+        strategy="uniform",
+        points_per_mp=points_per_mp,
+        backbone="mobilenet_v3_large",
+        weights=None,
+        crop=args.crop,
+        batch_size=8,
+        epochs=args.epochs,
+        samples_per_epoch=args.samples_per_epoch,
+        lr=3e-4,
+        dice_weight=1.0,
+        val_window=128,
+        val_overlap=0.5,
+        val_windows=16,
+        pseudo_threshold=args.pseudo_threshold,
+        pseudo_class_share=args.pseudo_class_share,
+        seed=seed,
+    )
+
+
+def _scores(schema: ClassSchema, tiles: dict[str, list[list[int]]]) -> dict[str, Any]:
+    """The whole validation set's scores from its tiles' confusion matrices, and the matrices."""
+    confusion = ConfusionMatrix.from_counts(
+        np.sum([np.array(c) for c in tiles.values()], axis=0), schema=schema
+    )
+    iou = confusion.per_class()["iou"]
+    return {
+        "val_mean_iou": confusion.summary()["mean_iou"],
+        "val_iou": {name: None if np.isnan(v) else float(v) for name, v in iou.items()},
+        "tile_confusions": tiles,
+    }
+
+
+def run_one(
+    args: argparse.Namespace, record: dict[str, Any], points_per_mp: float, seed: int
+) -> Iterator[dict[str, Any]]:
+    """The teacher, the control and the student of one density and seed (and the consistency arm
+    at the densities of ``--consistency-at``), each added to the record and yielded when done."""
+    spec = teacher_spec(args, points_per_mp, seed)
+    tag = f"{points_per_mp:g}permp_seed{seed}"
+    teacher_dir = args.work / f"teacher_{tag}"
+    extra = ExtraTraining(
+        epochs=args.extra_epochs, color_jitter=args.color_jitter, consistency_weight=args.consistency_weight
+    )
+    done = {(r["points_per_mp"], r["seed"], r["model"]) for r in record["runs"]}
+    for model in MODELS:
+        if (points_per_mp, seed, model) in done or (
+            model == "consistency" and points_per_mp not in args.consistency_at
+        ):
+            continue
+        started = time.perf_counter()
+        row: dict[str, Any] = {"points_per_mp": points_per_mp, "seed": seed, "model": model}
+        if model == TEACHER:
+            run = build_run(spec, runs_dir=args.work / "runs")
+            run.train(teacher_dir, progress=False)
+            row.update(
+                steps=run.steps,
+                points_per_image=run.points_per_image,
+                labelled_fraction=run.labelled_fraction,
+            )
+        else:
+            run, maps = from_teacher(
+                teacher_dir / checkpoints.LAST, model, extra, runs_dir=args.work / "runs"
+            )
+            train_further(run, model, extra, args.work / f"{model}_{tag}")
+            row.update(steps=extra.epochs * len(run.train_loader), trained_fraction=run.trained_fraction)
+            if run.spec.consistency() is not None:
+                row["consistency"] = asdict(run.spec.consistency())
+            if model == "pseudo-labels":
+                quality = pseudo_label_quality(run, maps)
+                row["pseudo_labels"] = {
+                    name: {k: float(v) for k, v in quality.loc[name].items()} for name in quality.index
+                }
+        tiles = tile_bootstrap.score_tiles(
+            run.model, run.split["val"], run.schema, tile_size=spec.val_window, overlap=spec.val_overlap
+        )
+        row.update(_scores(run.schema, tiles), minutes=(time.perf_counter() - started) / 60)
+        record["runs"].append(row)
+        yield row
+
+
+def gaps(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per density: the student's mIoU minus the control's and the control's minus the teacher's,
+    each per seed with its paired tile interval and pooled over the seeds."""
+    runs = {(r["points_per_mp"], r["seed"], r["model"]): r for r in record["runs"]}
+    keep = np.array([name != "unknown" for name in record["classes"]])
+    rows = []
+    for density in sorted({r["points_per_mp"] for r in record["runs"]}):
+        for method, control in CONTROLS.items():
+            seeds = [
+                s for s in record["seeds"] if (density, s, method) in runs and (density, s, control) in runs
+            ]
+            if not seeds:
+                continue
+            pairs = [
+                (runs[density, s, method]["tile_confusions"], runs[density, s, control]["tile_confusions"])
+                for s in seeds
+            ]
+            per_seed = [tile_bootstrap.paired_gap(*pair, keep) for pair in pairs]
+            pooled = tile_bootstrap.pooled_gap(pairs, keep)
+            rows.append(
+                {
+                    "points_per_mp": density,
+                    "method": method,
+                    "control": control,
+                    "seeds": seeds,
+                    "gap": pooled.gap,
+                    "low": pooled.low,
+                    "high": pooled.high,
+                    "measurable": pooled.measurable,
+                    "n_tiles": pooled.n_tiles,
+                    "per_seed": [
+                        {"seed": s, "gap": g.gap, "low": g.low, "high": g.high}
+                        for s, g in zip(seeds, per_seed)
+                    ],
+                }
+            )
+    return rows
+
+
+def _miou(runs: list[dict[str, Any]], density: float, model: str) -> list[float]:
+    """The validation mIoU of every seed of one model at one density."""
+    return [r["val_mean_iou"] for r in runs if r["points_per_mp"] == density and r["model"] == model]
+
+
+LABELS = {
+    TEACHER: "teacher: the points alone, the whole schedule",
+    "points": "+ further steps on the points alone (the control)",
+    "pseudo-labels": "+ further steps on the points and pseudo-labels",
+    "consistency": "+ further steps on the points with the consistency term",
+}
+CONTROLS = {"pseudo-labels": "points", "consistency": "points", "points": TEACHER}
+"""What each model's gap is measured against: the arms against the control, the control against
+the teacher (what the further steps alone add)."""
+
+
+def readme_table(record: dict[str, Any]) -> str:
+    """Markdown: per density and model, the mIoU (mean ± sd over seeds) and the gap to its control
+    on the same seeds with its 90% paired tile interval."""
+    runs = record["runs"]
+    lines = [
+        "| points per MP | model | val mIoU, mean ± sd | gap to its control (90% tile interval) |",
+        "|---|---|---|---|",
+    ]
+    by_gap = {(g["points_per_mp"], g["method"]): g for g in gaps(record)}
+    for density in sorted({r["points_per_mp"] for r in runs}):
+        for model in MODELS:
+            scores = _miou(runs, density, model)
+            if not scores:
+                continue
+            spread = np.std(scores, ddof=1) if len(scores) > 1 else 0.0
+            gap = by_gap.get((density, model))
+            verdict = (
+                ""
+                if gap is None
+                else (
+                    f"{gap['gap']:+.3f} ({gap['low']:+.3f} to {gap['high']:+.3f}): "
+                    f"{'measurable' if gap['measurable'] else 'not measurable'} on {gap['n_tiles']} tiles"
+                )
+            )
+            lines.append(
+                f"| {density:g} | {LABELS[model]} | {np.mean(scores):.3f} ± {spread:.3f} "
+                f"({len(scores)} seeds) | {verdict} |"
+            )
+    return "\n".join(lines)
+
+
+def plot(record: dict[str, Any], path: Path) -> None:
+    """Bars per density: the teacher, the control and the student (mean over seeds, seeds as dots)."""
+    runs = record["runs"]
+    densities = sorted({r["points_per_mp"] for r in runs})
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.4), layout="constrained")
+    width = 0.8 / len(MODELS)
+    for k, model in enumerate(MODELS):
+        for d, density in enumerate(densities):
+            scores = _miou(runs, density, model)
+            if not scores:
+                continue
+            x = d + (k - (len(MODELS) - 1) / 2) * width
+            ax.bar(x, np.mean(scores), width, color=f"C{k}", label=LABELS[model] if d == 0 else None)
+            ax.plot([x] * len(scores), scores, "k.", ms=4)
+    ax.set_xticks(
+        range(len(densities)), [f"{d:g} points per MP\n({d / 1e4:.2%} of the pixels)" for d in densities]
+    )
+    ax.set_ylabel(f"val mIoU ({record['val_images']} tiles)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=1, frameon=False, fontsize=8)
+    ax.set_title("self-training from a fully trained teacher, against the same extra steps", fontsize=9)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.readme:
+        redraw_from_record(args.out, readme_table, plot)
+        return
+    shared = {
+        "data": args.data.name,
+        "crop": args.crop,
+        "samples_per_epoch": args.samples_per_epoch,
+        "val_images": args.val_images,
+        "epochs": args.epochs,
+        "extra_epochs": args.extra_epochs,
+        "color_jitter": args.color_jitter,
+        "pseudo_threshold": args.pseudo_threshold,
+        "pseudo_class_share": args.pseudo_class_share,
+    }
+    record = open_record(args.out, shared, "runs")
+    record["seeds"] = sorted({*record.get("seeds", []), *args.seeds})
+    started = time.perf_counter()
+    record["spec"] = teacher_spec(
+        args, args.points_per_mp[0], args.seeds[0]
+    ).to_dict()  # points and seed vary
+    for seed in args.seeds:
+        for density in args.points_per_mp:
+            for row in run_one(args, record, density, seed):
+                record.setdefault("classes", list(row["val_iou"]))
+                record["gaps"] = gaps(record)
+                save_record(args.out, record, "self_training", argv, started)
+                print(
+                    f"  {density:g} per MP, seed {seed}, {row['model']}: val mIoU {row['val_mean_iou']:.3f} "
+                    f"({row['minutes']:.1f} min)",
+                    flush=True,
+                )
+    plot(record, args.out.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()

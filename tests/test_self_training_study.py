@@ -1,0 +1,43 @@
+"""The self-training study (benchmarks/self_training.py) on a tiny generated set: a teacher per
+density and seed, the two arms from its checkpoint, per-tile scores and paired gaps, resuming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.self_training import gaps, main, readme_table
+from lc_utils.synthetic import make_sample_dataset
+
+
+@pytest.mark.slow
+def test_the_study_trains_a_teacher_then_both_arms_and_records_paired_gaps(tmp_path: Path) -> None:
+    data = make_sample_dataset(tmp_path / "data", n_images=12, size=96, seed=0) / "train"
+    out = tmp_path / "record.json"
+    args = ["--data", str(data), "--points-per-mp", "2000", "--crop", "48", "--samples-per-epoch", "16",
+            "--epochs", "1", "--extra-epochs", "1", "--val-images", "3", "--pseudo-threshold", "0.3",
+            "--consistency-at", "2000", "--work", str(tmp_path / "work"), "--out", str(out)]
+    main([*args, "--seeds", "0"])
+    record = json.loads(out.read_text())
+    assert [r["model"] for r in record["runs"]] == ["teacher", "points", "pseudo-labels", "consistency"]
+    teacher, control, student, consistency = record["runs"]
+    assert consistency["consistency"]["weight"] == 1.0 and consistency["steps"] == control["steps"]
+    tiles = [set(run["tile_confusions"]) for run in (teacher, control, student)]
+    assert tiles[0] == tiles[1] == tiles[2]
+    assert len(teacher["tile_confusions"]) == 3  # every validation tile, one matrix each
+    assert control["steps"] == student["steps"] == 2  # equal extra compute
+    assert student["trained_fraction"] > control["trained_fraction"]  # the pseudo-labels add pixels
+    assert {"precision", "coverage"} <= set(student["pseudo_labels"]["all"])
+    (gap, *_) = [g for g in record["gaps"] if g["method"] == "pseudo-labels"]
+    assert gap["low"] <= gap["gap"] <= gap["high"] and gap["n_tiles"] == 3
+    assert gap["gap"] == pytest.approx(student["val_mean_iou"] - control["val_mean_iou"])
+    assert (tmp_path / "work" / "teacher_2000permp_seed0" / "last.pt").is_file()
+    assert out.with_suffix(".png").is_file() and record["command"].startswith("python -m benchmarks")
+    main([*args, "--seeds", "0", "1"])  # seed 0 kept, seed 1 added
+    again = json.loads(out.read_text())
+    assert again["runs"][:4] == record["runs"] and len(again["runs"]) == 8
+    assert len(gaps(again)[0]["per_seed"]) == 2 and readme_table(again).count("\n") == 5
+    with pytest.raises(SystemExit, match="other settings"):
+        main([*args, "--seeds", "0", "1", "--color-jitter", "0.1"])
