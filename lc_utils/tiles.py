@@ -10,7 +10,7 @@ written in DeepGlobe's layout whatever the source's, with the schema beside them
 source's ``class_dict.csv`` or ``schema.toml``, or the resolved schema as ``schema.toml``), so
 that the tiles read as the originals did.
 
-Command line: ``python -m lc_utils.tiles SOURCE DEST [--size 512] [--schema NAME|FILE]``; a
+Command line: ``python -m lc_utils.tiles SOURCE DEST [--size 512] [--scale 1] [--schema NAME|FILE]``; a
 failure prints one line and exits with status 2, leaving DEST as it was.
 """
 
@@ -51,13 +51,16 @@ def _save_image(array: np.ndarray, path: Path, quality: int) -> None:
 def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *,
               schema: ClassSchema | str | Path | None = None, image_suffix: str | None = None,
               mask_suffix: str | None = None, image_format: str = "jpg", quality: int = 95,
-              progress: bool = True) -> list[tuple[Path, Path | None]]:
+              scale: float = 1.0, progress: bool = True) -> list[tuple[Path, Path | None]]:
     """Cut every image under ``source`` (any layout :func:`lc_utils.layouts.scan_dataset` reads,
     with its ``image_suffix`` / ``mask_suffix``) and its mask into tiles of about ``size`` pixels
     under ``dest``, split subfolders kept.
 
     Images are written as JPEG (``quality``, no chroma subsampling) or, with ``image_format="png"``,
-    losslessly; masks as PNG with their pixels as stored. ``schema`` (default: what
+    losslessly; masks as PNG with their pixels as stored. ``scale`` below 1 resizes every image
+    (Lanczos) and mask (nearest: no colour is made up) by that factor before cutting: a coarser
+    ground sampling distance, e.g. 0.5 for tiles of 1 m per pixel from DeepGlobe's 50 cm.
+    ``schema`` (default: what
     :func:`lc_utils.layouts.load_schema` finds for ``source``) is
     checked against the first mask before anything is cut, and written beside the tiles (the
     source's schema file as it is, else ``schema.toml``), so that the tiles read as the originals
@@ -67,6 +70,9 @@ def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *,
     """
     if image_format not in ("jpg", "png"):
         raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1]: tiles are cut at the originals' resolution or coarser, "
+                         f"got {scale}")
     source, dest = Path(source), Path(dest)
     if dest.resolve() == source.resolve():
         raise ValueError(f"{dest}: write the tiles to another folder than the originals")
@@ -87,7 +93,7 @@ def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *,
     written: list[tuple[Path, Path | None]] = []
     try:
         for number, sample in enumerate(samples, start=1):
-            written += _cut_one(sample, partial, size, image_format, quality)
+            written += _cut_one(sample, partial, size, image_format, quality, scale)
             if progress:
                 print(f"\r{number}/{len(samples)} images cut", end="", flush=True)
         _keep_schema(source, partial, schema)
@@ -105,9 +111,9 @@ def cut_tiles(source: str | Path, dest: str | Path, size: int = 512, *,
             for i, m in written]
 
 
-def _cut_one(sample: Sample, dest: Path, size: int, image_format: str, quality: int
+def _cut_one(sample: Sample, dest: Path, size: int, image_format: str, quality: int, scale: float = 1.0
              ) -> list[tuple[Path, Path | None]]:
-    """The tiles of one image (and its mask) in ``dest`` / its split."""
+    """The tiles of one image (and its mask) in ``dest`` / its split, resized by ``scale`` first."""
     folder = dest / sample.split
     folder.mkdir(parents=True, exist_ok=True)
     image = read_rgb(sample.image)
@@ -115,6 +121,10 @@ def _cut_one(sample: Sample, dest: Path, size: int, image_format: str, quality: 
     if mask is not None and mask.size != (image.shape[1], image.shape[0]):
         raise ValueError(f"{sample.mask}: mask is {mask.size[0]}x{mask.size[1]} but its image "
                          f"{sample.image.name} is {image.shape[1]}x{image.shape[0]}")
+    if scale != 1:
+        target = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        image = np.asarray(Image.fromarray(image).resize(target, Image.Resampling.LANCZOS))
+        mask = None if mask is None else mask.resize(target, Image.Resampling.NEAREST)
     written = []
     for r, (top, bottom) in enumerate(tile_bounds(image.shape[0], size)):
         for c, (left, right) in enumerate(tile_bounds(image.shape[1], size)):
@@ -168,12 +178,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the ending of image names beyond the id (default: $DATA_IMAGE_SUFFIX)")
     parser.add_argument("--mask-suffix", metavar="ENDING", default=os.environ.get("DATA_MASK_SUFFIX"),
                         help="the ending of mask names beyond the id (default: $DATA_MASK_SUFFIX)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="resize the originals by this factor first: 0.5 gives 1 m per pixel from "
+                             "DeepGlobe's 50 cm (default: 1, the originals' resolution)")
     parser.add_argument("--png", action="store_true",
                         help="write images as PNG (lossless, larger) instead of JPEG")
     args = parser.parse_args(argv)
     try:
         cut_tiles(args.source, args.dest, args.size, schema=args.schema, image_suffix=args.image_suffix,
-                  mask_suffix=args.mask_suffix, image_format="png" if args.png else "jpg")
+                  mask_suffix=args.mask_suffix, image_format="png" if args.png else "jpg", scale=args.scale)
     except (OSError, ValueError) as error:
         print(f"python -m lc_utils.tiles: error: {error}", file=sys.stderr)
         return 2

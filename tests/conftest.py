@@ -43,3 +43,11 @@ def real_root() -> Path:
 def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated dataset in the Kaggle layout (8 images of 96x96)."""
     return make_sample_dataset(tmp_path_factory.mktemp("sample"), n_images=8, size=96, seed=0)
+
+
+def generated_tiles(folder: Path, n_images: int = 12) -> Path:
+    """A tiny generated set of 96 x 96 tiles in one folder, as the real tiles lie: what a study's
+    benchmark is tested on."""
+    from lc_utils.synthetic import make_sample_dataset
+
+    return make_sample_dataset(folder, n_images=n_images, size=96, seed=0) / "train"

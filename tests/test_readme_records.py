@@ -149,3 +149,14 @@ def test_notebook_01_points_at_the_real_tiles_from_its_own_folder() -> None:
     assert path in _cell("02_mask_decoding", "## Summary")
     assert (Path(PROJECT_ROOT / "notebooks") / path).resolve() == (
         PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "tiles_512").resolve()
+
+
+def test_the_tiles_scale_the_readme_quotes_is_the_measured_one() -> None:
+    """The factor the README says the shared tiles are closest to is the one both measures of
+    benchmarks/tile_scale.py point to, and the quoted class share is the tiles'."""
+    record = _record("tile_scale")
+    (quoted,) = re.findall(r"<!-- tile_scale: factor -->([\d.]+)<!-- /tile_scale -->", README.read_text())
+    assert float(quoted) == record["closest_factor_by_edge_share"]
+    assert float(quoted) == record["closest_factor_by_high_frequency_share"]
+    share = round(100 * record["tiles"]["class_shares"]["agriculture"])
+    assert f"agriculture {share}% of the tiles' pixels" in _readme()

@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import generated_tiles
 
 from benchmarks.self_training import gaps, main, readme_table
-from lc_utils.synthetic import make_sample_dataset
 
 
 @pytest.mark.slow
 def test_the_study_trains_a_teacher_then_both_arms_and_records_paired_gaps(tmp_path: Path) -> None:
-    data = make_sample_dataset(tmp_path / "data", n_images=12, size=96, seed=0) / "train"
     out = tmp_path / "record.json"
+    data = generated_tiles(tmp_path / "data")
     args = ["--data", str(data), "--points-per-mp", "2000", "--crop", "48", "--samples-per-epoch", "16",
             "--epochs", "1", "--extra-epochs", "1", "--val-images", "3", "--pseudo-threshold", "0.3",
             "--consistency-at", "2000", "--work", str(tmp_path / "work"), "--out", str(out)]

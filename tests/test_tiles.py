@@ -109,6 +109,27 @@ def test_a_real_original_cut_into_tiles(real_full: Path, tmp_path: Path) -> None
     assert difference < 3
 
 
+def test_a_coarser_scale_resizes_before_cutting_and_makes_up_no_class(real_full: Path,
+                                                                       tmp_path: Path) -> None:
+    """scale=0.5: a 2448 original at 1 m per pixel, cut into 512-pixel tiles; every mask pixel is
+    one of the original's classes at the same place, the classes' shares kept."""
+    image_path, mask_path = find_pairs(real_full)[0]
+    source = tmp_path / "original"
+    source.mkdir()
+    for path in (image_path, mask_path):
+        shutil.copy(path, source / path.name)
+    written = cut_tiles(source, tmp_path / "tiles", size=512, scale=0.5, progress=False)
+    assert len(written) == 4 and read_rgb(written[0][0]).shape == (612, 612, 3)  # 1224 = 2 x 612
+    schema = load_schema(real_full)
+    original = read_mask(mask_path, schema)
+    halved = np.block([[read_mask(written[2 * r + c][1], schema) for c in range(2)] for r in range(2)])
+    np.testing.assert_array_equal(halved, original[1::2, 1::2][:1224, :1224])  # nearest: pixels kept
+    shares = np.bincount(halved.ravel(), minlength=7) / halved.size
+    assert np.allclose(shares, np.bincount(original.ravel(), minlength=7) / original.size, atol=0.01)
+    with pytest.raises(ValueError, match="scale must be in"):
+        cut_tiles(source, tmp_path / "bigger", scale=2.0, progress=False)
+
+
 def test_index_masks_are_cut_as_stored_and_the_schema_goes_with_them(tmp_path: Path) -> None:
     """LoveDA's single-channel masks stay single-channel, "no data" included, and the tiles (in
     DeepGlobe's layout) still read with LoveDA's schema."""
