@@ -170,7 +170,8 @@ def test_torchrun_two_processes_train_and_write_one_run(tmp_path: Path) -> None:
     assert not any(k.startswith("module.") for k in checkpoint["model"])  # the model, not its wrapper
 
 
-def test_the_command_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_says_what_is_wrong(tmp_path: Path, sample_root: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     from lc_utils.cli import main
 
     def error(*argv: str) -> str:
@@ -187,6 +188,11 @@ def test_the_command_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFi
     assert "run.toml: not a readable TOML file" in error("--config", str(config))
     assert "missing.toml: config file not found" in error("--config", str(tmp_path / "missing.toml"))
     assert "potsdamm: neither a schema preset" in error("--schema", "potsdamm")
+    # an annotation file with a coordinate no image has: one line naming the file and line, no traceback
+    clicks = tmp_path / "clicks.csv"
+    clicks.write_text("image_id,row,col,label\n0000,99999999999999999999,4,1\n")
+    assert "clicks.csv:2: row 99999999999999999999, col 4 is outside image '0000'" in error(
+        "--data", str(sample_root), "--annotations", str(clicks), "--runs-dir", str(tmp_path / "runs"))
 
 
 def test_the_command_trains_with_the_schema_it_is_given(tmp_path: Path) -> None:
