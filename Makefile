@@ -8,11 +8,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The real tiles the studies run on: `make density DATA=folder` runs a study on other tiles.
 DATA ?= ../shared/data/deepglobe_sample/tiles_512
 
-.PHONY: help install notebook-filter course test test-unit test-notebooks test-smoke lint lab bench density more-from-points propagation-limits scores-from-points active self-training clean
+.PHONY: help install notebook-filter course site test test-unit test-notebooks test-smoke test-site lint lab bench density more-from-points propagation-limits scores-from-points active active-protocols self-training clean
 
 help:
 	@echo "make course   run every notebook on the generated sample (executed copies + HTML in build/)"
-	@echo "make test     install into .venv and run the unit tests and the notebooks (nbval)"
+	@echo "make site     the course's static site in build/site/ from the executed notebooks (runs make course first where they are missing or stale)"
+	@echo "make test     install into .venv and run the unit tests, the notebooks (nbval) and the site's browser test"
 	@echo "make lab      open the notebooks in JupyterLab (fast mode where there is no GPU)"
 	@echo "make bench    run the benchmarks in benchmarks/ (JSON + one-line summaries)"
 	@echo "make density  the label-density study on the real DeepGlobe tiles, real-tile recipe (3 seeds; resumable)"
@@ -20,8 +21,9 @@ help:
 	@echo "make propagation-limits  what held propagation back: the same blobs without their errors, every superpixel labelled (3 seeds)"
 	@echo "make scores-from-points  train from 30 simulated clicks per real tile, score from points and masks (3 seeds)"
 	@echo "make active   active against random point picks over rounds on the same tiles (3 seeds; resumable)"
+	@echo "make active-protocols  PixelPick and class-balanced against random picks, 10 points per tile first, each round retrained (3 seeds; resumable)"
 	@echo "make self-training  self-training from fully trained teachers against the same extra steps on the points alone (3 seeds; resumable)"
-	@echo "make lint     ruff over the package, tests, benchmarks and notebooks; the package's layers (lint-imports)"
+	@echo "make lint     ruff over the package, tests, benchmarks, notebooks and site/; the package's layers (lint-imports); the workflows (check-jsonschema)"
 	@echo "make clean    remove the virtual environment, generated data, runs and build output"
 
 $(STAMP): pyproject.toml
@@ -43,14 +45,22 @@ install: $(STAMP) notebook-filter
 course: $(STAMP)
 	$(BIN)/python -m lc_utils.course
 
-test: $(STAMP) lint test-unit test-notebooks test-smoke
+# The site renders the executed notebooks of build/ (LC_SITE_NOTEBOOKS=folder: another folder of
+# executed notebooks, used as it is; the site goes to folder/site). Where build/ lacks a copy, or one
+# is older than its notebook, site/build_site.py runs the course first. Sphinx warnings fail it.
+site: $(STAMP)
+	$(BIN)/python site/build_site.py
+
+test: $(STAMP) lint test-unit test-notebooks test-smoke test-site
 
 lint: $(STAMP)
-	$(BIN)/ruff check lc_utils tests benchmarks notebooks
+	$(BIN)/ruff check lc_utils tests benchmarks notebooks site
 	$(BIN)/lint-imports
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
+# tests/test_site.py reads the built site: test-site builds it (after the course) and runs it.
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --ignore=tests/test_site.py
 
 test-notebooks: $(STAMP)
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
@@ -63,6 +73,11 @@ test-smoke: $(STAMP)
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 		LC_FAST=0 LC_SMOKE=1 LC_HEADLESS=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks; \
 	fi
+
+# The site in Chromium: every notebook page shows its executed notebook's figures, no internal link
+# is broken, the search works.
+test-site: site
+	LC_SITE_REQUIRED=1 $(BIN)/python -m pytest -p no:cacheprovider tests/test_site.py
 
 lab: $(STAMP) notebook-filter
 	$(BIN)/python -m lc_utils.lab
@@ -98,6 +113,14 @@ active: $(STAMP)
 	$(BIN)/python -m benchmarks.active_selection --data $(DATA) \
 		--budgets 5 10 20 40 --selections margin random --seeds 0 1 2 --min-distance 16 \
 		--epochs 10 --fine-tune-epochs 5 --out benchmarks/results/active_deepglobe.json
+
+# PixelPick's protocol: a warm start of 10 points per tile, every round trained again from the
+# fresh model; its own rounds folder, since its round 0 is not `make active`'s
+active-protocols: $(STAMP)
+	$(BIN)/python -m benchmarks.active_selection --data $(DATA) \
+		--budgets 10 20 40 --selections random pixelpick class-balanced --seeds 0 1 2 --min-distance 16 \
+		--epochs 10 --retrain --top-share 0.05 --work runs/active_protocols \
+		--out benchmarks/results/active_protocols_deepglobe.json
 
 self-training: $(STAMP)
 	$(BIN)/python -m benchmarks.self_training --data $(DATA) --points-per-mp 100 1000 --seeds 0 1 2 \

@@ -86,10 +86,13 @@ def redraw_from_record(out: Path, table: Callable[[dict[str, Any]], str],
     figure(record, out.with_suffix(".png"))
 
 
-def open_record(out: Path, shared: dict[str, Any], rows: str) -> dict[str, Any]:
+def open_record(out: Path, shared: dict[str, Any], rows: str,
+                before: dict[str, Any] | None = None) -> dict[str, Any]:
     """A resumable study record: the one at ``out`` when it was made with the same ``shared``
-    settings (refused otherwise), else a new one with an empty list ``rows``."""
+    settings (refused otherwise), else a new one with an empty list ``rows``. ``before``: what a
+    record from before a setting was kept was made with (the setting's value then), by key."""
     record = json.loads(out.read_text()) if out.is_file() else {rows: [], **shared}
+    record = {**(before or {}), **record}
     if any(record.get(key) != value for key, value in shared.items()):
         raise SystemExit(f"{out}: made with other settings; choose another --out")
     return record

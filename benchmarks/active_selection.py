@@ -1,17 +1,23 @@
-"""Active against random point selection on the real DeepGlobe tiles (``make active``).
+"""Active against random point selection on the real DeepGlobe tiles (``make active``,
+``make active-protocols``).
 
 Rounds of notebook 09 with the masks answering for a person (``lc_utils.active``): every
 training tile starts with the same few uniform points; each round then adds points per tile,
-picked where the last round's model is least sure (margin) or at random under the same spacing
-rule, and fine-tunes the model on all of them. The validation tiles are scored after every round,
+picked by a selection (``lc_utils.active_picks``: where the last round's model is least sure by
+margin, PixelPick's random picks among its most uncertain 5%, the most uncertain pixels of each
+class it predicts in turn) or at random under the same spacing rule, and fine-tunes the model on
+all of them, or with ``--retrain`` trains the fresh model again on all of them for the whole
+schedule. The validation tiles are scored after every round, one confusion matrix per tile kept,
 and each round's new points are described against the masks and the model that picked them
 (how often it was wrong there, how near a class edge they lie, their classes).
 Writes every finished (selection, seed) at once to a JSON record (settings, seeds, every round,
-mean and sd per selection and round, the gap active minus random on the same seed, the picks'
-descriptions, date, versions, CPU, command) and a plot beside it; running the command again
-skips what is done.
+mean and sd per selection and round, the gap active minus random on the same seed, with a paired
+interval over the tiles where they were kept, the picks' descriptions, date, versions, CPU,
+command) and a plot beside it; running the command again skips what is done.
 
     python -m benchmarks.active_selection [--budgets 5 10 20 40] [--seeds 0 1 2] ...
+    python -m benchmarks.active_selection --selections random pixelpick class-balanced --budgets 10 20 40 \
+        --retrain --out benchmarks/results/active_protocols_deepglobe.json
     python -m benchmarks.active_selection --readme   # the README's table and the plot from the record
 """
 
@@ -26,7 +32,8 @@ from typing import Any
 import pandas as pd
 
 from lc_utils import settings
-from lc_utils.active import PICK_COLUMNS, SELECTIONS, describe_rounds, run_active_rounds, summarize_rounds
+from lc_utils.active import describe_rounds, gaps_to_random, run_active_rounds, summarize_rounds
+from lc_utils.active_picks import PICK_COLUMNS, SELECTIONS, TOP_SHARE
 from lc_utils.metrics import majority_baseline
 from lc_utils.run_data import load_data
 from lc_utils.run_spec import RunSpec
@@ -37,6 +44,10 @@ from ._common import open_record, redraw_from_record, save_record
 
 REAL_TILES = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "tiles_512"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "active_deepglobe.json"
+FINE_TUNE_EPOCHS = 5
+BEFORE = {"retrain": False, "top_share": TOP_SHARE}
+"""What a record from before these settings were kept was made with: fine-tuned rounds, and no
+PixelPick rounds (so any share)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,8 +60,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-distance", type=float, default=16.0,
                         help="least distance in pixels between points of a tile (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=10, help="round 0's epochs (default: %(default)s)")
-    parser.add_argument("--fine-tune-epochs", type=int, default=5,
-                        help="each later round's epochs, from the last round's model (default: %(default)s)")
+    parser.add_argument("--fine-tune-epochs", type=int, default=None,
+                        help=f"each later round's epochs, from the last round's model (default: "
+                             f"{FINE_TUNE_EPOCHS}; not with --retrain)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train every round from the fresh model for --epochs, instead of fine-tuning")
+    parser.add_argument("--top-share", type=float, default=TOP_SHARE,
+                        help="pixelpick: the share of each tile's most uncertain pixels its picks are "
+                             "drawn from (default: %(default)s)")
     parser.add_argument("--samples-per-epoch", type=int, default=960)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-4)
@@ -61,7 +78,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON record (a PNG is written beside)")
     parser.add_argument("--readme", action="store_true",
                         help="only rewrite the README's table and redraw the plot from the record at --out")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.retrain and args.fine_tune_epochs is not None:
+        parser.error("--retrain trains every round for --epochs: leave out --fine-tune-epochs")
+    if not args.retrain and args.fine_tune_epochs is None:
+        args.fine_tune_epochs = FINE_TUNE_EPOCHS
+    return args
 
 
 def study_spec(args: argparse.Namespace) -> RunSpec:
@@ -73,23 +95,38 @@ def study_spec(args: argparse.Namespace) -> RunSpec:
 
 
 def markdown_table(record: dict[str, Any]) -> str:
-    """The README's table: a row per round, a column per selection (mean ± sd), and the gap of the
-    active selection to random picks on the same seed."""
+    """The README's table: a row per round, a column per selection (mean ± sd), and the gap of
+    each active selection to random picks on the same seed; where the record kept the tiles'
+    confusion matrices, also that gap's paired interval over the tiles, the seeds pooled."""
     summary = pd.DataFrame(record["summary"])
     selections = list(dict.fromkeys(summary["selection"]))
     active = [s for s in selections if s != "random"]
-    lines = ["| round | points per tile | " + " | ".join(f"{s}: val mIoU" for s in selections)
-             + "".join(f" | {s} minus random, same seed" for s in active) + " |",
-             "|---|---|" + "---|" * (len(selections) + len(active))]
+    intervals = {(g["selection"], g["round"]): g for g in record.get("gaps", [])}
+    header = [f"{s}: val mIoU" for s in selections] + [f"{s} minus random, same seed" for s in active]
+    if intervals:
+        first = next(iter(intervals.values()))
+        header += [f"{s} minus random: {first['confidence']:.0%} interval over {first['n_tiles']} tiles, "
+                   "seeds pooled" for s in active]
+    lines = ["| round | points per tile | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
     for round_number, rows in summary.groupby("round", sort=True):
         by = rows.set_index("selection")
         cells = [_mean_sd(by.loc[s, "miou_mean"], by.loc[s, "miou_sd"]) for s in selections]
         cells += [f"{_mean_sd(by.loc[s, 'gap_to_random_mean'], by.loc[s, 'gap_to_random_sd'], '+.3f')} "
                   f"({int(by.loc[s, 'seeds_above_random'])} of {int(by.loc[s, 'runs'])} above)"
                   for s in active]
+        if intervals:
+            cells += [_interval(intervals.get((s, round_number))) for s in active]
         budget = int(rows["points_per_image"].iloc[0])
         lines.append(f"| {round_number} | {budget} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _interval(gap: dict[str, Any] | None) -> str:
+    """"-0.050 to +0.010, not measurable" ("" where the gap has no interval)."""
+    if gap is None:
+        return ""
+    verdict = "measurable" if gap["measurable"] else "not measurable"
+    return f"{gap['low']:+.3f} to {gap['high']:+.3f}, {verdict}"
 
 
 def picks_table(record: dict[str, Any]) -> str:
@@ -139,8 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     spec = study_spec(args)
     shared = {"settings": spec.to_dict(), "budgets": args.budgets, "min_distance": args.min_distance,
-              "fine_tune_epochs": args.fine_tune_epochs}
-    record = open_record(args.out, shared, "rounds")
+              "fine_tune_epochs": args.fine_tune_epochs, "retrain": args.retrain, "top_share": args.top_share}
+    record = open_record(args.out, shared, "rounds", before=BEFORE)
     data = load_data(spec)
     baseline = majority_baseline(data.split["train"], data.split["val"], data.schema)
     record.setdefault("picks", [])
@@ -155,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
             if (selection, seed) not in done:
                 rounds = run_active_rounds(spec.replace(seed=seed), args.budgets, selection,
                                            work_dir=work_dir, min_distance=args.min_distance,
-                                           fine_tune_epochs=args.fine_tune_epochs)
+                                           fine_tune_epochs=args.fine_tune_epochs, retrain=args.retrain,
+                                           top_share=args.top_share)
                 record["rounds"] += json.loads(rounds.to_json(orient="records"))
                 print(rounds[["round", "points_per_image", "val_mean_iou"]].round(3).to_string(index=False),
                       flush=True)
@@ -165,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
             save_record(args.out, record, "active_selection", argv, started, data=args.data.name,
                         train_images=len(data.split["train"]), val_images=len(data.split["val"]),
                         seeds=sorted(set(all_rounds["seed"])), majority_miou=baseline["mean_iou"],
-                        summary=json.loads(summarize_rounds(all_rounds).to_json(orient="records")))
+                        summary=json.loads(summarize_rounds(all_rounds).to_json(orient="records")),
+                        gaps=gaps_to_random(record["rounds"], data.schema))
     draw_figure(record, args.out.with_suffix(".png"))
     print(readme_text(record))
 

@@ -1,11 +1,12 @@
-"""Label where it matters: the model suggests which pixels to label next (notebook 09).
+"""Label where it matters: rounds of train, pick, label, train (notebook 09, ``make active``).
 
-A trained model's uncertainty at every pixel (margin or entropy of its softmax) ranks the
-unlabelled pixels; the next ``k`` points of an image are the most uncertain ones that keep a
-distance from each other and from the points already there, so that a round of suggestions
-spreads over the image instead of piling onto one blurry edge (PixelPick, Shin et al. 2021, picks
-per pixel; the spacing is what a person clicking them needs). Random picks under the same rules
-are the baseline every active round is compared with.
+The picks themselves (uncertainty, the spacing rule, the selections: margin, entropy, PixelPick's
+random picks among the most uncertain, class-balanced picks, and random picks under the same rules)
+live in :mod:`lc_utils.active_picks`; what notebook 09 calls of them is imported here too
+(``next_picks``, ``predict_uncertainty``, ``describe_picks``). This module runs them in rounds with
+the masks answering for a person, each round fine-tuning the last model or training the spec's
+fresh one again, and compares each selection with random picks on the same seed, with a paired
+interval over the validation tiles.
 """
 
 from __future__ import annotations
@@ -15,131 +16,42 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, get_args
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from skimage import morphology
 from torch import nn
 
+from . import tile_bootstrap
+from .active_picks import (
+    SELECTIONS,
+    TOP_SHARE,
+    answer_picks,
+    describe_picks,
+    measure_of,
+    next_picks,
+    predict_uncertainty,
+)
 from .classes import IGNORE_INDEX, ClassSchema
 from .files import as_pairs, image_shapes, read_rgb
 from .inference import predict_tiled
 from .masks import read_mask
+from .metrics import ConfusionMatrix
 from .models import load_trained_model
 from .point_files import load_annotations, read_annotation_info, save_annotations
-from .point_sources import SIMULATED
 from .run_data import load_data
 from .run_spec import RunSpec
 from .runs import Run, build_run
 from .saved_files import refuse_other_settings
-from .sparse import PointAnnotation, annotatable, image_seed
-from .study import score_images
-from .windows import DEFAULT_OVERLAP
+from .sparse import PointAnnotation, annotatable
+from .study import confusion_scores
 
-Measure = Literal["margin", "entropy"]
-MEASURES: tuple[str, ...] = get_args(Measure)
+__all__ = ["SELECTIONS", "answer_maps", "describe_picks", "describe_rounds", "gaps_to_random", "next_picks",
+           "predict_uncertainty", "round_files", "run_active_rounds", "summarize_rounds", "weights_digest"]
 
-
-def uncertainty(probs: np.ndarray, measure: Measure = "margin") -> np.ndarray:
-    """How unsure a model is at every pixel of its (C, H, W) softmax probabilities, from 0 (sure)
-    to 1: ``"margin"`` is one minus the gap between the two most likely classes, ``"entropy"``
-    the entropy over the classes divided by its largest possible value."""
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 3 or probs.shape[0] < 2:
-        raise ValueError(f"expected (C, H, W) probabilities of two classes or more, got shape {probs.shape}")
-    if measure == "margin":
-        top_two = np.sort(probs, axis=0)[-2:]
-        return (1.0 - (top_two[1] - top_two[0])).astype(np.float32)
-    if measure == "entropy":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(probs > 0, probs * np.log(probs), 0.0)
-        return (-terms.sum(axis=0) / np.log(probs.shape[0])).astype(np.float32)
-    raise ValueError(f"measure must be one of {list(MEASURES)}, got {measure!r}")
-
-
-def predict_uncertainty(model: nn.Module, image: np.ndarray, measure: Measure = "margin", *,
-                        tile_size: int = 512, overlap: float = DEFAULT_OVERLAP
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """A model's (H, W) class map of ``image`` and its :func:`uncertainty` at every pixel."""
-    predicted, probs = predict_tiled(model, image, tile_size=tile_size, overlap=overlap, return_probs=True)
-    return predicted, uncertainty(probs, measure)
-
-
-def select_points(scores: np.ndarray, k: int, *, labelled: PointAnnotation | None = None,
-                  valid: np.ndarray | None = None, min_distance: float = 8.0
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` pixels with the highest ``scores`` (an (H, W) map: uncertainty, or random numbers
-    for the baseline) such that no two picks, and no pick and labelled point, are closer than
-    ``min_distance`` pixels; never a labelled pixel, never outside ``valid`` (e.g. no data).
-    Returns (rows, cols), best first. Raises ``ValueError`` when the image has no room for ``k``
-    such picks."""
-    height, width = scores.shape
-    allowed = np.ones((height, width), bool) if valid is None else valid.astype(bool).copy()
-    if allowed.shape != scores.shape:
-        raise ValueError(f"valid mask {allowed.shape} and scores {scores.shape} differ in size")
-    candidates = np.flatnonzero(allowed.ravel())
-    order = candidates[np.argsort(-scores.ravel()[candidates], kind="stable")]
-    # a pick rules out the disc around it: one look-up per candidate, however many are passed over
-    blocked = np.zeros((height, width), bool)
-    reach = int(np.ceil(min_distance)) - 1
-    offsets = [(dr, dc) for dr in range(-reach, reach + 1) for dc in range(-reach, reach + 1)
-               if dr * dr + dc * dc < min_distance ** 2]
-    disc_rows, disc_cols = (np.array([o[axis] for o in offsets], dtype=np.int64) for axis in (0, 1))
-
-    def block(row: int, col: int) -> None:
-        rows, cols = disc_rows + row, disc_cols + col
-        inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-        blocked[rows[inside], cols[inside]] = True
-        blocked[row, col] = True
-
-    if labelled is not None and len(labelled):
-        labelled.check_bounds((height, width), "labelled points")
-        for row, col in zip(labelled.rows.tolist(), labelled.cols.tolist()):
-            block(row, col)
-    picks: list[tuple[int, int]] = []
-    for index in order.tolist():
-        row, col = divmod(index, width)
-        if blocked[row, col]:
-            continue
-        picks.append((row, col))
-        if len(picks) == k:
-            break
-        block(row, col)
-    if len(picks) < k:
-        raise ValueError(f"only {len(picks)} of {k} picks fit {min_distance:g} pixels apart on this "
-                         f"{width}x{height} image; lower min_distance or k")
-    return (np.array([r for r, _ in picks], dtype=np.int64), np.array([c for _, c in picks], dtype=np.int64))
-
-
-def random_scores(shape: Sequence[int], seed: int | Sequence[int]) -> np.ndarray:
-    """Random scores for :func:`select_points`: the random baseline under the same rules."""
-    return np.random.default_rng(seed).random(tuple(shape)).astype(np.float32)
-
-
-SELECTIONS: tuple[str, ...] = (*MEASURES, "random")
-"""How a round picks its points: a model's uncertainty, or random pixels under the same rules."""
-
-
-def next_picks(selection: str, k: int, *, image_id: str, valid: np.ndarray, seed: int, round_number: int,
-               uncertainty: np.ndarray | None = None, labelled: PointAnnotation | None = None,
-               min_distance: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` points that round ``round_number`` of :func:`run_active_rounds` (seed ``seed``)
-    adds to one image for ``selection`` (:data:`SELECTIONS`): the most uncertain pixels of
-    ``uncertainty`` (the image's :func:`uncertainty` map under that measure), or random pixels,
-    seeded by the seed, the round and ``image_id``; spaced and kept off ``labelled`` points and
-    off pixels outside ``valid`` (an (H, W) mask: no data) as :func:`select_points` does.
-    Returns (rows, cols), best first."""
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
-    if selection == "random":
-        # a round of its own for every round: the picks of round 2 are not those of round 1 again
-        scores = random_scores(valid.shape, image_seed(seed + 1000 * round_number, image_id))
-    elif uncertainty is None:
-        raise ValueError(f"{selection} picks need the image's uncertainty map")
-    else:
-        scores = uncertainty
-    return select_points(scores, k, labelled=labelled, valid=valid, min_distance=min_distance)
+# a round file from before ``retrain`` was recorded was made by fine-tuning
+_BEFORE_RETRAIN = MappingProxyType({"retrain": False})
 
 
 def round_files(work_dir: str | Path, selection: str, seed: int, round_number: int, *,
@@ -165,12 +77,22 @@ def answer_maps(pairs: Sequence[tuple[Path, Path]], schema: ClassSchema) -> dict
     return {pair.image_id: annotatable(read_mask(pair.mask, schema), schema) for pair in as_pairs(pairs)}
 
 
-def _fingerprint(run: Run) -> str:
-    """A short digest of a run's trained weights and points: equal for the same run loaded twice."""
+def weights_digest(model: nn.Module) -> str:
+    """A short digest of a model's weights (and batch-norm statistics): equal for equal weights."""
+    return _weights_hash(model).hexdigest()[:12]
+
+
+def _weights_hash(model: nn.Module) -> hashlib._Hash:
     digest = hashlib.sha1()
-    for name, tensor in sorted(run.model.state_dict().items()):
+    for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest
+
+
+def _fingerprint(run: Run) -> str:
+    """A short digest of a run's trained weights and points: equal for the same run loaded twice."""
+    digest = _weights_hash(run.model)
     for image_id, points in sorted((run.annotations or {}).items()):
         digest.update(image_id.encode())
         for values in (points.rows, points.cols, points.labels):
@@ -180,30 +102,37 @@ def _fingerprint(run: Run) -> str:
 
 def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "margin", *,
                       work_dir: str | Path, start: Run | None = None, min_distance: float = 8.0,
-                      fine_tune_epochs: int | None = None, runs_dir: str | Path | None = None,
+                      fine_tune_epochs: int | None = None, retrain: bool = False,
+                      top_share: float = TOP_SHARE, runs_dir: str | Path | None = None,
                       progress: bool = False) -> pd.DataFrame:
     """Active labelling simulated on data with masks, the masks answering for a person: rounds of
     train, pick, label, train.
 
     Round 0 labels ``budgets[0]`` uniform points per training image, drawn for ``spec.seed`` and
     the same whatever the selection. Each later round adds ``budgets[r] - budgets[r - 1]`` points
-    per image, picked by ``selection`` (:data:`SELECTIONS`: the last round's model's uncertainty,
-    or random pixels) with :func:`select_points`' spacing, labelled from the masks, recorded with
+    per image, picked by ``selection`` (:data:`~lc_utils.active_picks.SELECTIONS`, PixelPick's
+    from the ``top_share`` most uncertain pixels) from the last round's model, with
+    :func:`~lc_utils.active_picks.select_points`' spacing, labelled from the masks, recorded with
     their round in ``work_dir`` (:func:`round_files`; round 0's points and model, the same for
-    every selection, are made once). Round 0 trains
-    ``spec`` as it is; each later round fine-tunes the previous round's model on all its points for
-    ``fine_tune_epochs`` (default ``spec.epochs``), the warm-up and schedule started again. After
-    each round the model is scored on the validation images, whole. Every round's points and
-    checkpoints are kept, so a stopped study resumes.
+    every selection, are made once). Round 0 trains ``spec`` as it is; each later round
+    fine-tunes the previous round's model on all its points for ``fine_tune_epochs`` (default
+    ``spec.epochs``), the warm-up and schedule started again, or with ``retrain`` trains the
+    spec's fresh model (its own starting weights, seeded by its seed) for ``spec.epochs`` on all
+    its points. After each round the model is scored on the validation images, whole, one
+    confusion matrix per image kept. Every round's points and checkpoints are kept, so a stopped
+    study resumes; a resume with other settings (another ``retrain`` among them) is refused.
 
     ``start``: a trained run on the same data and split (notebook 04's, from
     :func:`lc_utils.runs.load_run`) whose points and model are round 0, not trained again. Its
     points are not counted in ``budgets``, which then starts at 0: ``[0, 5, 10]`` adds 5 points
     per image in each of two rounds.
 
-    Returns a row per round: round, points_per_image (with ``start``: the mean over the images),
-    labelled_fraction, steps (round 0 from ``start``: its whole training), the scores of
-    :func:`lc_utils.study.score_images` (``val_mean_iou``, ...), train_seconds."""
+    Returns a row per round: selection, seed, round, retrain, points_per_image (with ``start``:
+    the mean over the images), labelled_fraction, steps (round 0 from ``start``: its whole
+    training), start_weights (:func:`weights_digest` of the weights the round's training started
+    from; None for a start, not trained again), the scores of
+    :func:`lc_utils.study.score_images` (``val_mean_iou``, ...), tile_confusions (validation image
+    id -> its confusion matrix, :func:`lc_utils.tile_bootstrap.score_tiles`), train_seconds."""
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
     first = 0 if start is not None else 1
@@ -212,6 +141,9 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
     if start is not None and budgets[0] != 0:
         raise ValueError(f"with a start, budgets count the points added to its own from 0, got "
                          f"{list(budgets)}")
+    if retrain and fine_tune_epochs is not None:
+        raise ValueError("with retrain every round trains the spec's epochs from its fresh model; "
+                         "fine_tune_epochs is for fine-tuning")
     data = load_data(spec)
     schema, train = data.schema, as_pairs(data.split["train"])
     if start is not None and [p for p, _ in start.split["train"]] != [p for p, _ in train]:
@@ -219,16 +151,19 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
                          "training split: give the spec it was trained with")
     truths = answer_maps(train, schema)
     rounds_folder = _rounds_folder(work_dir, start)  # the start's digest, taken once
+    picking = {"min_distance": min_distance, "top_share": top_share}
     annotations: dict[str, PointAnnotation] = {}
     model: nn.Module | None = None
     rows = []
     for round_number, budget in enumerate(budgets):
         path, run_dir = round_files(rounds_folder, selection, spec.seed, round_number)
         info = {"round": round_number, "budget": budget,
-                **({"selection": selection, "min_distance": min_distance} if round_number else {})}
+                **({"selection": selection, "min_distance": min_distance, "retrain": retrain,
+                    **({"top_share": top_share} if selection == "pixelpick" else {})}
+                   if round_number else {})}
         if path.is_file():  # a resumed study: the round's points as they were picked
-            saved = read_annotation_info(path)
-            # a key the file lacks (from before it was recorded) is taken as the same
+            saved = {**_BEFORE_RETRAIN, **read_annotation_info(path)}
+            # any other key the file lacks (from before it was recorded) is taken as the same
             refuse_other_settings(path, {k: saved.get(k, v) for k, v in info.items()}, info,
                                   what="holds a round's points picked",
                                   fix="choose another work_dir or delete the old rounds")
@@ -240,30 +175,42 @@ def run_active_rounds(spec: RunSpec, budgets: Sequence[int], selection: str = "m
             else:
                 last_budget = budgets[round_number - 1] if round_number else 0
                 annotations = _next_points(annotations, truths, train, last_budget, budget, round_number,
-                                           selection, model, spec, min_distance)
+                                           selection, model, spec, **picking)
             save_annotations(annotations, path, schema, info=info)
         started = time.perf_counter()
+        start_weights = None
         if start is not None and round_number == 0:
             run, model = start, start.model
         else:
-            epochs = spec.epochs if round_number == 0 or fine_tune_epochs is None else fine_tune_epochs
+            afresh = model is None or retrain
+            epochs = spec.epochs if afresh or fine_tune_epochs is None else fine_tune_epochs
             round_spec = spec.replace(annotations=str(path), epochs=epochs)
-            if model is not None:  # the last round's weights replace the starting ones: no download
+            if not afresh:  # the last round's weights replace the starting ones: no download
                 round_spec = round_spec.replace(weights=None)
             run = build_run(round_spec, runs_dir=runs_dir)
-            if model is not None:
+            if not afresh:
                 run.model.load_state_dict(model.state_dict())
+            start_weights = weights_digest(run.model)
             run.train(run_dir, progress=progress)
             model = run.model
         train_seconds = time.perf_counter() - started
-        scores = score_images(model, data.split["val"], schema, spec.val_window, spec.val_overlap)
-        rows.append({"selection": selection, "seed": spec.seed, "round": round_number,
+        tiles = tile_bootstrap.score_tiles(model, data.split["val"], schema, tile_size=spec.val_window,
+                                           overlap=spec.val_overlap)
+        scores = confusion_scores(ConfusionMatrix.from_counts(_summed(tiles, schema.num_classes),
+                                                              schema=schema))
+        rows.append({"selection": selection, "seed": spec.seed, "round": round_number, "retrain": retrain,
                      "points_per_image": budget if start is None else
                      float(np.mean([len(a) for a in annotations.values()])),
-                     "labelled_fraction": run.labelled_fraction,
-                     "steps": run.steps, **{f"val_{k}": v for k, v in scores.items()},
-                     "train_seconds": train_seconds})
+                     "labelled_fraction": run.labelled_fraction, "steps": run.steps,
+                     "start_weights": start_weights, **{f"val_{k}": v for k, v in scores.items()},
+                     "tile_confusions": tiles, "train_seconds": train_seconds})
     return pd.DataFrame(rows)
+
+
+def _summed(tiles: Mapping[str, Sequence[Sequence[int]]], num_classes: int) -> np.ndarray:
+    """The confusion matrix of every tile together."""
+    return sum((np.asarray(counts, dtype=np.int64) for counts in tiles.values()),
+               np.zeros((num_classes, num_classes), np.int64))
 
 
 def _from_round(points: PointAnnotation, round_number: int) -> PointAnnotation:
@@ -273,69 +220,29 @@ def _from_round(points: PointAnnotation, round_number: int) -> PointAnnotation:
 
 def _next_points(annotations: dict[str, PointAnnotation], truths: dict[str, np.ndarray],
                  train: Sequence[tuple[Path, Path]], last_budget: int, budget: int, round_number: int,
-                 selection: str, model: nn.Module | None, spec: RunSpec, min_distance: float
-                 ) -> dict[str, PointAnnotation]:
+                 selection: str, model: nn.Module | None, spec: RunSpec, *, min_distance: float,
+                 top_share: float) -> dict[str, PointAnnotation]:
     """Every training image's points after one more round: the first ``budget`` points (round 0:
     uniform, random picks with no spacing), or ``budget - last_budget`` more, picked by
-    ``selection`` (:func:`next_picks`) and labelled from ``truths``."""
+    ``selection`` (:func:`~lc_utils.active_picks.next_picks`) and labelled from ``truths``."""
     grown = {}
+    # round 0 has no model to ask: uniform points, unspaced, as a sampler would draw them
+    chosen, spacing = (selection, min_distance) if round_number else ("random", 0.0)
+    measure = measure_of(chosen)
     for pair in as_pairs(train):
-        image, image_id = pair.image, pair.image_id
+        image_id = pair.image_id
         truth = truths[image_id]
-        # round 0 has no model to ask: uniform points, unspaced, as a sampler would draw them
-        chosen, spacing = (selection, min_distance) if round_number else ("random", 0.0)
-        unsure = None
-        if chosen != "random":
-            unsure = predict_uncertainty(model, read_rgb(image, what="image"), chosen,
-                                         tile_size=spec.val_window, overlap=spec.val_overlap)[1]
+        predicted = unsure = None
+        if measure is not None:
+            predicted, unsure = predict_uncertainty(model, read_rgb(pair.image, what="image"), measure,
+                                                    tile_size=spec.val_window, overlap=spec.val_overlap)
         picks = next_picks(chosen, budget - last_budget, image_id=image_id, valid=truth != IGNORE_INDEX,
                            seed=spec.seed, round_number=round_number, uncertainty=unsure,
-                           labelled=annotations.get(image_id), min_distance=spacing)
+                           predicted=predicted, labelled=annotations.get(image_id), min_distance=spacing,
+                           top_share=top_share)
         new = answer_picks(picks, truth, round_number)
         grown[image_id] = new if round_number == 0 else annotations[image_id].extend(new)
     return grown
-
-
-def answer_picks(picks: tuple[np.ndarray, np.ndarray], truth: np.ndarray, round_number: int = 0
-                 ) -> PointAnnotation:
-    """Picked pixels (rows, cols) labelled from a class map, the mask answering for a person:
-    simulated clicks recorded as added in ``round_number``."""
-    rows, cols = picks
-    return PointAnnotation(rows, cols, truth[rows, cols], sources=[SIMULATED] * len(rows),
-                           rounds=[round_number] * len(rows))
-
-
-PICK_COLUMNS: tuple[str, ...] = ("points", "model_wrong", "near_edge")
-"""What :func:`describe_picks` reports before the class shares."""
-
-
-def describe_picks(picks: Mapping[str, tuple[np.ndarray, np.ndarray]], truths: Mapping[str, np.ndarray],
-                   predictions: Mapping[str, np.ndarray], schema: ClassSchema, *, edge_distance: int = 2
-                   ) -> pd.Series:
-    """What a set of picks asks about, the class maps ``truths`` answering (by image id): how many
-    (``points``), the share where the ``predictions`` are wrong (``model_wrong``: a point where the
-    model is right teaches it little), the share within ``edge_distance`` pixels of a class edge of
-    the truth (``near_edge``: where a person's click is least certain too), and the share on each
-    class (unknown left out: it is never picked)."""
-    labels, wrong, near = [], [], []
-    square = np.ones((2 * edge_distance + 1,) * 2, bool)
-    for image_id, (rows, cols) in picks.items():
-        truth = truths[image_id]
-        edges = morphology.dilation(truth, square) != morphology.erosion(truth, square)
-        labels.append(truth[rows, cols])
-        wrong.append(predictions[image_id][rows, cols] != truth[rows, cols])
-        near.append(edges[rows, cols])
-    flat = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    shares = np.bincount(flat.astype(np.int64), minlength=schema.num_classes)[:schema.num_classes]
-    named = {name: share for name, share in zip(schema.names, shares / max(len(flat), 1))
-             if name != schema.names[schema.unknown_index]}
-    return pd.Series({"points": len(flat), "model_wrong": _share(wrong), "near_edge": _share(near), **named})
-
-
-def _share(flags: Sequence[np.ndarray]) -> float:
-    """The share of True over several arrays of flags (NaN for none)."""
-    flat = np.concatenate(flags) if flags else np.zeros(0, bool)
-    return float(flat.mean()) if flat.size else float("nan")
 
 
 def describe_rounds(spec: RunSpec, budgets: Sequence[int], selection: str, *, work_dir: str | Path,
@@ -379,3 +286,40 @@ def summarize_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
             seeds_above_random=lambda g: int((g > 0).sum()))
         summary = summary.merge(per_round.reset_index(), on=["selection", "round"], how="left")
     return summary
+
+
+def gaps_to_random(rounds: pd.DataFrame | Sequence[Mapping[str, Any]], schema: ClassSchema, *,
+                   confidence: float = 0.9, n_boot: int = 2000) -> list[dict[str, Any]]:
+    """Per selection and round of :func:`run_active_rounds`' rows, its validation mIoU (the
+    schema's unknown class left out) minus random picks' on the same seed, with a ``confidence``
+    paired interval over the validation tiles: per seed (:func:`lc_utils.tile_bootstrap.paired_gap`)
+    and over the seeds where both ran (:func:`lc_utils.tile_bootstrap.pooled_gap`). Rows without
+    their tiles' confusion matrices (records from before they were kept) are left out.
+
+    Each item: selection, round, points_per_image, seeds, the pooled gap, low, high, confidence,
+    measurable, n_tiles, and per_seed (seed, gap, low, high, measurable)."""
+    records = rounds.to_dict("records") if isinstance(rounds, pd.DataFrame) else list(rounds)
+    tiles = {(r["selection"], r["seed"], r["round"]): r for r in records
+             if isinstance(r.get("tile_confusions"), Mapping)}
+    keep = np.isin(np.arange(schema.num_classes), schema.known_indices())
+    bootstrap = {"confidence": confidence, "n_boot": n_boot}
+    gaps = []
+    for selection, round_number in dict.fromkeys((s, r) for s, _, r in tiles if s != "random"):
+        seeds = sorted(int(seed) for s, seed, r in tiles if (s, r) == (selection, round_number)
+                       and ("random", seed, r) in tiles)
+        if not seeds:
+            continue
+        pairs = [(tiles[selection, seed, round_number]["tile_confusions"],
+                  tiles["random", seed, round_number]["tile_confusions"]) for seed in seeds]
+        pooled = tile_bootstrap.pooled_gap(pairs, keep, **bootstrap)
+        per_seed = [tile_bootstrap.paired_gap(*pair, keep, **bootstrap) for pair in pairs]
+        gaps.append({"selection": selection, "round": round_number,
+                     "points_per_image": tiles[selection, seeds[0], round_number]["points_per_image"],
+                     "seeds": seeds, **_gap_fields(pooled), "confidence": confidence,
+                     "n_tiles": pooled.n_tiles,
+                     "per_seed": [{"seed": seed, **_gap_fields(gap)} for seed, gap in zip(seeds, per_seed)]})
+    return gaps
+
+
+def _gap_fields(gap: tile_bootstrap.PairedGap) -> dict[str, Any]:
+    return {"gap": gap.gap, "low": gap.low, "high": gap.high, "measurable": gap.measurable}

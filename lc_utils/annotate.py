@@ -44,7 +44,7 @@ class PointAnnotator(anywidget.AnyWidget):
     ``images`` maps each image id of the editor to its file (or an (H, W, 3) uint8 array). Large
     images (a 2448² DeepGlobe original) open whole, shrunk to ``display_size`` pixels; zoom in to
     click single pixels. ``predictions`` (image id -> class map) and ``uncertainty`` (image id ->
-    (H, W) map from 0 to 1, :func:`lc_utils.active.uncertainty`) can be drawn over the image (the
+    (H, W) map from 0 to 1, :func:`lc_utils.active_picks.uncertainty`) can be drawn over the image (the
     ``overlay`` picker), and ``suggestions`` (image id -> [(row, col), ...]) mark pixels proposed
     for labelling: a click on one labels that pixel with the active class.
     """

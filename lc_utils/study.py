@@ -27,6 +27,7 @@ from . import settings
 from .classes import ClassSchema
 from .files import as_pairs
 from .inference import evaluate_tiled
+from .metrics import ConfusionMatrix
 from .run_data import load_data
 from .run_spec import DENSE, RunSpec, fast_recipe
 from .runs import Run, build_run
@@ -83,7 +84,12 @@ def score_images(model: nn.Module, pairs: Sequence[tuple[Path, Path]], schema: C
     """Whole-image scores of ``model`` on ``pairs`` (notebook 05's tiled prediction in ``window``
     squares overlapping by ``overlap``): mean IoU (unknown excluded), pixel accuracy, macro F1 and
     IoU per class (None for a class absent from both the masks and the predictions)."""
-    confusion = evaluate_tiled(model, pairs, schema, tile_size=window, overlap=overlap)
+    return confusion_scores(evaluate_tiled(model, pairs, schema, tile_size=window, overlap=overlap))
+
+
+def confusion_scores(confusion: ConfusionMatrix) -> dict[str, Any]:
+    """The scores :func:`score_images` reports, from a confusion matrix over whole images (such as
+    the sum of :func:`lc_utils.tile_bootstrap.score_tiles`' matrices)."""
     summary = confusion.summary()
     per_class = confusion.per_class()["iou"]
     return {"mean_iou": summary["mean_iou"], "pixel_accuracy": summary["pixel_accuracy"],

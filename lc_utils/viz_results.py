@@ -220,8 +220,10 @@ def plot_active_rounds(summary: pd.DataFrame, baseline_miou: float | None = None
     baseline where given. ``summary``: :func:`lc_utils.active.summarize_rounds`."""
     fig = Figure(figsize=(COLUMN_WIDTH - 0.5, 4.0), layout="constrained")
     ax = fig.subplots()
-    for k, (selection, rows) in enumerate(summary.groupby("selection", sort=False)):
-        ax.errorbar(rows["points_per_image"] * (1.03 if k else 0.97), rows["miou_mean"],  # apart, not hidden
+    lines = summary.groupby("selection", sort=False)
+    for k, (selection, rows) in enumerate(lines):
+        shift = 1.06 ** (k - (len(lines) - 1) / 2)  # side by side around each budget, none hidden
+        ax.errorbar(rows["points_per_image"] * shift, rows["miou_mean"],
                     yerr=rows["miou_sd"].fillna(0), marker="o", capsize=3, label=f"{selection} picks")
     ax.set_xscale("log", base=2)
     budgets = sorted(set(summary["points_per_image"]))

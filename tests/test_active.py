@@ -1,5 +1,7 @@
-"""Suggested points: uncertainty measures, the spacing rule, never a labelled or no-data pixel,
-exactly k picks, and the random baseline under the same rules."""
+"""Active rounds (lc_utils.active): k points per image and round recorded with their round, the
+masks answering, resuming, a start run as round 0, fine-tuning or training afresh, and each
+selection's gap to random picks on the same seed (with paired tile intervals). The picks
+themselves are tested in test_active_picks.py."""
 
 from __future__ import annotations
 
@@ -8,136 +10,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+import torch
 
+from lc_utils import tile_bootstrap
 from lc_utils.active import (
-    PICK_COLUMNS,
-    answer_picks,
-    describe_picks,
+    gaps_to_random,
     next_picks,
-    predict_uncertainty,
-    random_scores,
     round_files,
     run_active_rounds,
-    select_points,
     summarize_rounds,
-    uncertainty,
+    weights_digest,
 )
 from lc_utils.classes import DEEPGLOBE, IGNORE_INDEX
 from lc_utils.layouts import find_pairs
 from lc_utils.masks import read_mask
-from lc_utils.models import build_deeplabv3
+from lc_utils.models import load_trained_model
 from lc_utils.point_files import load_annotations
 from lc_utils.run_spec import RunSpec
-from lc_utils.runs import build_run, load_run
-from lc_utils.sparse import PointAnnotation, annotatable
+from lc_utils.runs import Run, build_run, load_run
+from lc_utils.saved_files import OtherSettingsError
+from lc_utils.sparse import annotatable
 from lc_utils.study import score_images
-
-
-def test_uncertainty_is_zero_where_sure_and_one_where_undecided() -> None:
-    sure = np.zeros((4, 2, 2))
-    sure[1] = 1
-    undecided = np.full((4, 2, 2), 0.25)
-    for measure in ("margin", "entropy"):
-        assert uncertainty(sure, measure) == pytest.approx(np.zeros((2, 2)))
-        assert uncertainty(undecided, measure) == pytest.approx(np.ones((2, 2)))
-    two_way = np.zeros((4, 1, 1))
-    two_way[:2] = 0.5  # torn between two classes: the margin says so more than the entropy
-    assert uncertainty(two_way, "margin")[0, 0] == pytest.approx(1.0)
-    assert uncertainty(two_way, "entropy")[0, 0] == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="measure must be one of"):
-        uncertainty(sure, "variance")
-    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
-        uncertainty(np.ones((2, 2)))
-
-
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), k=st.integers(1, 12), distance=st.floats(1.0, 9.0),
-       n_labelled=st.integers(0, 15))
-def test_picks_keep_their_distance_and_avoid_labelled_and_no_data_pixels(seed: int, k: int, distance: float,
-                                                                          n_labelled: int) -> None:
-    rng = np.random.default_rng(seed)
-    scores = rng.random((64, 80))
-    valid = np.ones((64, 80), bool)
-    valid[:, :20] = False  # a strip of no data
-    cells = rng.choice(64 * 80, n_labelled, replace=False)
-    labelled = PointAnnotation(cells // 80, cells % 80, np.zeros(n_labelled))
-    rows, cols = select_points(scores, k, labelled=labelled, valid=valid, min_distance=distance)
-    assert len(rows) == k  # exactly k
-    assert valid[rows, cols].all()
-    picked = np.stack([rows, cols], axis=1)
-    others = np.stack([labelled.rows, labelled.cols], axis=1)
-    gaps = np.hypot(*(picked[:, None] - picked[None]).transpose(2, 0, 1))
-    assert (gaps[~np.eye(k, dtype=bool)] >= distance).all()
-    if n_labelled:
-        assert (np.hypot(*(picked[:, None] - others[None]).transpose(2, 0, 1)) >= distance).all()
-
-
-def test_picks_follow_the_scores_where_the_spacing_allows() -> None:
-    scores = np.zeros((20, 20))
-    scores[5, 5], scores[5, 6], scores[15, 15], scores[10, 2] = 0.9, 0.8, 0.7, 0.6
-    rows, cols = select_points(scores, 3, min_distance=1)
-    assert list(zip(rows, cols)) == [(5, 5), (5, 6), (15, 15)]
-    rows, cols = select_points(scores, 3, min_distance=3)  # (5, 6) is too close to (5, 5)
-    assert list(zip(rows, cols)) == [(5, 5), (15, 15), (10, 2)]
-    taken = PointAnnotation([5], [5], [1])
-    rows, cols = select_points(scores, 1, labelled=taken, min_distance=1)
-    assert (rows[0], cols[0]) == (5, 6)  # never the labelled pixel itself
-    with pytest.raises(ValueError, match="only 1 of 2 picks fit 30 pixels apart"):
-        select_points(scores, 2, min_distance=30)
-
-
-def test_the_random_baseline_is_seeded() -> None:
-    assert np.array_equal(random_scores((8, 8), [1, 2]), random_scores((8, 8), [1, 2]))
-    assert not np.array_equal(random_scores((8, 8), [1, 2]), random_scores((8, 8), [1, 3]))
-
-
-def test_next_picks_follow_the_selection_under_one_seed_rule_and_the_spacing() -> None:
-    unsure = np.zeros((20, 20))
-    unsure[5, 5], unsure[5, 6], unsure[15, 15], unsure[10, 2] = 0.9, 0.8, 0.7, 0.6
-    valid = np.ones((20, 20), bool)
-    valid[10, 2] = False  # no data: never picked, however unsure
-    rules = {"image_id": "a", "valid": valid, "seed": 3, "labelled": PointAnnotation([15], [15], [0]),
-             "min_distance": 3}
-    rows, cols = next_picks("margin", 2, uncertainty=unsure, round_number=1, **rules)
-    assert list(zip(rows.tolist(), cols.tolist()))[:1] == [(5, 5)]
-    assert (rows[1], cols[1]) not in {(5, 6), (15, 15), (10, 2)}  # too close, labelled, no data
-    first = next_picks("random", 5, round_number=1, **rules)
-    again = next_picks("random", 5, round_number=1, uncertainty=unsure, **rules)  # no model asked
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
-    later = next_picks("random", 5, round_number=2, **rules)
-    other_image = next_picks("random", 5, round_number=1, **{**rules, "image_id": "b"})
-    assert not np.array_equal(first[0], later[0]) and not np.array_equal(first[0], other_image[0])
-    assert valid[first].all() and not ((first[0] == 15) & (first[1] == 15)).any()
-    with pytest.raises(ValueError, match="need the image's uncertainty map"):
-        next_picks("entropy", 2, round_number=1, **rules)
-    with pytest.raises(ValueError, match="selection must be one of"):
-        next_picks("variance", 2, uncertainty=unsure, round_number=1, **rules)
-
-
-def test_picks_are_described_by_what_the_mask_answers() -> None:
-    truth = np.zeros((12, 12), np.int64)
-    truth[:, 8:] = 3  # a class edge between columns 7 and 8
-    predicted = np.zeros_like(truth)
-    picks = {"a": (np.array([0, 5, 5, 11]), np.array([0, 6, 9, 11]))}
-    answered = answer_picks(picks["a"], truth, round_number=2)
-    assert answered.labels.tolist() == [0, 0, 3, 3] and answered.rounds.tolist() == [2] * 4
-    described = describe_picks(picks, {"a": truth}, {"a": predicted}, DEEPGLOBE, edge_distance=2)
-    assert described["points"] == 4
-    assert described["model_wrong"] == pytest.approx(0.5)  # wrong on both class-3 picks
-    assert described["near_edge"] == pytest.approx(0.5)  # columns 6 and 9 lie within 2 px of the edge
-    assert described["urban"] == pytest.approx(0.5) and described["forest"] == pytest.approx(0.5)
-    assert "unknown" not in described and list(described.index[:3]) == list(PICK_COLUMNS)
-    assert np.isnan(describe_picks({}, {}, {}, DEEPGLOBE)["model_wrong"])
-
-
-def test_predict_uncertainty_gives_a_class_map_and_an_uncertainty_map() -> None:
-    model = build_deeplabv3(7, "mobilenet_v3_large", None).eval()
-    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-    predicted, unsure = predict_uncertainty(model, image, "entropy", tile_size=64)
-    assert predicted.shape == unsure.shape == (48, 64)
-    assert unsure.min() >= 0 and unsure.max() <= 1
 
 
 @pytest.mark.slow
@@ -169,6 +62,10 @@ def test_active_rounds_add_k_points_per_image_recorded_with_their_round(sample_r
     assert not (tmp_path / "margin_seed3" / "round0").exists() and (tmp_path / "seed3" / "round0").is_dir()
     margin_new, random_new = (load_annotations(tmp_path / f"{s}_seed3_round1.csv") for s in results)
     assert any(margin_new[i] != random_new[i] for i in margin_new)
+    # round 1 fine-tunes round 0's model: it starts from round 0's trained weights
+    assert results["margin"]["start_weights"][1] == weights_digest(
+        load_trained_model(tmp_path / "seed3" / "round0" / "last.pt"))
+    assert results["margin"]["retrain"].tolist() == [False, False]
     again = run_active_rounds(spec, [5, 8], "margin", work_dir=tmp_path, min_distance=4, runs_dir=tmp_path)
     assert again["val_mean_iou"].tolist() == results["margin"]["val_mean_iou"].tolist()  # resumed, not redone
     with pytest.raises(ValueError, match="grow round by round"):
@@ -210,6 +107,77 @@ def test_rounds_can_start_from_a_trained_run_its_points_and_model(sample_root: P
     with pytest.raises(ValueError, match="trained on other images"):
         run_active_rounds(start.spec.replace(split_seed=5), [0, 3], "margin", work_dir=tmp_path / "other",
                           start=start)
+
+
+@pytest.mark.slow
+def test_retrain_trains_every_round_from_the_specs_fresh_model(sample_root: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = RunSpec(data=str(sample_root), backbone="mobilenet_v3_large", weights=None, crop=48, batch_size=2,
+                   epochs=1, samples_per_epoch=4, val_windows=0, val_window=96, seed=5)
+    runs_dir = tmp_path / "runs"
+    started_from: dict[str, dict[str, torch.Tensor]] = {}
+    train = Run.train
+
+    def recording_train(self: Run, run_dir: Path, **kwargs: object) -> list[dict[str, float]]:
+        started_from[Path(run_dir).relative_to(tmp_path).as_posix()] = {
+            name: tensor.clone() for name, tensor in self.model.state_dict().items()}
+        return train(self, run_dir, **kwargs)
+
+    monkeypatch.setattr(Run, "train", recording_train)
+    results = {s: run_active_rounds(spec, [3, 5, 7], s, work_dir=tmp_path, min_distance=4, retrain=True,
+                                    runs_dir=runs_dir) for s in ("pixelpick", "class-balanced")}
+    fresh = build_run(spec, runs_dir=runs_dir).model
+    masks = {image.name.removesuffix("_sat.jpg"): mask for image, mask in find_pairs(sample_root)}
+    for selection, rows in results.items():
+        second = started_from[f"{selection}_seed5/round2"]  # what round 2 trained from
+        assert second.keys() == fresh.state_dict().keys()
+        assert all(torch.equal(second[name], value) for name, value in fresh.state_dict().items())
+        assert rows["start_weights"].tolist() == [weights_digest(fresh)] * 3
+        assert rows["retrain"].all() and rows["steps"].nunique() == 1  # the whole schedule every round
+        assert all(len(tiles) == len(build_run(spec, runs_dir=runs_dir).split["val"])
+                   for tiles in rows["tile_confusions"])
+        for image_id, points in load_annotations(tmp_path / f"{selection}_seed5_round2.csv").items():
+            assert points.rounds.tolist() == [0] * 3 + [1] * 2 + [2] * 2  # exactly k per image and round
+            truth = annotatable(read_mask(masks[image_id]))
+            assert (truth[points.rows, points.cols] != IGNORE_INDEX).all()  # never on no data
+            gaps = np.hypot(*(np.subtract.outer(axis, axis) for axis in (points.rows, points.cols)))
+            later = points.rounds > 0  # apart from every other point, so never on a labelled one
+            assert (np.sort(gaps[later], axis=1)[:, 1] >= 4).all()
+    with pytest.raises(OtherSettingsError, match="retrain: True there, False now"):
+        run_active_rounds(spec, [3, 5, 7], "pixelpick", work_dir=tmp_path, min_distance=4, runs_dir=runs_dir)
+    with pytest.raises(ValueError, match="fine_tune_epochs is for fine-tuning"):
+        run_active_rounds(spec, [3, 5], "random", work_dir=tmp_path / "other", retrain=True,
+                          fine_tune_epochs=1)
+
+
+def test_gaps_to_random_pair_each_selection_with_random_on_the_same_seed_and_tiles() -> None:
+    rng = np.random.default_rng(0)
+
+    def confusions() -> dict[str, list[list[int]]]:
+        return {f"tile{i}": rng.integers(0, 50, (7, 7)).tolist() for i in range(6)}
+
+    rows = []
+    for seed in (0, 1):
+        first = confusions()  # round 0: one model for every selection
+        for selection in ("pixelpick", "random"):
+            rows += [{"selection": selection, "seed": seed, "round": 0, "points_per_image": 10,
+                      "tile_confusions": first},
+                     {"selection": selection, "seed": seed, "round": 1, "points_per_image": 20,
+                      "tile_confusions": confusions()}]
+    rows.append({"selection": "margin", "seed": 0, "round": 1, "points_per_image": 20})  # kept no tiles
+    found = gaps_to_random(pd.DataFrame(rows), DEEPGLOBE, n_boot=200)
+    gaps = {(g["selection"], g["round"]): g for g in found}
+    assert set(gaps) == {("pixelpick", 0), ("pixelpick", 1)}
+    keep = np.arange(7) != DEEPGLOBE.unknown_index
+    by = {(r["selection"], r["seed"], r["round"]): r.get("tile_confusions") for r in rows}
+    pairs = [(by["pixelpick", seed, 1], by["random", seed, 1]) for seed in (0, 1)]
+    pooled, later = tile_bootstrap.pooled_gap(pairs, keep, n_boot=200), gaps[("pixelpick", 1)]
+    assert (later["gap"], later["low"], later["high"]) == (pooled.gap, pooled.low, pooled.high)
+    assert later["seeds"] == [0, 1] and later["n_tiles"] == 6 and later["points_per_image"] == 20
+    assert [s["gap"] for s in later["per_seed"]] == [tile_bootstrap.paired_gap(*p, keep, n_boot=200).gap
+                                                    for p in pairs]
+    shared = gaps[("pixelpick", 0)]
+    assert (shared["gap"], shared["low"], shared["high"], shared["measurable"]) == (0, 0, 0, False)
 
 
 def test_round_summaries_compare_each_selection_with_random_on_the_same_seed() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import generated_tiles
 
 from benchmarks._common import table_markers
 from benchmarks.active_selection import main, markdown_table, readme_text
@@ -50,6 +51,38 @@ def test_the_study_compares_each_round_with_random_picks_on_the_same_seed(tmp_pa
     assert out.with_suffix(".png").is_file()
     with pytest.raises(SystemExit, match="other settings"):
         main([*args[:3], "4", "8", *args[5:]])
+
+
+@pytest.mark.slow
+def test_the_study_runs_the_new_selections_retrained_with_tile_intervals(tmp_path: Path) -> None:
+    out = tmp_path / "protocols.json"
+    data = generated_tiles(tmp_path / "data", n_images=10)
+    args = ["--data", str(data), "--budgets", "4", "6", "--min-distance", "4", "--epochs", "1",
+            "--samples-per-epoch", "4", "--crop", "48", "--val-images", "3", "--seeds", "0",
+            "--selections", "random", "pixelpick", "class-balanced", "--top-share", "0.1",
+            "--work", str(tmp_path / "work"), "--out", str(out)]
+    main([*args, "--retrain"])
+    record = json.loads(out.read_text())
+    assert record["retrain"] is True and record["fine_tune_epochs"] is None and record["top_share"] == 0.1
+    rounds = pd.DataFrame(record["rounds"])
+    assert sorted(set(rounds["selection"])) == ["class-balanced", "pixelpick", "random"]
+    assert rounds["retrain"].all() and rounds["steps"].nunique() == 1  # every round the whole schedule
+    assert all(len(tiles) == record["val_images"] for tiles in rounds["tile_confusions"])
+    gaps = {(g["selection"], g["round"]): g for g in record["gaps"]}
+    assert set(gaps) == {(s, r) for s in ("pixelpick", "class-balanced") for r in (0, 1)}
+    summary = {(row["selection"], row["round"]): row for row in record["summary"]}
+    for key, gap in gaps.items():
+        assert gap["gap"] == pytest.approx(summary[key]["gap_to_random_mean"])  # the same gap, now with
+        assert gap["low"] <= gap["gap"] <= gap["high"] and gap["seeds"] == [0]  # its tile interval
+    picks = pd.DataFrame(record["picks"])
+    assert (picks["points"] == 2 * record["train_images"]).all()  # exactly k new points per tile
+    table = markdown_table(record)
+    assert "pixelpick minus random: 90% interval over 3 tiles, seeds pooled" in table
+    assert table.count("\n") == 3
+    with pytest.raises(SystemExit, match="other settings"):
+        main(args)  # the record was retrained: fine-tuned rounds do not join it
+    with pytest.raises(SystemExit):
+        main([*args, "--retrain", "--fine-tune-epochs", "2"])
 
 
 COMMITTED = settings.PROJECT_ROOT / "benchmarks" / "results" / "active_deepglobe.json"
