@@ -161,6 +161,10 @@ def run_one(
                 labelled_fraction=run.labelled_fraction,
             )
         else:
+            if not (teacher_dir / checkpoints.LAST).is_file():
+                # a record carried to another machine keeps its rows, not the teachers' checkpoints:
+                # the teacher is trained again, the same weights for the same seed on a CPU
+                build_run(spec, runs_dir=args.work / "runs").train(teacher_dir, progress=False)
             run, maps = from_teacher(
                 teacher_dir / checkpoints.LAST, model, extra, runs_dir=args.work / "runs"
             )
