@@ -266,7 +266,7 @@ def readme_table(record: dict[str, Any]) -> str:
             )
             lines.append(
                 f"| {density:g} | {LABELS[model]} | {np.mean(scores):.3f} ± {spread:.3f} "
-                f"({len(scores)} seeds) | {verdict} |"
+                f"({len(scores)} seed{'s' if len(scores) > 1 else ''}) | {verdict} |"
             )
     return "\n".join(lines)
 
@@ -286,7 +286,7 @@ def plot(record: dict[str, Any], path: Path) -> None:
             ax.bar(x, np.mean(scores), width, color=f"C{k}", label=LABELS[model] if d == 0 else None)
             ax.plot([x] * len(scores), scores, "k.", ms=4)
     ax.set_xticks(
-        range(len(densities)), [f"{d:g} points per MP\n({d / 1e4:.2%} of the pixels)" for d in densities]
+        range(len(densities)), [f"{d:g} points per MP\n({d / 1e6:.2%} of the pixels)" for d in densities]
     )
     ax.set_ylabel(f"val mIoU ({record['val_images']} tiles)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=1, frameon=False, fontsize=8)
