@@ -202,23 +202,12 @@ def gaps(record: dict[str, Any]) -> list[dict[str, Any]]:
                 (runs[density, s, method]["tile_confusions"], runs[density, s, control]["tile_confusions"])
                 for s in seeds
             ]
-            per_seed = [tile_bootstrap.paired_gap(*pair, keep) for pair in pairs]
-            pooled = tile_bootstrap.pooled_gap(pairs, keep)
             rows.append(
                 {
                     "points_per_mp": density,
                     "method": method,
                     "control": control,
-                    "seeds": seeds,
-                    "gap": pooled.gap,
-                    "low": pooled.low,
-                    "high": pooled.high,
-                    "measurable": pooled.measurable,
-                    "n_tiles": pooled.n_tiles,
-                    "per_seed": [
-                        {"seed": s, "gap": g.gap, "low": g.low, "high": g.high}
-                        for s, g in zip(seeds, per_seed)
-                    ],
+                    **tile_bootstrap.seed_gaps(seeds, pairs, keep),
                 }
             )
     return rows

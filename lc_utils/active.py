@@ -302,7 +302,6 @@ def gaps_to_random(rounds: pd.DataFrame | Sequence[Mapping[str, Any]], schema: C
     tiles = {(r["selection"], r["seed"], r["round"]): r for r in records
              if isinstance(r.get("tile_confusions"), Mapping)}
     keep = np.isin(np.arange(schema.num_classes), schema.known_indices())
-    bootstrap = {"confidence": confidence, "n_boot": n_boot}
     gaps = []
     for selection, round_number in dict.fromkeys((s, r) for s, _, r in tiles if s != "random"):
         seeds = sorted(int(seed) for s, seed, r in tiles if (s, r) == (selection, round_number)
@@ -311,15 +310,7 @@ def gaps_to_random(rounds: pd.DataFrame | Sequence[Mapping[str, Any]], schema: C
             continue
         pairs = [(tiles[selection, seed, round_number]["tile_confusions"],
                   tiles["random", seed, round_number]["tile_confusions"]) for seed in seeds]
-        pooled = tile_bootstrap.pooled_gap(pairs, keep, **bootstrap)
-        per_seed = [tile_bootstrap.paired_gap(*pair, keep, **bootstrap) for pair in pairs]
         gaps.append({"selection": selection, "round": round_number,
                      "points_per_image": tiles[selection, seeds[0], round_number]["points_per_image"],
-                     "seeds": seeds, **_gap_fields(pooled), "confidence": confidence,
-                     "n_tiles": pooled.n_tiles,
-                     "per_seed": [{"seed": seed, **_gap_fields(gap)} for seed, gap in zip(seeds, per_seed)]})
+                     **tile_bootstrap.seed_gaps(seeds, pairs, keep, confidence=confidence, n_boot=n_boot)})
     return gaps
-
-
-def _gap_fields(gap: tile_bootstrap.PairedGap) -> dict[str, Any]:
-    return {"gap": gap.gap, "low": gap.low, "high": gap.high, "measurable": gap.measurable}

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -55,6 +56,10 @@ class PairedGap:
     def measurable(self) -> bool:
         """Whether the interval leaves zero out: the gap's sign is not the tiles' chance."""
         return bool(self.low > 0 or self.high < 0)
+
+    def fields(self) -> dict[str, float | bool]:
+        """The gap, its interval and whether it is measurable, as a record keeps them."""
+        return {"gap": self.gap, "low": self.low, "high": self.high, "measurable": self.measurable}
 
     def describe(self, digits: int = 3) -> str:
         """``+0.021 (90% interval -0.004 to +0.047): not measurable on 32 tiles``, or ``... measurable``."""
@@ -95,6 +100,17 @@ def pooled_gap(pairs: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str, np.n
     alpha = (1 - confidence) / 2
     low, high = np.nanquantile(gaps, [alpha, 1 - alpha])
     return PairedGap(gap, float(low), float(high), confidence, len(tiles))
+
+
+def seed_gaps(seeds: Sequence[int], pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+              keep: np.ndarray, *, confidence: float = 0.9, n_boot: int = 2000) -> dict[str, Any]:
+    """What a study record keeps of a method against its control over ``seeds`` (one (method,
+    control) pair of tile confusions per seed): the pooled gap with its interval
+    (:func:`pooled_gap`), and each seed's own (:func:`paired_gap`)."""
+    pooled = pooled_gap(pairs, keep, confidence=confidence, n_boot=n_boot)
+    per_seed = [paired_gap(*pair, keep, confidence=confidence, n_boot=n_boot) for pair in pairs]
+    return {"seeds": list(seeds), **pooled.fields(), "confidence": confidence, "n_tiles": pooled.n_tiles,
+            "per_seed": [{"seed": seed, **gap.fields()} for seed, gap in zip(seeds, per_seed)]}
 
 
 def tile_confusions(predictions: Mapping[str, tuple[np.ndarray, np.ndarray]], num_classes: int
