@@ -18,7 +18,7 @@ help:
 	@echo "make bench    run the benchmarks in benchmarks/ (JSON + one-line summaries)"
 	@echo "make density  the label-density study on the real DeepGlobe tiles, real-tile recipe (3 seeds; resumable)"
 	@echo "make more-from-points  propagation and self-training on the same tiles and points (3 seeds; resumable)"
-	@echo "make propagation-limits  what held propagation back: the same blobs without their errors, every superpixel labelled (3 seeds)"
+	@echo "make propagation-limits  what held propagation back: the same blobs without their errors, every superpixel labelled, dense masks (3 seeds, after make self-training: its teachers are the points alone)"
 	@echo "make scores-from-points  train from 30 simulated clicks per real tile, score from points and masks (3 seeds)"
 	@echo "make active   active against random point picks over rounds on the same tiles (3 seeds; resumable)"
 	@echo "make active-protocols  PixelPick and class-balanced against random picks, 10 points per tile first, each round retrained (3 seeds; resumable)"
@@ -102,8 +102,8 @@ more-from-points: $(STAMP)
 		--out benchmarks/results/more_from_points_deepglobe.json
 
 propagation-limits: $(STAMP)
-	$(BIN)/python -m benchmarks.propagation_limits --like benchmarks/results/more_from_points_deepglobe.json \
-		--points-per-mp 100 --seeds 0 1 2 --out benchmarks/results/propagation_limits_deepglobe.json
+	$(BIN)/python -m benchmarks.propagation_limits --like benchmarks/results/self_training_deepglobe.json \
+		--points-per-mp 100 --superpixel-area 900 --seeds 0 1 2 --out benchmarks/results/propagation_limits_deepglobe.json
 
 scores-from-points: $(STAMP)
 	$(BIN)/python -m benchmarks.scores_from_points --data $(DATA) \

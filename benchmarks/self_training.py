@@ -23,23 +23,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from lc_utils import checkpoints, settings, tile_bootstrap
-from lc_utils.classes import ClassSchema
-from lc_utils.metrics import ConfusionMatrix
+from lc_utils import checkpoints, records, settings, tile_bootstrap
 from lc_utils.run_spec import RunSpec
 from lc_utils.runs import build_run
 from lc_utils.self_training import ARMS, ExtraTraining, from_teacher, pseudo_label_quality, train_further
 from lc_utils.settings import PROJECT_ROOT
-from lc_utils.viz_data import COLUMN_WIDTH
+from lc_utils.viz_results import plot_method_comparison
 
 from ._common import open_record, redraw_from_record, save_record
 
 REAL_TILES = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "tiles_512"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "self_training_deepglobe.json"
-TEACHER = "teacher"
+TEACHER = records.TEACHER
 MODELS = (TEACHER, *ARMS)
 
 
@@ -120,19 +117,6 @@ def teacher_spec(args: argparse.Namespace, points_per_mp: float, seed: int) -> R
     )
 
 
-def _scores(schema: ClassSchema, tiles: dict[str, list[list[int]]]) -> dict[str, Any]:
-    """The whole validation set's scores from its tiles' confusion matrices, and the matrices."""
-    confusion = ConfusionMatrix.from_counts(
-        np.sum([np.array(c) for c in tiles.values()], axis=0), schema=schema
-    )
-    iou = confusion.per_class()["iou"]
-    return {
-        "val_mean_iou": confusion.summary()["mean_iou"],
-        "val_iou": {name: None if np.isnan(v) else float(v) for name, v in iou.items()},
-        "tile_confusions": tiles,
-    }
-
-
 def run_one(
     args: argparse.Namespace, record: dict[str, Any], points_per_mp: float, seed: int
 ) -> Iterator[dict[str, Any]]:
@@ -180,7 +164,8 @@ def run_one(
         tiles = tile_bootstrap.score_tiles(
             run.model, run.split["val"], run.schema, tile_size=spec.val_window, overlap=spec.val_overlap
         )
-        row.update(_scores(run.schema, tiles), minutes=(time.perf_counter() - started) / 60)
+        row.update(records.scores_from_tiles(tiles, run.schema), tile_confusions=tiles,
+                   minutes=(time.perf_counter() - started) / 60)
         record["runs"].append(row)
         yield row
 
@@ -188,100 +173,37 @@ def run_one(
 def gaps(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Per density: the student's mIoU minus the control's and the control's minus the teacher's,
     each per seed with its paired tile interval and pooled over the seeds."""
-    runs = {(r["points_per_mp"], r["seed"], r["model"]): r for r in record["runs"]}
-    keep = np.array([name != "unknown" for name in record["classes"]])
-    rows = []
-    for density in sorted({r["points_per_mp"] for r in record["runs"]}):
-        for method, control in CONTROLS.items():
-            seeds = [
-                s for s in record["seeds"] if (density, s, method) in runs and (density, s, control) in runs
-            ]
-            if not seeds:
-                continue
-            pairs = [
-                (runs[density, s, method]["tile_confusions"], runs[density, s, control]["tile_confusions"])
-                for s in seeds
-            ]
-            rows.append(
-                {
-                    "points_per_mp": density,
-                    "method": method,
-                    "control": control,
-                    **tile_bootstrap.seed_gaps(seeds, pairs, keep),
-                }
-            )
-    return rows
-
-
-def _miou(runs: list[dict[str, Any]], density: float, model: str) -> list[float]:
-    """The validation mIoU of every seed of one model at one density."""
-    return [r["val_mean_iou"] for r in runs if r["points_per_mp"] == density and r["model"] == model]
-
-
-LABELS = {
-    TEACHER: "teacher: the points alone, the whole schedule",
-    "points": "+ further steps on the points alone (the control)",
-    "pseudo-labels": "+ further steps on the points and pseudo-labels",
-    "consistency": "+ further steps on the points with the consistency term",
-}
-CONTROLS = {"pseudo-labels": "points", "consistency": "points", "points": TEACHER}
-"""What each model's gap is measured against: the arms against the control, the control against
-the teacher (what the further steps alone add)."""
+    return records.gaps_against(record["runs"], records.SELF_TRAINING_CONTROLS, name="model",
+                                classes=record["classes"], group="points_per_mp")
 
 
 def readme_table(record: dict[str, Any]) -> str:
-    """Markdown: per density and model, the mIoU (mean ± sd over seeds) and the gap to its control
-    on the same seeds with its 90% paired tile interval."""
-    runs = record["runs"]
+    """Markdown: per density and model, the steps, the mIoU (mean ± sd over seeds) and the gap to
+    its control on the same seeds with its 90% paired tile interval."""
     lines = [
-        "| points per MP | model | val mIoU, mean ± sd | gap to its control (90% tile interval) |",
-        "|---|---|---|---|",
+        "| points per MP | model | steps (in all) | val mIoU, mean ± sd "
+        "| gap to its control (90% tile interval) |",
+        "|---|---|---|---|---|",
     ]
     by_gap = {(g["points_per_mp"], g["method"]): g for g in gaps(record)}
-    for density in sorted({r["points_per_mp"] for r in runs}):
-        for model in MODELS:
-            scores = _miou(runs, density, model)
-            if not scores:
-                continue
-            spread = np.std(scores, ddof=1) if len(scores) > 1 else 0.0
-            gap = by_gap.get((density, model))
-            verdict = (
-                ""
-                if gap is None
-                else (
-                    f"{gap['gap']:+.3f} ({gap['low']:+.3f} to {gap['high']:+.3f}): "
-                    f"{'measurable' if gap['measurable'] else 'not measurable'} on {gap['n_tiles']} tiles"
-                )
-            )
-            lines.append(
-                f"| {density:g} | {LABELS[model]} | {np.mean(scores):.3f} ± {spread:.3f} "
-                f"({len(scores)} seed{'s' if len(scores) > 1 else ''}) | {verdict} |"
-            )
+    for row in records.self_training_summary(record).itertuples():
+        gap = by_gap.get((row.points_per_mp, row.model))
+        spread = "" if np.isnan(row.miou_sd) else f" ± {row.miou_sd:.3f}"
+        lines.append(
+            f"| {row.points_per_mp:g} | {row.strategy} | {row.steps:,} ({row.total_steps:,}) | "
+            f"{row.miou_mean:.3f}{spread} ({row.runs} seed{'s' if row.runs > 1 else ''}) | "
+            f"{'' if gap is None else records.describe_gap(gap)} |"
+        )
     return "\n".join(lines)
 
 
 def plot(record: dict[str, Any], path: Path) -> None:
-    """Bars per density: the teacher, the control and the student (mean over seeds, seeds as dots)."""
-    runs = record["runs"]
-    densities = sorted({r["points_per_mp"] for r in runs})
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.4), layout="constrained")
-    width = 0.8 / len(MODELS)
-    for k, model in enumerate(MODELS):
-        for d, density in enumerate(densities):
-            scores = _miou(runs, density, model)
-            if not scores:
-                continue
-            x = d + (k - (len(MODELS) - 1) / 2) * width
-            ax.bar(x, np.mean(scores), width, color=f"C{k}", label=LABELS[model] if d == 0 else None)
-            ax.plot([x] * len(scores), scores, "k.", ms=4)
-    ax.set_xticks(
-        range(len(densities)), [f"{d:g} points per MP\n({d / 1e6:.2%} of the pixels)" for d in densities]
+    """Bars per density: the teacher, the control and the arms (mean ± sd over the seeds)."""
+    figure = plot_method_comparison(
+        records.self_training_summary(record),
+        title=f"self-training against the same extra steps ({record['val_images']} validation tiles)",
     )
-    ax.set_ylabel(f"val mIoU ({record['val_images']} tiles)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=1, frameon=False, fontsize=8)
-    ax.set_title("self-training from a fully trained teacher, against the same extra steps", fontsize=9)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figure.savefig(path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -273,10 +273,20 @@ def describe_rounds(spec: RunSpec, budgets: Sequence[int], selection: str, *, wo
 
 def summarize_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
     """Validation mIoU per selection and round of :func:`run_active_rounds`' rows (several seeds):
-    mean, sd and runs, and each selection's gap to random picks on the same seed and round
+    mean, sd and runs, the optimiser steps behind the round's model (``model_steps``: the rounds so
+    far added up when each fine-tunes the last, the round's own when it retrains from the initial
+    weights), and each selection's gap to random picks on the same seed and round
     (``gap_to_random_mean``, ``gap_to_random_sd``, ``seeds_above_random``) where random ran."""
-    summary = (rounds.groupby(["selection", "round", "points_per_image"], sort=False)["val_mean_iou"]
-               .agg(miou_mean="mean", miou_sd="std", runs="size").reset_index())
+    rounds = rounds.copy()
+    steps = {}
+    if "steps" in rounds:
+        retrained = rounds["retrain"].fillna(False).astype(bool) if "retrain" in rounds else False
+        so_far = rounds.sort_values("round").groupby(["selection", "seed"])["steps"].cumsum()
+        rounds["model_steps"] = np.where(retrained, rounds["steps"], so_far.reindex(rounds.index))
+        steps = {"model_steps": ("model_steps", "mean")}
+    summary = (rounds.groupby(["selection", "round", "points_per_image"], sort=False)
+               .agg(miou_mean=("val_mean_iou", "mean"), miou_sd=("val_mean_iou", "std"),
+                    runs=("val_mean_iou", "size"), **steps).reset_index())
     if "random" in set(rounds["selection"]):
         table = rounds.pivot_table(index=["seed", "round"], columns="selection", values="val_mean_iou")
         gaps = (table.sub(table["random"], axis=0).reset_index()

@@ -214,10 +214,15 @@ def plot_density_curve(summary: pd.DataFrame, baseline_miou: float | None = None
 
 
 def plot_active_rounds(summary: pd.DataFrame, baseline_miou: float | None = None, *,
-                       title: str | None = None, budget_unit: str = "image") -> Figure:
+                       title: str | None = None, budget_unit: str = "image",
+                       dense: tuple[float, str] | None = None) -> Figure:
     """Validation mIoU after each round of active labelling against the points per image then, a
     line per selection (mean over seeds, one standard deviation as error bar), the majority-class
-    baseline where given. ``summary``: :func:`lc_utils.active.summarize_rounds`."""
+    baseline where given. ``summary``: :func:`lc_utils.active.summarize_rounds`; where it has
+    ``model_steps``, each budget's label says the optimiser steps behind its models too (an
+    active selection and its control are compared at equal steps, and a model short of steps
+    gains from steps as well as from points). ``dense``: (mIoU, label) of dense masks on the same
+    validation images, drawn as a dashed line."""
     fig = Figure(figsize=(COLUMN_WIDTH - 0.5, 4.0), layout="constrained")
     ax = fig.subplots()
     lines = summary.groupby("selection", sort=False)
@@ -227,10 +232,17 @@ def plot_active_rounds(summary: pd.DataFrame, baseline_miou: float | None = None
                     yerr=rows["miou_sd"].fillna(0), marker="o", capsize=3, label=f"{selection} picks")
     ax.set_xscale("log", base=2)
     budgets = sorted(set(summary["points_per_image"]))
-    ax.set_xticks(budgets, [str(int(b)) for b in budgets])
+    labels = [str(int(b)) for b in budgets]
+    if "model_steps" in summary:
+        steps = summary.groupby("points_per_image")["model_steps"].max()
+        labels = [f"{label}\n{steps[b]:,.0f} steps" for label, b in zip(labels, budgets)]
+    ax.set_xticks(budgets, labels)
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel(f"points per {budget_unit} after the round")
+    ax.set_xlabel(f"points per {budget_unit} after the round"
+                  + (" (steps behind the round's model)" if "model_steps" in summary else ""))
     ax.set_ylabel("validation mIoU (unknown excluded)")
+    if dense is not None:
+        ax.axhline(dense[0], color="black", linestyle="--", label=dense[1])
     if baseline_miou is not None:
         ax.axhline(baseline_miou, color="0.5", linestyle=":", label="majority class everywhere")
     ax.set_ylim(bottom=0)
@@ -319,6 +331,8 @@ def plot_method_comparison(summary: pd.DataFrame, baseline_miou: float | None = 
         ax.set_title(title, loc="left", fontsize=10)
     runs = int(summary["runs"].max())
     # below the axes: above the bars it hides their values
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, title_fontsize=8,
+    longest = max(len(str(label)) for label in ax.get_legend_handles_labels()[1])
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3 if longest <= 30 else 2,
+              title_fontsize=8,
               title=f"mean ± sd over {runs} seeds" if runs > 1 else None)
     return fig

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import numpy as np
 
 from lc_utils import windows
 from lc_utils.settings import PROJECT_ROOT
@@ -160,3 +161,23 @@ def test_the_tiles_scale_the_readme_quotes_is_the_measured_one() -> None:
     assert float(quoted) == record["closest_factor_by_high_frequency_share"]
     share = round(100 * record["tiles"]["class_shares"]["agriculture"])
     assert f"agriculture {share}% of the tiles' pixels" in _readme()
+
+
+def test_notebook_09_puts_random_picks_beside_dense_masks_as_the_records_hold_them() -> None:
+    """Random picks at the last budget, their steps, and the dense masks' mIoU at the density
+    study's steps on the same split, as notebook 09's conclusions quote them."""
+    active, density = _record("active_deepglobe"), _record("label_density_deepglobe")
+    assert active["settings"]["val_images"] == density["settings"]["val_images"]
+    last = max(active["budgets"])
+    random = [row for row in active["rounds"] if row["selection"] == "random"]
+    final = [row["val_mean_iou"] for row in random if row["points_per_image"] == last]
+    steps = sorted({(row["round"], row["steps"]) for row in random})
+    first, later = steps[0][1], [s for r, s in steps[1:]]
+    assert len(set(later)) == 1
+    (dense,) = [row for row in density["summary"] if row["strategy"] == "dense"]
+    quote = (f"At {last} points per tile, after {first:,} + {len(later)} x {later[0]} = "
+             f"{first + sum(later):,} steps, random picks scored {np.mean(final):.3f} ± "
+             f"{np.std(final, ddof=1):.3f}, the dense masks' {dense['miou_mean']:.3f} at {first:,} steps.")
+    assert quote in _prose(_cell("09_active_labeling", "## 5. What the results say"))
+    fine_tune = _prose(_cell("09_active_labeling", "## 3. One round"))
+    assert "(`lr`, 3e-4 there)" in fine_tune and active["settings"]["lr"] == 3e-4

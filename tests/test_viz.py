@@ -256,3 +256,25 @@ def test_point_sampling_error_draws_a_band_per_model_around_the_tolerance() -> N
     assert band[:, 1].max() == pytest.approx(table["error_high"].max())
     assert [t.get_text() for t in ax.get_xticklabels()] == ["50", "400"]
     _render(fig)
+
+
+def test_active_rounds_say_the_steps_behind_each_round_and_draw_dense_masks() -> None:
+    from lc_utils.active import summarize_rounds
+    from lc_utils.viz_results import plot_active_rounds
+
+    rows = [{"selection": selection, "seed": seed, "round": r, "points_per_image": budget, "steps": steps,
+             "val_mean_iou": 0.2 + 0.01 * r + 0.001 * seed, **({"retrain": retrain} if r else {})}
+            for selection, retrain in (("margin", False), ("pixelpick", True))
+            for seed in (0, 1) for r, (budget, steps) in enumerate([(5, 1200), (10, 600), (20, 600)])]
+    for row in rows:  # a retrained round trains the whole schedule again
+        row["steps"] = 1200 if row.get("retrain") else row["steps"]
+    summary = summarize_rounds(pd.DataFrame(rows))
+    steps = summary.set_index(["selection", "round"])["model_steps"]
+    assert steps["margin"].tolist() == [1200, 1800, 2400]  # each fine-tune adds to the last round's
+    assert steps["pixelpick"].tolist() == [1200, 1200, 1200]  # each retrain starts again
+    fig = plot_active_rounds(summary, title="rounds", budget_unit="tile", dense=(0.41, "dense masks"))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["5\n1,200 steps", "10\n1,800 steps",
+                                                            "20\n2,400 steps"]
+    assert "dense masks" in {t.get_text() for t in ax.get_legend().get_texts()}
+    _render(fig)
