@@ -30,6 +30,7 @@ written to ``benchmarks/results/``; finished runs are skipped when the command r
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,11 @@ def gaps(record: dict[str, Any]) -> list[dict[str, Any]]:
                                 name="strategy", classes=record["classes"])
 
 
+def summary_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's summary as it keeps it: :func:`lc_utils.records.limits_summary`'s rows."""
+    return json.loads(records.limits_summary(record).to_json(orient="records"))
+
+
 def markdown_table(record: dict[str, Any]) -> str:
     """The README's table: a row per label set, with the gap to its control and its interval."""
     by_gap = {g["method"]: g for g in record.get("gaps", [])}
@@ -187,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
             record["references"] = references(like, args.points_per_mp, seeds, data.schema)
             record["gaps"] = gaps(record)
             save_record(args.out, record, "propagation_limits", argv, started, data=Path(spec.data).name,
-                        seeds=seeds, val_images=len(data.split["val"]), majority_miou=baseline["mean_iou"])
+                        seeds=seeds, val_images=len(data.split["val"]), majority_miou=baseline["mean_iou"],
+                        summary=summary_rows(record))
             print(f"    val mIoU {record['runs'][-1]['val_mean_iou']:.3f}", flush=True)
     draw_figure(record, args.out.with_suffix(".png"))
     print(markdown_table(record))

@@ -76,13 +76,14 @@ def scores_from_tiles(tiles: Mapping[str, Sequence[Sequence[int]]], schema: Clas
 
 
 def gaps_against(runs: Sequence[Mapping[str, Any]], controls: Mapping[str, str], *, name: str,
-                 classes: Sequence[str], group: str | None = None, confidence: float = 0.9
+                 classes: Sequence[str], group: str | Sequence[str] | None = None, confidence: float = 0.9
                  ) -> list[dict[str, Any]]:
     """Each ``runs`` row named ``name`` (a key of ``controls``) against its control on the same seed
-    (and the same ``group`` value, e.g. the density), with the paired tile interval per seed and
-    pooled over the seeds where both ran (:func:`lc_utils.tile_bootstrap.seed_gaps`). Rows keep
-    their ``tile_confusions``; ``classes`` names the matrices' rows (``unknown`` is left out)."""
-    by = {(r.get(group) if group else None, r["seed"], r[name]): r for r in runs if "tile_confusions" in r}
+    (and the same ``group`` value or values, e.g. the density), with the paired tile interval per
+    seed and pooled over the seeds where both ran (:func:`lc_utils.tile_bootstrap.seed_gaps`). Rows
+    keep their ``tile_confusions``; ``classes`` names the matrices' rows (``unknown`` is left out)."""
+    fields = [] if group is None else [group] if isinstance(group, str) else list(group)
+    by = {(tuple(r.get(f) for f in fields), r["seed"], r[name]): r for r in runs if "tile_confusions" in r}
     keep = np.array([c != "unknown" for c in classes])
     groups = list(dict.fromkeys(key[0] for key in by))
     gaps = []
@@ -93,7 +94,7 @@ def gaps_against(runs: Sequence[Mapping[str, Any]], controls: Mapping[str, str],
                 continue
             pairs = [(by[value, s, method]["tile_confusions"], by[value, s, control]["tile_confusions"])
                      for s in seeds]
-            gaps.append({**({group: value} if group else {}), "method": method, "control": control,
+            gaps.append({**dict(zip(fields, value)), "method": method, "control": control,
                          **seed_gaps(seeds, pairs, keep, confidence=confidence)})
     return gaps
 
@@ -180,6 +181,14 @@ def per_class_iou(runs: Sequence[Mapping[str, Any]], by: Sequence[str], exclude:
     frame = pd.DataFrame([{**{key: run[key] for key in by}, **{c: v for c, v in run["val_iou"].items()
                                                               if c not in exclude}} for run in runs])
     return frame.groupby(list(by), sort=False).mean(numeric_only=True)
+
+
+def self_training_per_class(record: Mapping[str, Any]) -> pd.DataFrame:
+    """Mean IoU of each class over the seeds, per density and model of the self-training record,
+    in reading order (:data:`SELF_TRAINING_MODELS`)."""
+    order = list(SELF_TRAINING_MODELS)
+    runs = sorted(record["runs"], key=lambda run: (run["points_per_mp"], order.index(run["model"])))
+    return per_class_iou(runs, by=("points_per_mp", "model"))
 
 
 def limits_summary(record: Mapping[str, Any]) -> pd.DataFrame:

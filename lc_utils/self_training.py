@@ -1,6 +1,6 @@
 """Self-training as the field runs it, against its control at equal extra compute.
 
-The protocol of ST++ (Yang et al., CVPR 2022) and CRGNet (TIP 2022), on points: a **teacher**
+The protocol of ST++ (Yang et al., CVPR 2022) and CRGNet (Xu and Ghamisi, TIP 2022), on points: a **teacher**
 trained fully on the points alone (the label-density study's run: its whole schedule, its
 checkpoint kept) labels the training images; its class-balanced confident pixels (CBST's rule, Zou
 et al. 2018: :func:`lc_utils.propagation.pseudo_label_thresholds`) join the points, never over

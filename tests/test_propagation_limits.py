@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 from conftest import generated_tiles
 
-from benchmarks.propagation_limits import CLEAN, LABEL_SETS, MAJORITY, PROPAGATED, main, markdown_table
+from benchmarks._common import table_markers
+from benchmarks.propagation_limits import (
+    CLEAN,
+    LABEL_SETS,
+    MAJORITY,
+    PROPAGATED,
+    gaps,
+    main,
+    markdown_table,
+    summary_rows,
+)
 from benchmarks.self_training import main as self_training_main
 from lc_utils import records
 
@@ -43,9 +53,9 @@ def test_the_label_sets_train_beside_the_teachers_they_are_measured_against(tmp_
         assert set(clean["tile_confusions"]) == set(teachers[seed]["tile_confusions"])
     references = [(row["strategy"], row["seed"]) for row in record["references"]]
     assert references == [("uniform", 0), ("uniform", 1)]
-    gaps = {g["method"]: g for g in record["gaps"]}
-    assert {name: g["control"] for name, g in gaps.items()} == records.LIMITS_CONTROLS
-    for name, gap in gaps.items():
+    by_method = {g["method"]: g for g in record["gaps"]}
+    assert {name: g["control"] for name, g in by_method.items()} == records.LIMITS_CONTROLS
+    for name, gap in by_method.items():
         control = {row["seed"]: row for row in [*record["references"], *record["runs"]]
                    if row["strategy"] == gap["control"]}
         assert gap["seeds"] == [0, 1] and gap["n_tiles"] == 3 and gap["low"] <= gap["gap"] <= gap["high"]
@@ -54,3 +64,24 @@ def test_the_label_sets_train_beside_the_teachers_they_are_measured_against(tmp_
     table = markdown_table(record)
     assert table.count("\n") == 6 and f"| {MAJORITY} |" in table and "measurable on 3 tiles" in table
     assert out.with_suffix(".png").is_file() and record["command"] and record["seeds"] == [0, 1]
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+COMMITTED = RESULTS / "propagation_limits_deepglobe.json"
+
+
+@pytest.mark.skipif(not COMMITTED.is_file(), reason="no committed real-tile record")
+def test_the_committed_real_tile_record_is_complete_and_in_the_readme() -> None:
+    """Every label set ran on every seed of the teachers it is measured against, the gaps are what
+    its runs say, and the README's table is the one made from the record."""
+    record = json.loads(COMMITTED.read_text())
+    runs = {(row["strategy"], row["seed"]) for row in record["runs"]}
+    assert len(record["seeds"]) >= 3
+    assert runs == {(name, seed) for name in LABEL_SETS for seed in record["seeds"]}
+    assert {row["seed"] for row in record["references"]} == set(record["seeds"])
+    assert record["gaps"] == gaps(record) and record["summary"] == summary_rows(record)
+    for key in ("command", "date", "machine", "settings"):
+        assert record[key], key
+    start, end = table_markers(COMMITTED.stem)
+    assert f"{start}\n{markdown_table(record)}\n{end}" in (COMMITTED.parents[2] / "README.md").read_text()
+    assert COMMITTED.with_suffix(".png").is_file()

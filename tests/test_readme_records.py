@@ -13,7 +13,7 @@ from typing import Any
 import nbformat
 import numpy as np
 
-from lc_utils import windows
+from lc_utils import records, study, windows
 from lc_utils.settings import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
@@ -181,3 +181,42 @@ def test_notebook_09_puts_random_picks_beside_dense_masks_as_the_records_hold_th
     assert quote in _prose(_cell("09_active_labeling", "## 5. What the results say"))
     fine_tune = _prose(_cell("09_active_labeling", "## 3. One round"))
     assert "(`lr`, 3e-4 there)" in fine_tune and active["settings"]["lr"] == 3e-4
+
+
+def _paragraph(start: str) -> str:
+    """The README's prose from ``start`` to the next heading."""
+    text = _readme()
+    return text[text.index(start):].split(" #")[0]
+
+
+def _table_numbers(*tables: Any) -> list[float]:
+    """Every number of pandas tables, their index included."""
+    return [float(v) for table in tables for v in np.ravel(table.reset_index().select_dtypes("number"))]
+
+
+def _quoted_are_in(paragraph: str, values: list[float]) -> None:
+    """Every decimal number in ``paragraph`` is one of ``values``, rounded as quoted."""
+    quoted = re.findall(r"(?<![\d.])([+-]?\d+\.\d+)(?![\d%])", paragraph)
+    assert quoted
+    for number in quoted:
+        places = len(number.split(".")[1])
+        assert any(round(v, places) == float(number) for v in values), number
+
+
+def test_the_self_training_and_propagation_limits_findings_are_their_records() -> None:
+    """The prose under both README tables, and notebook 07's conclusions with section 5's record,
+    quote only the records' summaries, gaps, intervals, per-class IoUs and pseudo-label coverages;
+    rangeland scores under 0.001 IoU in every row, as they say."""
+    teaching = records.load(RESULTS / "self_training_deepglobe.json")
+    limits = records.load(RESULTS / "propagation_limits_deepglobe.json")
+    teaching_iou = records.self_training_per_class(teaching)
+    limits_iou = records.per_class_iou(limits["runs"], by=["strategy"])
+    values = _table_numbers(records.self_training_table(teaching), teaching_iou,
+                            records.pseudo_label_table(teaching), records.limits_summary(limits), limits_iou)
+    values += [g[key] for g in teaching["gaps"] + limits["gaps"] for key in ("gap", "low", "high")]
+    _quoted_are_in(_paragraph("Made with `make self-training`"), values)
+    _quoted_are_in(_paragraph("Made with `make propagation-limits`"), values)
+    assert (teaching_iou["rangeland"] < 0.001).all() and (limits_iou["rangeland"] < 0.001).all()
+    naive = study.load_record(RESULTS / "more_from_points_deepglobe.json")
+    values += _table_numbers(naive.table(), naive.per_class_iou(), naive.paired_gaps("uniform"))
+    _quoted_are_in(_prose(_cell("07_more_from_points", "## 8. What the results say")), values)

@@ -73,5 +73,9 @@ def test_the_committed_self_training_record_reads_back_with_its_own_gaps() -> No
     quality = records.pseudo_label_table(record)
     assert ((quality["precision"] >= 0) & (quality["precision"] <= 1)).all()
     assert np.isfinite(records.self_training_summary(record)["miou_mean"]).all()
+    per_class = records.self_training_per_class(record)
+    models = list(records.SELF_TRAINING_MODELS)
+    assert list(per_class.index) == sorted(per_class.index, key=lambda key: (key[0], models.index(key[1])))
+    assert "unknown" not in per_class
     with pytest.raises(FileNotFoundError, match="no study record"):
         records.load(PROJECT_ROOT / "benchmarks" / "results" / "nothing.json")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import generated_tiles
 
+from benchmarks._common import table_markers
 from benchmarks.self_training import gaps, main, readme_table
 
 
@@ -41,3 +42,25 @@ def test_the_study_trains_a_teacher_then_both_arms_and_records_paired_gaps(tmp_p
     assert len(gaps(again)[0]["per_seed"]) == 2 and readme_table(again).count("\n") == 5
     with pytest.raises(SystemExit, match="other settings"):
         main([*args, "--seeds", "0", "1", "--color-jitter", "0.1"])
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "self_training_deepglobe.json"
+
+
+@pytest.mark.skipif(not COMMITTED.is_file(), reason="no committed real-tile record")
+def test_the_committed_real_tile_record_is_complete_and_in_the_readme() -> None:
+    """Every density has its teacher and both arms on three seeds, the gaps are what its runs say,
+    and the README's table is the one made from the record."""
+    record = json.loads(COMMITTED.read_text())
+    runs = {(row["points_per_mp"], row["model"], row["seed"]) for row in record["runs"]}
+    densities = {density for density, _, _ in runs}
+    assert len(record["seeds"]) >= 3 and len(densities) >= 2  # model strength as an axis
+    for density in densities:
+        for model in ("teacher", "points", "pseudo-labels"):
+            assert {(density, model, seed) for seed in record["seeds"]} <= runs, (density, model)
+    assert record["gaps"] == gaps(record)
+    for key in ("command", "date", "machine", "spec"):
+        assert record[key], key
+    start, end = table_markers(COMMITTED.stem)
+    assert f"{start}\n{readme_table(record)}\n{end}" in (COMMITTED.parents[2] / "README.md").read_text()
+    assert COMMITTED.with_suffix(".png").is_file()
