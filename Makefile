@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The real tiles the studies run on: `make density DATA=folder` runs a study on other tiles.
 DATA ?= ../shared/data/deepglobe_sample/tiles_512
 
-.PHONY: help install notebook-filter course site test test-unit test-notebooks test-smoke test-site lint lab bench density more-from-points propagation-limits scores-from-points active active-protocols self-training clean
+.PHONY: help install notebook-filter course site test test-unit test-notebooks test-smoke test-site lint lab bench density more-from-points propagation-limits scores-from-points active active-protocols self-training simulated-person clean
 
 help:
 	@echo "make course   run every notebook on the generated sample (executed copies + HTML in build/)"
@@ -22,6 +22,7 @@ help:
 	@echo "make scores-from-points  train from 30 simulated clicks per real tile, score from points and masks (3 seeds)"
 	@echo "make active   active against random point picks over rounds on the same tiles (3 seeds; resumable)"
 	@echo "make active-protocols  PixelPick and class-balanced against random picks, 10 points per tile first, each round retrained (3 seeds; resumable)"
+	@echo "make simulated-person  a simulated person clicking on real tiles: the live head against ilastik's recipe and a full fine-tune on the same clicks (3 seeds, after make self-training: its teachers start)"
 	@echo "make self-training  self-training from fully trained teachers against the same extra steps on the points alone (3 seeds; resumable)"
 	@echo "make lint     ruff over the package, tests, benchmarks, notebooks and site/; the package's layers (lint-imports); the workflows (check-jsonschema)"
 	@echo "make clean    remove the virtual environment, generated data, runs and build output"
@@ -119,13 +120,18 @@ active: $(STAMP)
 active-protocols: $(STAMP)
 	$(BIN)/python -m benchmarks.active_selection --data $(DATA) \
 		--budgets 10 20 40 --selections random pixelpick class-balanced --seeds 0 1 2 --min-distance 16 \
-		--epochs 10 --retrain --top-share 0.05 --work runs/active_protocols \
+		--epochs 10 --retrain --top-share 0.05 --val-images 32 --work runs/active_protocols \
 		--out benchmarks/results/active_protocols_deepglobe.json
 
 self-training: $(STAMP)
 	$(BIN)/python -m benchmarks.self_training --data $(DATA) --points-per-mp 100 1000 --seeds 0 1 2 \
 		--val-images 32 --epochs 10 --extra-epochs 5 --color-jitter 0.4 \
 		--out benchmarks/results/self_training_deepglobe.json
+
+simulated-person: $(STAMP)
+	$(BIN)/python -m benchmarks.simulated_person --like benchmarks/results/self_training_deepglobe.json \
+		--points-per-mp 1000 --seeds 0 1 2 --clicked-tiles 16 --score-at 0 1 2 5 10 20 50 \
+		--fine-tune-at 10 50 --fine-tune-epochs 2 --out benchmarks/results/simulated_person_deepglobe.json
 
 clean:
 	rm -rf $(VENV) build runs data/sample .pytest_cache .ruff_cache .hypothesis .import_linter_cache

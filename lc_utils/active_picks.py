@@ -69,6 +69,22 @@ def predict_uncertainty(model: nn.Module, image: np.ndarray, measure: Measure = 
     return predicted, uncertainty(probs, measure)
 
 
+def suggest_points(probs: np.ndarray, labelled: PointAnnotation | None = None, k: int = 5, *,
+                   measure: Measure = "margin", min_distance: float = 8.0
+                   ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """From a model's (C, H, W) probabilities: its :func:`uncertainty` map and the ``k`` most
+    uncertain pixels, spaced and off the ``labelled`` points (:func:`select_points`), fewer where
+    the image has no room for ``k``. What the annotator's live mode redraws after every click
+    (``PointAnnotator(..., suggest=functools.partial(suggest_points, k=5))``)."""
+    scores = uncertainty(probs, measure)
+    for count in range(k, 0, -1):
+        try:
+            return scores, select_points(scores, count, labelled=labelled, min_distance=min_distance)
+        except ValueError:
+            continue
+    return scores, (np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
 def measure_of(selection: str) -> Measure | None:
     """The uncertainty measure ``selection`` ranks pixels by (None for random picks): PixelPick
     and the class-balanced picks rank by margin, as their papers do."""

@@ -25,6 +25,23 @@ function render({ model, el }) {
   button("+", "zoom in (+)", { type: "zoom", factor: 2 });
   button("-", "zoom out (-)", { type: "zoom", factor: 0.5 });
   button("fit", "the whole image (0)", { type: "fit" });
+  // live mode: the model's last layer learns from the clicks, after each one or on the l key
+  const learnButton = button("learn", "refit the live head on the points now (l)", { type: "learn" });
+  learnButton.className = "lc-learn";
+  const auto = document.createElement("label");
+  auto.className = "lc-auto";
+  auto.title = "learn after every click";
+  const autoBox = document.createElement("input");
+  autoBox.type = "checkbox";
+  autoBox.addEventListener("change", () => { set("auto_learn", autoBox.checked); root.focus(); });
+  auto.append(autoBox, "learn automatically");
+  tools.appendChild(auto);
+  const showLive = () => {
+    const live = model.get("live_mode");
+    learnButton.style.display = live ? "" : "none";
+    auto.style.display = live ? "" : "none";
+    autoBox.checked = model.get("auto_learn");
+  };
   const overlayPicker = document.createElement("select");
   overlayPicker.className = "lc-overlay";
   overlayPicker.title = "drawn over the image";
@@ -149,6 +166,8 @@ function render({ model, el }) {
       model.send({ type: "zoom", factor: 0.5 });
     } else if (event.key === "0") {
       model.send({ type: "fit" });
+    } else if ((event.key === "l" || event.key === "L") && model.get("live_mode")) {
+      model.send({ type: "learn" });
     } else if (moves[event.key]) {
       model.send({ type: "pan", dx: moves[event.key][0], dy: moves[event.key][1] });
     } else {
@@ -175,10 +194,13 @@ function render({ model, el }) {
   model.on("change:image_ids", showImages);
   model.on("change:image_index", showImages);
   model.on("change:status", showStatus);
+  model.on("change:live_mode", showLive);
+  model.on("change:auto_learn", showLive);
   showClasses();
   showImages();
   showStatus();
   showOverlays();
+  showLive();
   load();
   loadOverlay();
 }

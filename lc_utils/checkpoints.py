@@ -10,6 +10,7 @@ given: which files a run folder gets, when, and the refusal to resume a run made
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Mapping
@@ -108,6 +109,16 @@ def weights_in(state: Any) -> Any:
     if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
         return state["model"]
     return state
+
+
+def state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """A short digest of weights (a state dict, or any part of one): equal for equal names and
+    values, whatever device or memory format they are in."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(state.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 def rng_state() -> dict[str, Any]:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -45,7 +46,7 @@ def blend_window(height: int, width: int, ramp: int | tuple[int, int]) -> torch.
     return (profile(height, ramp_y)[:, None] * profile(width, ramp_x)[None, :]).clamp_min(1e-3)
 
 
-def _argmax_classes(scores: torch.Tensor) -> torch.Tensor:
+def argmax_classes(scores: torch.Tensor) -> torch.Tensor:
     """(H, W) uint8 index of the largest of (C, H, W) ``scores``, the first one on ties, as
     ``argmax(0)`` gives; one pass per class (``argmax`` over the outer dimension of a 2448 x 2448
     map takes 0.46 s on a CPU here, this a tenth of that)."""
@@ -57,7 +58,7 @@ def _argmax_classes(scores: torch.Tensor) -> torch.Tensor:
     return index
 
 
-def _as_input(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+def model_input(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(3, H, W) float32 normalised: from an (H, W, 3) uint8 array or an already normalised tensor."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -67,6 +68,61 @@ def _as_input(image: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected a normalised (3, H, W) float tensor, got {tuple(image.shape)} "
                          f"{image.dtype}")
     return image.float()
+
+
+class WindowLayout(NamedTuple):
+    """The windows whole-image prediction slides over one image (:func:`window_layout`)."""
+
+    shape: tuple[int, int]
+    """The image's (height, width)."""
+    corners: list[tuple[int, int]]
+    """(top, left) of every window, row by row."""
+    size: tuple[int, int]
+    """Every window's (height, width): ``tile_size``, or the image's side where it is smaller."""
+    weight: torch.Tensor
+    """(height, width) blend weights of a window (:func:`blend_window`, ramps as wide as the
+    narrowest seam)."""
+
+
+def window_layout(height: int, width: int, tile_size: int = 512, overlap: float = DEFAULT_OVERLAP
+                  ) -> WindowLayout:
+    """The windows :func:`predict_tiled` predicts an image of ``height`` x ``width`` in
+    (:func:`lc_utils.windows.prediction_windows`), with their blend weights."""
+    tops, lefts = prediction_windows(height, width, tile_size, overlap)
+    tile_h, tile_w = min(tile_size, height), min(tile_size, width)
+    weight = blend_window(tile_h, tile_w, (seam_overlap(tops, tile_h), seam_overlap(lefts, tile_w)))
+    corners = [(top, left) for top in tops for left in lefts]
+    return WindowLayout((height, width), corners, (tile_h, tile_w), weight)
+
+
+def blend_windows(window_logits: Callable[[Sequence[tuple[int, int]]], torch.Tensor], layout: WindowLayout,
+                  *, batch_size: int = 1, normalise: bool = True) -> torch.Tensor:
+    """(C, H, W) float32 probabilities of a whole image on the CPU, from its windows' logits:
+    ``window_logits(corners)`` gives the (len(corners), C, window height, window width) logits of
+    the windows at those corners, asked for ``batch_size`` windows at a time in ``layout``'s
+    order. Each window's softmax is weighted by ``layout.weight`` and summed; with ``normalise``
+    the sum is divided by the weights' (the class map, the argmax, needs no division: the weights
+    are the same per class). An image that is one window gets that window's softmax as it is.
+    :func:`predict_tiled` runs a model through it; :class:`lc_utils.live_head.LiveHead` its cached
+    features, so that both blend alike."""
+    height, width = layout.shape
+    tile_h, tile_w = layout.size
+    if (tile_h, tile_w) == (height, width):
+        return F.softmax(window_logits(layout.corners).float(), dim=1)[0].cpu()
+    probs = None
+    weight_sum = torch.zeros(height, width)
+    for first in range(0, len(layout.corners), batch_size):
+        chunk = layout.corners[first:first + batch_size]
+        logits = window_logits(chunk)
+        tile_probs = (F.softmax(logits.float(), dim=1) * layout.weight.to(logits.device)).cpu()
+        if probs is None:
+            probs = torch.zeros(tile_probs.shape[1], height, width)
+        for (t, left), p in zip(chunk, tile_probs):
+            probs[:, t:t + tile_h, left:left + tile_w] += p
+            weight_sum[t:t + tile_h, left:left + tile_w] += layout.weight
+    if normalise:
+        probs /= weight_sum
+    return probs
 
 
 @torch.no_grad()
@@ -99,43 +155,26 @@ def predict_tiled(
     """
     device = device_of(model, device)
     batch_size = batch_size or (4 if device.type == "cuda" else 1)
-    x = _as_input(image)
+    x = model_input(image)
     _, height, width = x.shape
-    tops, lefts = prediction_windows(height, width, tile_size, overlap)
-    tile_h, tile_w = min(tile_size, height), min(tile_size, width)
+    layout = window_layout(height, width, tile_size, overlap)
+    tile_h, tile_w = layout.size
     fmt = inference_memory_format(device)
+
+    def window_logits(corners: Sequence[tuple[int, int]]) -> torch.Tensor:
+        batch = torch.stack([x[:, top:top + tile_h, left:left + tile_w] for top, left in corners])
+        with autocast(device, amp):
+            output = model(batch.to(device).contiguous(memory_format=fmt))
+        return segmentation_logits(output, (tile_h, tile_w))
+
     was_training = model.training
     model.eval()
     with memory_format(model, fmt):
         try:
-            if tile_h == height and tile_w == width:
-                with autocast(device, amp):
-                    logits = segmentation_logits(model(x[None].to(device).contiguous(memory_format=fmt)),
-                                                 (height, width))
-                probs = F.softmax(logits.float(), dim=1)[0].cpu()
-            else:
-                ramps = (seam_overlap(tops, tile_h), seam_overlap(lefts, tile_w))
-                weight = blend_window(tile_h, tile_w, ramps)
-                boxes = [(top, left) for top in tops for left in lefts]
-                probs = None
-                weight_sum = torch.zeros(height, width)
-                for first in range(0, len(boxes), batch_size):
-                    chunk = boxes[first:first + batch_size]
-                    batch = torch.stack([x[:, t:t + tile_h, left:left + tile_w] for t, left in chunk])
-                    with autocast(device, amp):
-                        logits = segmentation_logits(model(batch.to(device).contiguous(memory_format=fmt)),
-                                                     (tile_h, tile_w))
-                    tile_probs = (F.softmax(logits.float(), dim=1) * weight.to(device)).cpu()
-                    if probs is None:
-                        probs = torch.zeros(tile_probs.shape[1], height, width)
-                    for (t, left), p in zip(chunk, tile_probs):
-                        probs[:, t:t + tile_h, left:left + tile_w] += p
-                        weight_sum[t:t + tile_h, left:left + tile_w] += weight
-                if return_probs:  # the class map needs no division: the weights are the same per class
-                    probs /= weight_sum
+            probs = blend_windows(window_logits, layout, batch_size=batch_size, normalise=return_probs)
         finally:
             model.train(was_training)
-    class_map = _argmax_classes(probs).numpy()
+    class_map = argmax_classes(probs).numpy()
     return (class_map, probs.numpy()) if return_probs else class_map
 
 

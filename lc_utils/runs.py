@@ -205,6 +205,19 @@ class Run:
                                         num_workers=self.train_loader.num_workers,
                                         samples_per_epoch=self.spec.samples_per_epoch, seed=self.spec.seed)
 
+    def on_points(self, pairs: list[ImagePair], annotations: Mapping[str, PointAnnotation], *,
+                  epochs: int) -> Run:
+        """A copy of this run that trains its current model on other images' points for ``epochs``
+        (``pairs`` and their ``annotations``: a person's clicks on tiles it never trained on), with
+        its own transform, batches and loss and no validation: a full fine-tune from the clicks."""
+        train_set = SparseLandCoverDataset(pairs, annotations, self.schema, self.base_train_set.transform)
+        loader = make_loader(train_set, self.spec.batch_size, shuffle=True,
+                             samples_per_epoch=self.spec.samples_per_epoch, seed=self.spec.seed)
+        return dataclasses.replace(self, spec=self.spec.replace(epochs=epochs, self_training_rounds=0),
+                                   split={**self.split, "train": list(pairs)}, annotations=dict(annotations),
+                                   train_set=train_set, train_loader=loader, val_set=None, val_loader=None,
+                                   val_points=None)
+
 
 def build_run(spec: RunSpec, *, runs_dir: str | Path | None = None, num_workers: int = 0,
               cache_mb: float = CACHE_MB) -> Run:

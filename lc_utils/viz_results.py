@@ -336,3 +336,88 @@ def plot_method_comparison(summary: pd.DataFrame, baseline_miou: float | None = 
               title_fontsize=8,
               title=f"mean ± sd over {runs} seeds" if runs > 1 else None)
     return fig
+
+
+def plot_gaps(table: pd.DataFrame, *, unit: str = "", title: str | None = None) -> Figure:
+    """Each gap of a method to its control as a point with its interval over the validation tiles,
+    a row each: filled where the interval leaves zero (measurable), hollow where it spans zero, and
+    each seed's own gap as a small tick, so the seeds' spread shows beside the tiles'.
+
+    ``table``: as :func:`lc_utils.records.gap_table` makes it (indexed by what names the gap, with
+    columns ``gap``, ``low``, ``high`` and ``per seed``, the seeds' gaps written "+0.01 / -0.02"): a
+    row is named "method vs control", after what else indexes it (numbers followed by ``unit``)."""
+    labels = [_gap_label(key if isinstance(key, tuple) else (key,), unit) for key in table.index]
+    fig = Figure(figsize=(7, 1.1 + 0.5 * len(table)), layout="constrained")
+    ax = fig.subplots()
+    rows = np.arange(len(table))[::-1]  # the table's first row on top
+    for y, (_, row) in zip(rows, table.iterrows()):
+        measurable = row["low"] > 0 or row["high"] < 0
+        colour = "C0" if row["gap"] >= 0 else "C3"
+        ax.plot([row["low"], row["high"]], [y, y], color=colour, linewidth=2)
+        ax.plot(row["gap"], y, "o", color=colour, markerfacecolor=colour if measurable else "white",
+                markersize=7)
+        seeds = [float(part) for part in str(row.get("per seed", "")).split(" / ") if part]
+        ax.plot(seeds, [y] * len(seeds), "|", color="0.3", markersize=10)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(rows, labels, fontsize=8)
+    ax.set_xlabel("gap in validation mIoU (method minus its control)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_ylim(-0.7, len(table) - 0.3)
+    handles = [ax.plot([], [], "o-", color="C0", label="pooled gap, 90% interval over the tiles")[0],
+               ax.plot([], [], "o", color="C0", markerfacecolor="white",
+                       label="hollow: spans zero, not measurable")[0],
+               ax.plot([], [], "|", color="0.3", markersize=10, linestyle="none", label="each seed's gap")[0]]
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncol=2)
+    if title:
+        ax.set_title(title, loc="left", fontsize=10)
+    return fig
+
+
+def _gap_label(key: tuple, unit: str) -> str:
+    """"100 points per MP: pseudo-labels vs points" from the index (100.0, "pseudo-labels", "points")."""
+    *context, method, control = key
+    parts = [f"{part:g}{unit}" if isinstance(part, int | float) else str(part) for part in context]
+    label = (", ".join(parts) + ": " if parts else "") + f"{method} vs {control}"
+    return label.replace(" vs ", "\nvs ") if len(label) > 40 else label  # a narrow column keeps the axes wide
+
+
+def plot_click_curves(summary: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """mIoU against clicks per tile: a panel per tile set (the tiles clicked, the tiles never
+    clicked), a colour per click policy, the live head as a solid line, ilastik's recipe dashed and
+    the full fine-tune as large markers; the model before any click dotted.
+
+    ``summary``: a row per tile set, policy, learner and click count, with ``miou_mean`` and
+    ``miou_sd`` (``benchmarks/simulated_person.py``'s ``summary``)."""
+    tile_sets = list(dict.fromkeys(summary["tiles"]))
+    policies = list(dict.fromkeys(summary["policy"]))
+    fig = Figure(figsize=(7.2, 3.9), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(tile_sets), sharey=True))
+    styles = {"live head": {"linestyle": "-", "marker": "o", "markersize": 3},
+              "ilastik recipe": {"linestyle": "--", "marker": None},
+              "full fine-tune": {"linestyle": "none", "marker": "D", "markersize": 7}}
+    for ax, tiles in zip(axes, tile_sets):
+        rows = summary[summary["tiles"] == tiles]
+        start = rows[rows["clicks_per_tile"] == 0]["miou_mean"]
+        if len(start):
+            ax.axhline(float(start.mean()), color="0.4", linestyle=":", linewidth=1)
+        for k, policy in enumerate(policies):
+            for learner, style in styles.items():
+                line = rows[(rows["policy"] == policy) & (rows["learner"] == learner)]
+                line = line.sort_values("clicks_per_tile")
+                if len(line):
+                    ax.plot(line["clicks_per_tile"], line["miou_mean"], color=f"C{k}", **style)
+        ax.set_xscale("symlog", linthresh=1)
+        counts = sorted(set(rows["clicks_per_tile"]))
+        ax.set_xticks(counts, [str(c) for c in counts])
+        ax.set_xlabel("clicks per tile")
+        ax.set_title(tiles.replace("_", " "), fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mIoU (unknown excluded)")
+    handles = [axes[0].plot([], [], color=f"C{k}", label=policy)[0] for k, policy in enumerate(policies)]
+    handles += [axes[0].plot([], [], color="0.3", label=learner, **style)[0]
+                for learner, style in styles.items()]
+    handles.append(axes[0].plot([], [], color="0.4", linestyle=":", label="before any click")[0])
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncol=4)
+    if title:
+        fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+    return fig

@@ -365,3 +365,89 @@ def test_clicks_on_the_annotator_reach_the_annotation_file(browser, lab: str, wo
     page.locator(".lc-annotator").screenshot(path=str(SHOTS / "annotator.png"))
     assert opened.errors == []
     opened.close()
+
+
+def test_the_live_annotator_redraws_its_prediction_after_a_click_and_an_undo(browser, lab: str,
+                                                                               workspace: Path) -> None:
+    """Live mode in the real front end: a click with a class the model does not predict at that
+    pixel reaches the annotation file, and the overlay drawn on the canvas at that pixel turns to
+    the clicked class within seconds (the model's last layer refitted in the kernel); undo takes
+    both back."""
+    import numpy as np
+    import torch
+
+    from lc_utils import annotate, inference, point_files
+    from lc_utils.models import build_deeplabv3
+    from lc_utils.point_editor import PointEditor
+    from lc_utils.synthetic import generate_pair
+
+    setup = ("import torch\n"
+             "from lc_utils.synthetic import generate_pair\n"
+             "from lc_utils.models import build_deeplabv3\n"
+             "image = generate_pair(0, 0, 96)[0]\n"
+             "torch.manual_seed(0)\n"
+             "model = build_deeplabv3(7, 'mobilenet_v3_large', None).eval()\n")
+    csv = workspace / "live_clicks.csv"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        setup + "from lc_utils import annotate\n"
+        "from lc_utils.live_head import LiveHead\n"
+        "from lc_utils.point_editor import PointEditor\n"
+        f"editor = PointEditor({str(csv)!r}, {{'tile': image.shape[:2]}})\n"
+        "annotate.PointAnnotator(editor, {'tile': image}, live=LiveHead(model, tile_size=64))")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, workspace / "notebooks" / "live_annotator.ipynb")
+    # the same image and model here: what the model predicts, and where the zoomed view puts a pixel
+    image = generate_pair(0, 0, 96)[0]
+    torch.manual_seed(0)
+    model = build_deeplabv3(7, "mobilenet_v3_large", None).eval()
+    base = inference.predict_tiled(model, image, tile_size=64)
+    row, col = 40, 45
+    label = next(k for k in DEEPGLOBE.known_indices() if k != base[row, col])
+    replica = annotate.PointAnnotator(PointEditor(workspace / "replica.csv", {"tile": image.shape[:2]}),
+                                      {"tile": image})
+    replica.zoom(2)
+    replica.zoom(2)  # what the "+" button does twice: an image pixel 16 screen pixels wide
+    top, left, _, _ = replica.view
+    x, y = (col + 0.5 - left) / replica.scale, (row + 0.5 - top) / replica.scale
+    blends = 0.55 * image[row, col] + 0.45 * DEEPGLOBE.palette.astype(float)  # the overlay at 45%
+
+    def overlay_class() -> int:
+        """The class whose overlay colour the canvas shows inside pixel (row, col), beside its dot."""
+        rgb = page.evaluate("([x, y]) => Array.from(document.querySelector('.lc-canvas').getContext('2d')"
+                            ".getImageData(x, y, 1, 1).data.slice(0, 3))", [round(x + 6), round(y + 6)])
+        return int(np.argmin(np.abs(blends - np.array(rgb)).sum(1)))
+
+    def points() -> set[tuple[int, int, int]]:
+        if not csv.exists():
+            return set()
+        return {(int(r), int(c), int(k)) for a in point_files.load_annotations(csv).values()
+                for r, c, k in zip(a.rows, a.cols, a.labels)}
+
+    opened = Notebook(browser, lab, "live_annotator.ipynb")
+    opened.run_all(180)
+    page = opened.page
+    canvas = page.locator(".lc-canvas")
+    canvas.wait_for(timeout=60_000)
+    assert page.locator(".lc-tools button", has_text="learn").is_visible()
+    tools = page.locator(".lc-tools button")
+    for _ in range(2):
+        tools.filter(has_text="+").click()
+    page.wait_for_timeout(500)
+    assert _poll(overlay_class, int(base[row, col]), 10) == base[row, col]  # the model's own prediction
+    page.locator(".lc-class", has_text=DEEPGLOBE.names[label]).click()
+    page.wait_for_selector(f".lc-class.lc-active:has-text('{DEEPGLOBE.names[label]}')", timeout=10_000)
+    box = canvas.bounding_box()
+    width, height = page.evaluate("[document.querySelector('.lc-canvas').width, "
+                                  "document.querySelector('.lc-canvas').height]")
+    page.mouse.click(box["x"] + x * box["width"] / width, box["y"] + y * box["height"] / height)
+    assert _poll(points, {(row, col, label)}, 10) == {(row, col, label)}
+    assert _poll(overlay_class, label, 5) == label
+    page.locator(".lc-status", has_text="learned from 1 point in").wait_for(timeout=5_000)
+    page.locator(".lc-tools button", has_text="undo").click()
+    assert _poll(points, set(), 10) == set()
+    assert _poll(overlay_class, int(base[row, col]), 5) == base[row, col]
+    page.locator(".lc-status", has_text="the head is back to 0 points").wait_for(timeout=5_000)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".lc-annotator").screenshot(path=str(SHOTS / "live_annotator.png"))
+    assert opened.errors == []
+    opened.close()

@@ -26,6 +26,7 @@ from lc_utils.viz_results import (
     compare_prediction,
     plot_confusion_matrix,
     plot_density_curve,
+    plot_gaps,
     plot_history,
     plot_method_comparison,
 )
@@ -277,4 +278,24 @@ def test_active_rounds_say_the_steps_behind_each_round_and_draw_dense_masks() ->
     assert [t.get_text() for t in ax.get_xticklabels()] == ["5\n1,200 steps", "10\n1,800 steps",
                                                             "20\n2,400 steps"]
     assert "dense masks" in {t.get_text() for t in ax.get_legend().get_texts()}
+    _render(fig)
+
+
+def test_the_gaps_figure_fills_only_the_gaps_whose_interval_leaves_zero() -> None:
+    """A row per gap, the table's first on top; the point filled where the interval leaves zero,
+    hollow where it spans it; each seed's gap drawn on its row."""
+    gaps = pd.DataFrame({"points_per_mp": [100.0, 100.0], "method": ["pseudo-labels", "consistency"],
+                         "control": ["points", "points"], "gap": [-0.018, -0.088], "low": [-0.033, -0.117],
+                         "high": [0.010, -0.038], "per seed": ["+0.006 / +0.034 / -0.094", "-0.042 / -0.121"]}
+                        ).set_index(["points_per_mp", "method", "control"])
+    fig = plot_gaps(gaps, unit=" points per MP")
+    ax = fig.axes[0]
+    rows = {round(y): t.get_text() for y, t in zip(ax.get_yticks(), ax.get_yticklabels())}
+    assert rows == {1: "100 points per MP: pseudo-labels\nvs points",
+                    0: "100 points per MP: consistency vs points"}
+    points = [line for line in ax.lines if line.get_marker() == "o" and len(line.get_xdata())]
+    assert [(p.get_xdata()[0], p.get_ydata()[0]) for p in points] == [(-0.018, 1), (-0.088, 0)]
+    assert points[0].get_markerfacecolor() == "white" and points[1].get_markerfacecolor() != "white"
+    seeds = [line for line in ax.lines if line.get_marker() == "|" and len(line.get_xdata())]
+    assert [list(s.get_xdata()) for s in seeds] == [[0.006, 0.034, -0.094], [-0.042, -0.121]]
     _render(fig)
