@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import re
 import shlex
 import statistics
 import sys
@@ -104,4 +105,20 @@ def save_record(out: Path, record: dict[str, Any], benchmark: str, argv: list[st
     command = shlex.join(["python", "-m", f"benchmarks.{benchmark}", *(argv or sys.argv[1:])])
     record.update({"benchmark": benchmark, "date": datetime.date.today().isoformat(), "command": command,
                    "machine": machine(), "minutes_this_call": (time.perf_counter() - started) / 60, **fields})
-    write_text(out, json.dumps(record, indent=1, default=float) + "\n")  # a stopped study keeps its record
+    write_text(out, record_text(record))  # a stopped study keeps its record
+
+
+NUMBER_LIST = re.compile(r"\[\n\s*([-+0-9.eE,\s]+?)\n\s*\]")
+"""A list of plain numbers as ``json.dumps(indent=...)`` spreads it, one number a line (a newline
+is never inside a JSON string, so no string matches)."""
+
+
+def record_text(record: dict[str, Any]) -> str:
+    """A study record as its file holds it: JSON, a key a line, but every list of plain numbers (a
+    confusion matrix's row, a curve) on one line, so that per-tile matrices do not take a line per
+    count. The same values as ``json.dumps``."""
+    text = json.dumps(record, indent=1, default=float)
+    def one_line(numbers: re.Match) -> str:
+        return "[" + ", ".join(value.strip() for value in numbers.group(1).split(",")) + "]"
+
+    return NUMBER_LIST.sub(one_line, text) + "\n"

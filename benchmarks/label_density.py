@@ -35,7 +35,7 @@ from lc_utils.transforms import CROP_SAMPLING
 from lc_utils.viz_results import plot_density_curve, plot_method_comparison
 from lc_utils.windows import DEFAULT_OVERLAP
 
-from ._common import README, machine, write_readme_table
+from ._common import README, machine, record_text, write_readme_table
 
 REAL_TILES = PROJECT_ROOT.parent / "shared" / "data" / "deepglobe_sample" / "tiles_512"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "label_density_deepglobe.json"
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         "train_minutes_all_runs": float(results["train_seconds"].sum()) / 60,
         "summary": json.loads(summary.to_json(orient="records")),
     })
-    args.out.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    args.out.write_text(record_text(record))
     draw_figure(record, args.out.with_suffix(".png"))
     print(summary.round(3).to_string(index=False))
     print(f"[label_density] dense mIoU {summary.loc[summary.strategy == DENSE, 'miou_mean'].iloc[0]:.3f}, "

@@ -38,7 +38,7 @@ from lc_utils.settings import PROJECT_ROOT
 from lc_utils.study import score_images, train_and_score
 from lc_utils.viz_data import COLUMN_WIDTH
 
-from ._common import machine, write_readme_table
+from ._common import machine, record_text, write_readme_table
 from .label_density import REAL_TILES
 
 ORIGINALS = REAL_TILES.parent / "full_2448"
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                                                   *(argv or sys.argv[1:])]),
                            "machine": machine(), "pixels_per_run": PIXELS_PER_RUN,
                            "unseen": [image.name for image, _ in unseen]})
-            write_text(args.out, json.dumps(record, indent=1, default=float) + "\n")
+            write_text(args.out, record_text(record))
             iou = {k: round(v, 2) for k, v in scores["val_iou"].items() if v is not None}
             print(f"  val mIoU {scores['val_mean_iou']:.3f} {iou}; unseen {unseen_scores['mean_iou']:.3f} "
                   f"({record['runs'][-1]['minutes']:.1f} min)", flush=True)

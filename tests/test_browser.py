@@ -332,10 +332,7 @@ def test_clicks_on_the_annotator_reach_the_annotation_file(browser, lab: str, wo
     height, width = files.image_shapes([(image_path, None)])[files.image_id_of(image_path)]
 
     def points() -> set[tuple[int, int, str]]:
-        if not csv.exists():
-            return set()
-        return {(int(r), int(c), DEEPGLOBE.names[int(k)]) for a in point_files.load_annotations(csv).values()
-                for r, c, k in zip(a.rows, a.cols, a.labels)}
+        return {(row, col, DEEPGLOBE.names[label]) for row, col, label in _saved_points(csv)}
 
     opened = Notebook(browser, lab, "annotator.ipynb")
     opened.run_all(120)
@@ -367,6 +364,17 @@ def test_clicks_on_the_annotator_reach_the_annotation_file(browser, lab: str, wo
     opened.close()
 
 
+
+def _saved_points(csv: Path) -> set[tuple[int, int, int]]:
+    """(row, col, class) of every point the annotation file holds; none before it exists."""
+    from lc_utils import point_files
+
+    if not csv.exists():
+        return set()
+    return {(int(r), int(c), int(k)) for a in point_files.load_annotations(csv).values()
+            for r, c, k in zip(a.rows, a.cols, a.labels)}
+
+
 def test_the_live_annotator_redraws_its_prediction_after_a_click_and_an_undo(browser, lab: str,
                                                                                workspace: Path) -> None:
     """Live mode in the real front end: a click with a class the model does not predict at that
@@ -376,7 +384,7 @@ def test_the_live_annotator_redraws_its_prediction_after_a_click_and_an_undo(bro
     import numpy as np
     import torch
 
-    from lc_utils import annotate, inference, point_files
+    from lc_utils import annotate, inference
     from lc_utils.models import build_deeplabv3
     from lc_utils.point_editor import PointEditor
     from lc_utils.synthetic import generate_pair
@@ -418,10 +426,7 @@ def test_the_live_annotator_redraws_its_prediction_after_a_click_and_an_undo(bro
         return int(np.argmin(np.abs(blends - np.array(rgb)).sum(1)))
 
     def points() -> set[tuple[int, int, int]]:
-        if not csv.exists():
-            return set()
-        return {(int(r), int(c), int(k)) for a in point_files.load_annotations(csv).values()
-                for r, c, k in zip(a.rows, a.cols, a.labels)}
+        return _saved_points(csv)
 
     opened = Notebook(browser, lab, "live_annotator.ipynb")
     opened.run_all(180)

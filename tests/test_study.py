@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks._common import table_markers
+from benchmarks._common import record_text, table_markers
 from benchmarks.label_density import RESULTS, draw_figure, markdown_table, update_readme
 from lc_utils import study
 from lc_utils.classes import DEEPGLOBE
@@ -388,3 +388,15 @@ def test_the_record_figure_sets_grown_labels_side_by_side_and_densities_on_a_cur
     assert curve.shape == bars.shape == (504, 840)  # 7 x 4.2 inches at 120 dpi: a notebook column
     # bars fill far more of the plot than a curve's markers do
     assert (bars < 128).mean() > 3 * (curve < 128).mean()
+
+
+def test_a_record_file_keeps_every_value_and_puts_number_lists_on_one_line() -> None:
+    """What ``save_record`` writes reads back as the record, every list of numbers one line, and no
+    text touched, even text that looks like a list."""
+    record = {"command": "python -m x --seeds [  0, 1  ]", "names": ["a", "b"],
+              "tile_confusions": {"0032": [[1, 0], [2, 3]]}, "curve": [0.25, -1e-05], "empty": []}
+    text = record_text(record)
+    assert json.loads(text) == record
+    assert '"0032": [\n   [1, 0],\n   [2, 3]\n  ]' in text and '"curve": [0.25, -1e-05]' in text
+    assert '"command": "python -m x --seeds [  0, 1  ]"' in text and '"a",\n' in text
+    assert text.endswith("}\n")
